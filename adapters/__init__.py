@@ -1,0 +1,50 @@
+"""Provider adapters: one module per API, pure translation (no I/O).
+
+An adapter turns a provider-neutral `Prompt` into an `HttpCall`, and a raw HTTP response into a `Completion`
+or a `ProviderError`. The engine does the I/O. Third-party adapters register through the entry-point group
+`robustprompt.adapters` (name = the model-string prefix, value = the adapter class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from robustprompt._completion import Completion
+from robustprompt._profile import ModelProfile, Settings
+from robustprompt._prompt import Prompt
+
+__all__ = ["Adapter", "Endpoint", "HttpCall"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and as whom to call: the provider settings axis."""
+
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)  # carries the credentials
+    body: Any
+
+
+class Adapter(Protocol):
+    provider: ClassVar[str]
+    default_base_url: ClassVar[str]
+    api_key_env: ClassVar[tuple[str, ...]]  # first set variable wins; empty when the API needs no key
+
+    def default_profile(self, model_id: str) -> ModelProfile:
+        """The profile of a model the catalog does not list."""
+        ...
+
+    def prepare(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall: ...
+
+    def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
+        """The completion of a 2xx response; raises a `ProviderError` subclass for anything else."""
+        ...

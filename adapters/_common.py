@@ -1,0 +1,79 @@
+"""Wire facts shared by HTTP APIs: Retry-After parsing and the status-to-error mapping."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from robustprompt._errors import (
+    AuthError,
+    BadRequestError,
+    OverloadedError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = ["MAX_ERROR_BODY", "error_for_status", "json_body", "retry_after"]
+
+MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, then `retry-after` (seconds or an HTTP date)."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def error_for_status(status: int, headers: Mapping[str, str]) -> type[ProviderError]:
+    """The error class a status implies before the body is read; `x-should-retry` overrides the guess."""
+    should = headers.get("x-should-retry")
+    if should == "true":
+        return ServerError
+    cls: type[ProviderError]
+    if status in (401, 403):
+        cls = AuthError
+    elif status == 429:
+        cls = RateLimitError
+    elif status in (503, 529):
+        cls = OverloadedError
+    elif status in (408, 409) or status >= 500:
+        cls = ServerError
+    else:
+        cls = BadRequestError
+    if should == "false" and cls.retryable:
+        return BadRequestError
+    return cls
+
+
+def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
+    """The decoded JSON body; an unreadable one is a transport fault (truncated or garbled), so retryable."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        snippet = body[:200].decode("utf-8", "replace")
+        raise ProviderConnectionError(
+            f"unreadable response body ({len(body)} bytes): {snippet!r}",
+            provider=provider,
+            model=model,
+            status=status,
+        ) from None

@@ -1,0 +1,158 @@
+"""OpenAI Chat Completions (`POST /v1/chat/completions`).
+
+Output modes: strict `json_schema` response format, a forced strict function call, `json_object`, or prompted.
+Facts that matter (PROVIDERS.md §1, §7): `max_completion_tokens` (not `max_tokens`); reasoning models reject
+sampling parameters; a refusal leaves `content` null and sets `refusal`; a 400 "Invalid schema for ..." means
+the schema was rejected (downgrade the mode); 404 `model_not_found` and 429 `insufficient_quota` are permanent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from robustprompt._completion import Completion, Usage
+from robustprompt._errors import (
+    BadRequestError,
+    ConfigError,
+    ContextLengthError,
+    ModelNotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    SchemaRejectedError,
+)
+from robustprompt._profile import ModelProfile, Settings
+from robustprompt._prompt import OutputMode, OutputSpec, Prompt
+from robustprompt.adapters import Endpoint, HttpCall
+from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._openai_schema import to_strict_schema
+
+__all__ = ["OpenAIChatAdapter"]
+
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "refusal"}
+_MODES = (OutputMode.JSON_SCHEMA, OutputMode.TOOL_CALL, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
+
+
+class OpenAIChatAdapter:
+    provider: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+
+    def __init__(self) -> None:
+        # The strict transform walks the whole schema; do it once per output spec, not once per request.
+        self._strict: dict[int, tuple[OutputSpec, dict[str, Any]]] = {}
+
+    def default_profile(self, model_id: str) -> ModelProfile:
+        return ModelProfile(
+            self.provider,
+            model_id,
+            modes=_MODES,
+            context_window=128_000,
+            max_output_tokens=16_384,
+            tokenizer="o200k_base",
+        )
+
+    def _strict_schema(self, spec: OutputSpec) -> dict[str, Any]:
+        hit = self._strict.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        schema = to_strict_schema(spec.schema, provider=self.provider)
+        if len(self._strict) > 256:
+            self._strict.clear()
+        self._strict[id(spec)] = (spec, schema)
+        return schema
+
+    def prepare(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        messages: list[dict[str, Any]] = [{"role": profile.system_role, "content": prompt.system}]
+        messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+        body: dict[str, Any] = {"model": profile.model_id, "messages": messages}
+        body.update(self._output(prompt, profile))
+        if settings.max_output_tokens is not None:
+            body["max_completion_tokens"] = settings.max_output_tokens
+        if settings.temperature is not None and not profile.reasoning:
+            body["temperature"] = settings.temperature
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        headers = {"content-type": "application/json"}
+        if endpoint.api_key:
+            headers["authorization"] = f"Bearer {endpoint.api_key}"
+        return HttpCall("POST", f"{endpoint.base_url}/chat/completions", headers, body)
+
+    def _output(self, prompt: Prompt, profile: ModelProfile) -> dict[str, Any]:
+        spec = prompt.output
+        if prompt.mode is OutputMode.JSON_SCHEMA:
+            fmt: dict[str, Any] = {"name": spec.name, "schema": self._strict_schema(spec), "strict": True}
+            if spec.description:
+                fmt["description"] = spec.description
+            return {"response_format": {"type": "json_schema", "json_schema": fmt}}
+        if prompt.mode is OutputMode.TOOL_CALL:
+            function = {"name": spec.name, "parameters": self._strict_schema(spec), "strict": True}
+            if spec.description:
+                function["description"] = spec.description
+            return {
+                "tools": [{"type": "function", "function": function}],
+                "tool_choice": {"type": "function", "function": {"name": spec.name}},
+                "parallel_tool_calls": False,
+            }
+        if prompt.mode is OutputMode.JSON_OBJECT:
+            return {"response_format": {"type": "json_object"}}
+        if prompt.mode is OutputMode.PROMPTED:
+            return {}
+        raise ConfigError(
+            f"output mode {prompt.mode.value!r} is not available on {profile.name}; "
+            f"choose one of {', '.join(m.value for m in _MODES)}"
+        )
+
+    def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
+        data = json_body(body, provider=self.provider, model=profile.model_id, status=status)
+        if not 200 <= status < 300:
+            raise self._error(status, headers, data, body, profile)
+        try:
+            choice = data["choices"][0]
+            message = choice["message"]
+        except (KeyError, IndexError, TypeError):
+            raise BadRequestError(
+                "response has no choices[0].message",
+                provider=self.provider,
+                model=profile.model_id,
+                status=status,
+                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            ) from None
+        usage = data.get("usage") or {}
+        refusal = message.get("refusal")
+        calls = message.get("tool_calls") or []
+        text = calls[0]["function"]["arguments"] if calls else (message.get("content") or "")
+        finish = "refusal" if refusal else _FINISH.get(choice.get("finish_reason") or "stop", "other")
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            model_id=data.get("model", ""),
+            refusal=refusal or (message.get("content") if finish == "refusal" else None),
+        )
+
+    def _error(
+        self, status: int, headers: Mapping[str, str], data: Any, body: bytes, profile: ModelProfile
+    ) -> ProviderError:
+        err = data.get("error") if isinstance(data, dict) else None
+        err = err if isinstance(err, dict) else {}
+        message = str(err.get("message") or f"HTTP {status}")
+        code = err.get("code")
+        cls = error_for_status(status, headers)
+        if code == "context_length_exceeded":
+            cls = ContextLengthError
+        elif status == 400 and (message.startswith("Invalid schema for") or err.get("param") == "response_format"):
+            cls = SchemaRejectedError
+        elif status == 404 and (code == "model_not_found" or "model" in message.lower()):
+            cls = ModelNotFoundError
+        elif status == 429 and code == "insufficient_quota":
+            cls = QuotaExceededError
+        return cls(
+            message,
+            provider=self.provider,
+            model=profile.model_id,
+            status=status,
+            code=code,
+            retry_after=retry_after(headers),
+            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+        )

@@ -1,0 +1,75 @@
+"""robustprompt: typed LLM tasks that survive model changes.
+
+```python
+import robustprompt as rp
+
+classify = rp.Task("classify", input=Review, output=Sentiment, instructions="Classify the review.",
+                   examples=[rp.Example(Review(text="Loved it"), Sentiment(label="positive"))])
+classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment, or a typed error
+```
+"""
+
+from robustprompt._catalog import register as register_model
+from robustprompt._completion import Completion, Usage
+from robustprompt._errors import (
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    ContextLengthError,
+    ModelNotFoundError,
+    OutputError,
+    OverloadedError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    QuotaExceededError,
+    RateLimitError,
+    RefusalError,
+    RobustPromptError,
+    SchemaRejectedError,
+    ServerError,
+)
+from robustprompt._model import Model, model
+from robustprompt._profile import ModelProfile, Policy, Settings
+from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt
+from robustprompt._run import Attempt, Run
+from robustprompt._task import Example, Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AuthError",
+    "BadRequestError",
+    "Completion",
+    "ConfigError",
+    "ContextLengthError",
+    "Example",
+    "Message",
+    "Model",
+    "ModelNotFoundError",
+    "ModelProfile",
+    "OutputError",
+    "OutputMode",
+    "OutputSpec",
+    "OverloadedError",
+    "Policy",
+    "Prompt",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RefusalError",
+    "RobustPromptError",
+    "Run",
+    "SchemaRejectedError",
+    "ServerError",
+    "Settings",
+    "Task",
+    "Usage",
+    "__version__",
+    "model",
+    "register_model",
+    "task",
+]

@@ -1,0 +1,158 @@
+"""The one exception tree, grouped by who must act.
+
+```
+RobustPromptError
+├── ConfigError            the user must fix code or settings (bad task, unknown model, missing key)
+├── ProviderError          the provider failed the call (carries status, provider, model, retry_after)
+│   ├── RateLimitError         429 rate limit                                  retryable
+│   ├── OverloadedError        503 / 529 overload                              retryable
+│   ├── ServerError            other 5xx, 408, 409                             retryable
+│   ├── ProviderTimeout        the call did not finish in time                 retryable
+│   ├── ProviderConnectionError reset, refused, truncated or unreadable body   retryable
+│   ├── ModelNotFoundError     unknown or retired model                        permanent
+│   ├── ContextLengthError     the prompt does not fit the model               permanent
+│   ├── SchemaRejectedError    the server rejected the output mode or schema   downgrade the mode
+│   ├── AuthError              401 / 403                                       permanent
+│   ├── QuotaExceededError     out of credit (not a rate limit)                permanent
+│   ├── BadRequestError        any other 4xx                                   permanent
+│   └── RefusalError           the model refused to answer                     permanent for this input
+└── OutputError            the model answered, but no valid output within the budget (carries the Run)
+```
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from robustprompt._run import Run
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "ConfigError",
+    "ContextLengthError",
+    "ModelNotFoundError",
+    "OutputError",
+    "OverloadedError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RefusalError",
+    "RobustPromptError",
+    "SchemaRejectedError",
+    "ServerError",
+]
+
+
+class RobustPromptError(Exception):
+    """Base of every error robustprompt raises."""
+
+
+class ConfigError(RobustPromptError):
+    """The user must fix code or settings; retrying cannot help."""
+
+
+class ProviderError(RobustPromptError):
+    """A provider failed the call. `retryable` says whether the same request may succeed later."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.body = body
+        self.run: Run[Any] | None = None  # set when the error ends a call: the attempts made so far
+
+    def redact(self, secret: str) -> None:
+        """Replace every occurrence of `secret` (an API key some APIs echo back) in this error's texts."""
+        self.message = self.message.replace(secret, "***")
+        self.body = self.body.replace(secret, "***") if self.body else self.body
+        self.args = (self.message,)
+
+    def __str__(self) -> str:
+        where = ":".join(p for p in (self.provider, self.model) if p)
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{where}{status}: {self.message}" if where else f"{self.message}{status}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.message, self.__dict__)
+
+
+def _rebuild(cls: type[ProviderError], message: str, state: dict[str, Any]) -> ProviderError:
+    err = cls(message)
+    err.__dict__.update(state)
+    return err
+
+
+class RateLimitError(ProviderError):
+    retryable = True
+
+
+class OverloadedError(ProviderError):
+    retryable = True
+
+
+class ServerError(ProviderError):
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    retryable = True
+
+
+class ModelNotFoundError(ProviderError):
+    """The model does not exist or was retired. Never retried: choose another model."""
+
+
+class ContextLengthError(ProviderError):
+    """The prompt does not fit the model's context window."""
+
+
+class SchemaRejectedError(ProviderError):
+    """The server rejected the output mode or the schema; the engine downgrades the mode."""
+
+
+class AuthError(ProviderError):
+    """The API key is missing, wrong, or lacks permission."""
+
+
+class QuotaExceededError(ProviderError):
+    """The account is out of quota or credit; waiting will not help."""
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request as invalid."""
+
+
+class RefusalError(ProviderError):
+    """The model refused to produce the output (a safety refusal or content filter)."""
+
+
+class OutputError(RobustPromptError):
+    """The model answered, but no answer validated within the budget. `run` holds every attempt."""
+
+    def __init__(self, message: str, run: Run[Any]) -> None:
+        super().__init__(message)
+        self.run = run

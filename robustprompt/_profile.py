@@ -1,0 +1,72 @@
+"""What a model supports (its profile) and how a call is tuned (settings, policy): three separate axes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
+
+from robustprompt._errors import ConfigError
+from robustprompt._prompt import OutputMode
+
+__all__ = ["ModelProfile", "Policy", "Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """Facts about one model, from the catalog (or the provider's defaults for a model not in it)."""
+
+    provider: str
+    model_id: str
+    modes: tuple[OutputMode, ...] = (OutputMode.PROMPTED,)
+    context_window: int = 8192
+    max_output_tokens: int = 4096
+    tokenizer: str = "estimate"
+    system_role: Literal["system", "developer", "user"] = "system"
+    prompt_style: Literal["chat", "completion"] = "chat"
+    reasoning: bool = False  # reasoning models reject sampling parameters such as temperature
+    input_price: float | None = None  # USD per million tokens
+    output_price: float | None = None
+    released: dt.date | None = None
+    deprecated: dt.date | None = None
+    retired: dt.date | None = None
+    replacement: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}:{self.model_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Per-model request settings. `None` leaves the provider's default."""
+
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    seed: int | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Budgets for one call; all bounded.
+
+    `transport_retries`: extra tries of the same request after a retryable provider error (429, 5xx, timeout).
+    `reasks`: extra requests after the model answered but the answer failed validation.
+    Waits double from `backoff_initial` up to `backoff_max`, with jitter; a server's Retry-After is honoured
+    up to `retry_after_cap` seconds.
+    """
+
+    transport_retries: int = 2
+    reasks: int = 1
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_cap: float = 60.0
+    reask_answer_chars: int = 2000
+    reask_max_errors: int = 8
+    mode: OutputMode | None = field(default=None)  # force one output mode instead of the profile's best
+
+    def __post_init__(self) -> None:
+        for name in ("transport_retries", "reasks", "reask_answer_chars", "reask_max_errors"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Policy.{name} must be >= 0, got {getattr(self, name)}")

@@ -1,0 +1,68 @@
+"""The record of a call: every attempt, what it cost, and the validated output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from robustprompt._completion import Usage
+from robustprompt._prompt import OutputMode
+
+__all__ = ["Attempt", "Run"]
+
+O = TypeVar("O")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request to a model and what came of it.
+
+    `raw` is the answer text (None when the provider failed the request); `errors` are the validation errors
+    sent back in the next re-ask; `repairs` what the parser fixed; `transport_errors` the retryable provider
+    errors met (and retried) before this attempt got its answer.
+    """
+
+    number: int
+    model: str
+    mode: OutputMode
+    raw: str | None = None
+    errors: tuple[str, ...] = ()
+    repairs: tuple[str, ...] = ()
+    usage: Usage | None = None
+    latency: float = 0.0
+    finish_reason: str | None = None
+    transport_errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.raw is not None and not self.errors
+
+
+@dataclass(slots=True)
+class Run(Generic[O]):
+    """A whole call. `output` is the validated value, or None when `error` says why there is none."""
+
+    task: str
+    fingerprint: str
+    model: str
+    attempts: list[Attempt] = field(default_factory=list)
+    output: O | None = None
+    error: str | None = None
+    dropped_examples: tuple[int, ...] = ()
+    latency: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.attempts) and self.attempts[-1].ok
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for attempt in self.attempts:
+            if attempt.usage is not None:
+                total = total + attempt.usage
+        return total
+
+    @property
+    def mode(self) -> OutputMode | None:
+        return self.attempts[-1].mode if self.attempts else None

@@ -1,0 +1,97 @@
+"""Models backed by a Python function or a script of answers, for testing apps without a provider."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from robustprompt._completion import Completion, Usage
+from robustprompt._errors import ConfigError, ProviderError
+from robustprompt._model import Model
+from robustprompt._profile import ModelProfile, Settings
+from robustprompt._prompt import OutputMode, Prompt
+from robustprompt._tokens import TokenCount, count_tokens
+
+__all__ = ["FunctionModel", "ScriptedModel"]
+
+
+class _FunctionBackend:
+    def __init__(self, fn: Callable[[Prompt], str | Completion]) -> None:
+        self.fn = fn
+        self.prompts: list[Prompt] = []
+        self._lock = threading.Lock()
+
+    def complete(self, prompt: Prompt) -> Completion:
+        with self._lock:
+            self.prompts.append(prompt)
+        answer = self.fn(prompt)
+        if isinstance(answer, Completion):
+            return answer
+        return Completion(answer, usage=Usage(0, 0), model_id="function")
+
+    async def acomplete(self, prompt: Prompt) -> Completion:
+        return self.complete(prompt)
+
+    def count_tokens(self, text: str) -> TokenCount:
+        return count_tokens(text, "estimate")
+
+
+class FunctionModel(Model):
+    """A model whose answers come from `fn(prompt) -> raw text` (or a Completion, to set finish_reason...).
+
+    `prompts` lists every prompt it received, re-asks included.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Prompt], str | Completion],
+        *,
+        name: str = "test:function",
+        mode: OutputMode = OutputMode.PROMPTED,
+        context_window: int = 32_768,
+    ) -> None:
+        provider, _, model_id = name.partition(":")
+        profile = ModelProfile(
+            provider, model_id or name, modes=(mode,), context_window=context_window, max_output_tokens=1024
+        )
+        super().__init__(name, profile, Settings(), _FunctionBackend(fn))
+
+    @property
+    def prompts(self) -> list[Prompt]:
+        backend: Any = self.backend
+        prompts: list[Prompt] = backend.prompts
+        return prompts
+
+
+class ScriptedModel(FunctionModel):
+    """A model that gives these answers in order; a ProviderError in the script is raised instead.
+
+    Running past the end of the script is a ConfigError naming how many answers it had.
+    """
+
+    def __init__(
+        self,
+        answers: Iterable[str | Completion | ProviderError],
+        *,
+        name: str = "test:scripted",
+        mode: OutputMode = OutputMode.PROMPTED,
+    ) -> None:
+        script = list(answers)
+        lock = threading.Lock()
+        position = [0]
+
+        def next_answer(_: Prompt) -> str | Completion:
+            with lock:
+                index = position[0]
+                position[0] += 1
+            if index >= len(script):
+                raise ConfigError(
+                    f"ScriptedModel ran out: it had {len(script)} answer(s), call {index + 1} asked for more"
+                )
+            answer = script[index]
+            if isinstance(answer, ProviderError):
+                raise answer
+            return answer
+
+        super().__init__(next_answer, name=name, mode=mode)

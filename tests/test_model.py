@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+import robustprompt as rp
+from robustprompt import _catalog
+
+
+def test_unprefixed_name_suggests_the_catalog_entry() -> None:
+    with pytest.raises(rp.ConfigError, match=r"unknown model 'gpt4o' — did you mean 'openai:gpt-4o'"):
+        rp.model("gpt4o")
+
+
+def test_unknown_provider_suggests_a_known_one() -> None:
+    with pytest.raises(rp.ConfigError, match=r"unknown provider 'opnai'.*did you mean 'openai'"):
+        rp.model("opnai:gpt-4o")
+
+
+def test_missing_api_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(rp.ConfigError, match="set OPENAI_API_KEY, or pass api_key="):
+        rp.model("openai:gpt-4.1-mini")
+
+
+def test_key_from_the_environment_never_shows_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-planted-secret-123")
+    m = rp.model("openai:gpt-4.1-mini")
+    assert "sk-planted" not in repr(m)
+    assert "sk-planted" not in repr(m.backend)
+
+
+def test_catalog_profiles_and_user_override() -> None:
+    profile = _catalog.lookup("openai:gpt-4.1-mini")
+    assert profile is not None
+    assert profile.modes[0] is rp.OutputMode.JSON_SCHEMA
+    assert profile.tokenizer == "o200k_base"
+    retired = _catalog.lookup("openai:gpt-3.5-turbo")
+    assert retired is not None and retired.retired is not None
+    custom = rp.ModelProfile("openai", "my-finetune", modes=(rp.OutputMode.JSON_OBJECT,), context_window=4096)
+    rp.register_model(custom)
+    assert rp.model("openai:my-finetune", api_key="k").profile is custom
+
+
+def test_unknown_model_of_a_known_provider_gets_provider_defaults() -> None:
+    m = rp.model("openai:gpt-99-preview", api_key="k")
+    assert m.profile.model_id == "gpt-99-preview"
+    assert rp.OutputMode.JSON_SCHEMA in m.profile.modes
+
+
+def test_default_model_without_anything_installed_says_how_to_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustprompt import _model
+
+    monkeypatch.delenv("ROBUSTPROMPT_MODEL", raising=False)
+    monkeypatch.setattr(_model.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(rp.ConfigError, match="ROBUSTPROMPT_MODEL"):
+        _model.default_model()
+
+
+def test_unknown_local_model_lists_the_choices() -> None:
+    pytest.importorskip("llama_cpp")
+    with pytest.raises(rp.ConfigError, match="local:smollm2"):
+        rp.model("local:smollm3")
+
+
+def test_policy_rejects_negative_budgets() -> None:
+    with pytest.raises(rp.ConfigError, match="reasks"):
+        rp.Policy(reasks=-1)

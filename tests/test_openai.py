@@ -1,0 +1,232 @@
+"""The OpenAI Chat Completions adapter end to end, against a loopback server speaking the real wire format.
+
+Every request body is checked against the pinned OpenAPI spec plus the strict-mode rules; the server rejects a
+violating request with a 400 exactly as the real API would, so a bad body cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import robustprompt as rp
+from robustprompt.testing import OpenAIServer
+from robustprompt.testing._openai_server import (
+    chat_reply,
+    context_too_long,
+    insufficient_quota,
+    model_not_found,
+    rate_limited,
+    schema_rejected,
+    server_error,
+)
+from tests.models import Person, Review, Sentiment, classify_task
+from tests.spec_check import chat_request_violations
+
+KEY = "sk-test-planted-4f2a9c"
+FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer(api_key=KEY, check=chat_request_violations) as srv:
+        yield srv
+    for received in srv.requests:
+        assert chat_request_violations(received.body) == []
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client() as c:
+        yield c
+
+
+def make(server: OpenAIServer, client: httpx.Client, name: str = "openai:gpt-4.1-mini", **kw: object) -> rp.Model:
+    return rp.model(
+        name,
+        base_url=server.base_url,
+        api_key=KEY,
+        temperature=0,
+        max_output_tokens=200,
+        http_client=client,
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_success_with_native_json_schema(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply('{"label":"positive"}', prompt_tokens=42, completion_tokens=4))
+    run = classify_task().run(Review(text="great"), model=make(server, client))
+    assert run.output == Sentiment(label="positive")
+    assert run.usage == rp.Usage(42, 4)
+    assert run.mode is rp.OutputMode.JSON_SCHEMA
+    (req,) = server.requests
+    assert req.headers["authorization"] == f"Bearer {KEY}"
+    body = req.body
+    assert body["model"] == "gpt-4.1-mini"
+    assert [m["role"] for m in body["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert body["max_completion_tokens"] == 200 and "max_tokens" not in body
+    fmt = body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"]["additionalProperties"] is False
+
+
+def test_optional_fields_come_back_as_null_and_defaults_apply(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply('{"name":"Ann","age":31,"nickname":null,"tags":null}'))
+    task = rp.Task("person", input=str, output=Person, instructions="Extract the person.")
+    person = task("Ann is 31", model=make(server, client))
+    assert person == Person(name="Ann", age=31)
+
+
+def test_messy_output_in_prompted_mode_is_repaired(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply("Here you go:\n```json\n{'label': 'Negative',}\n```"))
+    run = classify_task().run(
+        Review(text="bad"), model=make(server, client), policy=rp.Policy(mode=rp.OutputMode.PROMPTED)
+    )
+    assert run.output == Sentiment(label="negative")
+    assert run.attempts[0].repairs
+    assert "response_format" not in server.requests[0].body
+    assert "JSON Schema" in server.requests[0].body["messages"][0]["content"]
+
+
+def test_json_object_mode_puts_the_schema_in_the_prompt(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply('{"label":"neutral"}'))
+    classify_task().run(Review(text="ok"), model=make(server, client), policy=rp.Policy(mode=rp.OutputMode.JSON_OBJECT))
+    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+
+
+def test_tool_call_mode(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply(None, tool_arguments='{"label":"positive"}', finish_reason="stop"))
+    run = classify_task().run(
+        Review(text="ok"), model=make(server, client), policy=rp.Policy(mode=rp.OutputMode.TOOL_CALL)
+    )
+    assert run.output == Sentiment(label="positive")
+    body = server.requests[0].body
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "classify"}}
+    assert body["parallel_tool_calls"] is False
+
+
+def test_invalid_answer_is_reasked_once_with_the_errors(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply('{"label":"happy"}'), chat_reply('{"label":"positive"}'))
+    run = classify_task().run(Review(text="great"), model=make(server, client))
+    assert run.output == Sentiment(label="positive")
+    assert len(server.requests) == 2
+    second = server.requests[1].body["messages"]
+    assert second[-2] == {"role": "assistant", "content": '{"label":"happy"}'}
+    assert "happy" in second[-1]["content"] and second[-1]["role"] == "user"
+
+
+@pytest.mark.parametrize("reply", [rate_limited(retry_after=0.3), rate_limited(retry_after_ms=300)])
+def test_429_waits_for_retry_after_then_succeeds(server: OpenAIServer, client: httpx.Client, reply: object) -> None:
+    server.enqueue(reply, chat_reply('{"label":"positive"}'))  # type: ignore[arg-type]
+    start = time.monotonic()
+    run = classify_task().run(Review(text="great"), model=make(server, client), policy=FAST)
+    assert time.monotonic() - start >= 0.3
+    assert run.output == Sentiment(label="positive")
+    assert len(server.requests) == 2
+    assert run.attempts[0].transport_errors[0].startswith("RateLimitError")
+
+
+def test_500_is_retried(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(server_error(500), server_error(503), chat_reply('{"label":"negative"}'))
+    run = classify_task().run(Review(text="bad"), model=make(server, client), policy=FAST)
+    assert run.output == Sentiment(label="negative")
+    assert len(run.attempts[0].transport_errors) == 2
+
+
+def test_model_not_found_is_permanent(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(model_not_found("gpt-4.1-mini"), chat_reply('{"label":"negative"}'))
+    with pytest.raises(rp.ModelNotFoundError, match="does not exist") as info:
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+    assert info.value.status == 404
+    assert len(server.requests) == 1
+
+
+def test_insufficient_quota_is_not_retried(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(insufficient_quota(), chat_reply('{"label":"negative"}'))
+    with pytest.raises(rp.QuotaExceededError):
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+    assert len(server.requests) == 1
+
+
+def test_context_too_long(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(context_too_long(128000, 130000))
+    with pytest.raises(rp.ContextLengthError):
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+
+
+def test_refusal(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply(None, refusal="I'm sorry, I can't assist with that."))
+    with pytest.raises(rp.RefusalError, match="can't assist") as info:
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+    assert info.value.run is not None and info.value.run.attempts[0].finish_reason == "refusal"
+
+
+def test_truncation_is_reasked(server: OpenAIServer, client: httpx.Client) -> None:
+    task = rp.Task("person", input=str, output=Person, instructions="Extract the person.")
+    server.enqueue(
+        chat_reply('{"name":"Ann","ag', finish_reason="length"),
+        chat_reply('{"name":"Ann","age":31,"nickname":null,"tags":[]}'),
+    )
+    run = task.run("Ann is 31", model=make(server, client), policy=FAST)
+    assert run.output == Person(name="Ann", age=31)
+    assert run.attempts[0].finish_reason == "length"
+    assert "cut off" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_schema_rejected_downgrades_to_the_next_mode(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(schema_rejected("classify", "bad"), chat_reply(None, tool_arguments='{"label":"positive"}'))
+    model = make(server, client, name="openai:gpt-4.1-nano")
+    run = classify_task().run(Review(text="x"), model=model, policy=FAST)
+    assert run.output == Sentiment(label="positive")
+    assert [a.mode for a in run.attempts] == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.TOOL_CALL]
+    assert "tools" in server.requests[1].body
+
+
+def test_wrong_key_is_an_auth_error_that_never_shows_the_key(server: OpenAIServer, client: httpx.Client) -> None:
+    model = rp.model(
+        "openai:gpt-4.1-mini", base_url=server.base_url, api_key="sk-wrong-planted-777", http_client=client
+    )
+    with pytest.raises(rp.AuthError) as info:
+        classify_task().run(Review(text="x"), model=model, policy=FAST)
+    assert "sk-wrong-planted-777" not in str(info.value)
+    assert "sk-wrong-planted-777" not in repr(info.value.run)
+
+
+def test_reasoning_models_get_no_sampling_parameters(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply('{"label":"positive"}'))
+    classify_task().run(Review(text="x"), model=make(server, client, name="openai:gpt-5-mini"))
+    body = server.requests[0].body
+    assert "temperature" not in body
+    assert body["messages"][0]["role"] == "developer"
+
+
+def test_async_call_through_the_server(server: OpenAIServer) -> None:
+    server.enqueue(chat_reply('{"label":"happy"}'), chat_reply('{"label":"neutral"}'))
+
+    async def go() -> rp.Run[Sentiment]:
+        async with httpx.AsyncClient() as aclient:
+            model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, async_http_client=aclient)
+            return await classify_task().arun(Review(text="meh"), model=model, policy=FAST)
+
+    run = asyncio.run(go())
+    assert run.output == Sentiment(label="neutral")
+    assert len(run.attempts) == 2
+
+
+def test_connection_refused_is_a_retryable_connection_error(client: httpx.Client) -> None:
+    model = rp.model("openai:gpt-4.1-mini", base_url="http://127.0.0.1:9/v1", api_key=KEY, http_client=client)
+    with pytest.raises(rp.ProviderConnectionError) as info:
+        classify_task().run(Review(text="x"), model=model, policy=rp.Policy(transport_retries=1, backoff_initial=0.01))
+    assert info.value.run is not None
+    assert len(info.value.run.attempts[0].transport_errors) == 1

@@ -1,0 +1,79 @@
+import robustprompt as rp
+import robustprompt.testing
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(rp.__all__) == sorted(
+        [
+            "Attempt",
+            "AuthError",
+            "BadRequestError",
+            "Completion",
+            "ConfigError",
+            "ContextLengthError",
+            "Example",
+            "Message",
+            "Model",
+            "ModelNotFoundError",
+            "ModelProfile",
+            "OutputError",
+            "OutputMode",
+            "OutputSpec",
+            "OverloadedError",
+            "Policy",
+            "Prompt",
+            "ProviderConnectionError",
+            "ProviderError",
+            "ProviderTimeout",
+            "QuotaExceededError",
+            "RateLimitError",
+            "RefusalError",
+            "RobustPromptError",
+            "Run",
+            "SchemaRejectedError",
+            "ServerError",
+            "Settings",
+            "Task",
+            "Usage",
+            "__version__",
+            "model",
+            "register_model",
+            "task",
+        ]
+    )
+    for name in rp.__all__:
+        assert getattr(rp, name) is not None
+
+
+def test_testing_module_names() -> None:
+    assert set(robustprompt.testing.__all__) >= {"FunctionModel", "ScriptedModel", "OpenAIServer"}
+
+
+def test_error_tree() -> None:
+    for cls in (
+        rp.RateLimitError,
+        rp.OverloadedError,
+        rp.ServerError,
+        rp.ProviderTimeout,
+        rp.ProviderConnectionError,
+    ):
+        assert issubclass(cls, rp.ProviderError) and cls.retryable
+    for cls in (
+        rp.ModelNotFoundError,
+        rp.ContextLengthError,
+        rp.SchemaRejectedError,
+        rp.AuthError,
+        rp.QuotaExceededError,
+        rp.BadRequestError,
+        rp.RefusalError,
+    ):
+        assert issubclass(cls, rp.ProviderError) and not cls.retryable
+    assert issubclass(rp.ConfigError, rp.RobustPromptError)
+    assert issubclass(rp.OutputError, rp.RobustPromptError)
+
+
+def test_adapters_are_a_subpackage_not_a_top_level_package() -> None:
+    import robustprompt.adapters
+
+    assert robustprompt.adapters.__name__ == "robustprompt.adapters"
+    assert robustprompt.adapters.__file__ is not None
