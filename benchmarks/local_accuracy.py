@@ -41,8 +41,9 @@ INSTRUCTIONS = "Classify the sentiment of the product review as positive or nega
 
 
 def task(shots: int) -> rp.Task[Review, Sentiment]:
-    return rp.Task("classify_review", input=Review, output=Sentiment, instructions=INSTRUCTIONS,
-                   examples=EXAMPLES[:shots])
+    return rp.Task(
+        "classify_review", input=Review, output=Sentiment, instructions=INSTRUCTIONS, examples=EXAMPLES[:shots]
+    )
 
 
 def measure(model: rp.Model, mode: rp.OutputMode, shots: int, cases: list[dict[str, object]]) -> dict[str, float]:
@@ -61,8 +62,13 @@ def measure(model: rp.Model, mode: rp.OutputMode, shots: int, cases: list[dict[s
         valid += 1
         correct += run.output == expected
     n = len(cases)
-    return {"n": n, "valid@1": first_valid / n, "valid": valid / n, "accuracy": correct / n,
-            "seconds": time.perf_counter() - start}
+    return {
+        "n": n,
+        "valid@1": first_valid / n,
+        "valid": valid / n,
+        "accuracy": correct / n,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
@@ -75,8 +81,11 @@ def main() -> None:
         for mode in (rp.OutputMode.GRAMMAR, rp.OutputMode.PROMPTED):
             for shots in (0, len(EXAMPLES)):
                 r = measure(model, mode, shots, cases)
-                print(f"| {name} | {mode.value} | {shots} | {r['n']} | {r['valid@1']:.0%} | {r['valid']:.0%} "
-                      f"| {r['accuracy']:.0%} | {r['seconds']:.1f} |", flush=True)
+                print(
+                    f"| {name} | {mode.value} | {shots} | {r['n']} | {r['valid@1']:.0%} | {r['valid']:.0%} "
+                    f"| {r['accuracy']:.0%} | {r['seconds']:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

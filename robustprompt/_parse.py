@@ -111,7 +111,7 @@ def _decode_at(text: str, start: int, max_depth: int, *, shallow: bool) -> tuple
 # ------------------------------------------------------------------------------------------- syntax repair
 
 _TOKEN = re.compile(
-    r"""\s*(?:
+    r"""[ \t\n\r]*(?:
         (?P<dq>"[^"\\]*(?:\\.[^"\\]*)*(?P<dq_end>"|\\?))
       | (?P<sq>'[^'\\]*(?:\\.[^'\\]*)*(?P<sq_end>'|\\?))
       | (?P<open>[\[{])
@@ -120,6 +120,7 @@ _TOKEN = re.compile(
       | (?P<comment>//[^\n]*|/\*.*?(?:\*/|\Z))
       | (?P<word>-?[A-Za-z_$][\w$]*)
       | (?P<number>-?[\d.][\d.eE+-]*|-)
+      | (?P<space>\s)
       | (?P<end>\Z)
     )""",
     re.S | re.X,
@@ -137,6 +138,14 @@ def _requote(match: re.Match[str]) -> str:
     if escaped is None:
         return '\\"'
     return "'" if escaped == "'" else match.group()
+
+
+def _drop_partial_escape(body: str) -> str:
+    cut = body.rfind("\\u", max(0, len(body) - 5))
+    if cut < 0 or any(char not in string.hexdigits for char in body[cut + 2 :]):
+        return body
+    backslashes = cut - len(body[:cut].rstrip("\\"))
+    return body if backslashes % 2 else body[:cut]  # an odd run means the "\\" before "u" was escaped
 
 
 def _escape_control(match: re.Match[str]) -> str:
@@ -184,6 +193,8 @@ class _Repairer:
             self._out.append(token[-1])
         elif kind == "comment":
             self._note("removed comment")
+        elif kind == "space":
+            self._note("replaced whitespace that JSON does not allow")
         elif kind == "dq":
             self._out.append(self._double_quoted(match))
         elif kind == "sq":
@@ -215,8 +226,8 @@ class _Repairer:
 
     def _double_quoted(self, match: re.Match[str]) -> str:
         token, end = match.group("dq", "dq_end")
-        if end != '"':  # cut off by truncation: drop a dangling backslash and close the string
-            token = token[: len(token) - len(end)] + '"'
+        if end != '"':  # cut off by truncation: drop an unfinished escape and close the string
+            token = _drop_partial_escape(token[: len(token) - len(end)]) + '"'
         return self._escape_controls(token)
 
     def _single_quoted(self, match: re.Match[str]) -> str:
@@ -455,7 +466,7 @@ def _fields(node: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
 def _single_property(node: Mapping[str, Any]) -> tuple[str, Any] | None:
     properties = node.get("properties")
     types = _types(node)
-    if not isinstance(properties, Mapping) or len(properties) != 1 or (types and "object" not in types):
+    if not _is_mapping(properties) or len(properties) != 1 or (types and "object" not in types):
         return None
     name, schema = next(iter(properties.items()))
     return (name, schema) if isinstance(name, str) else None

@@ -19,4 +19,5 @@ def test_quickstart_runs_on_the_embedded_model() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2
-    assert all(line.startswith("Sentiment(label=") for line in lines), done.stdout
+    assert lines[0].startswith("Sentiment(label='positive')"), done.stdout
+    assert lines[1].startswith("Sentiment(label='negative')"), done.stdout

@@ -214,9 +214,7 @@ def test_no_source_gives_an_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
     [b"not gzip at all", gzip.compress(b"valid gzip, wrong vocabulary"), gzip.compress(b"x" * 1000)[:-20]],
     ids=["bad-header", "hash-mismatch", "truncated"],
 )
-def test_broken_shipped_copy_gives_an_estimate(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shipped: bytes
-) -> None:
+def test_broken_shipped_copy_gives_an_estimate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shipped: bytes) -> None:
     path = tmp_path / "o200k_base.tiktoken.gz"
     path.write_bytes(shipped)
     monkeypatch.setattr(_tokens, "_shipped_vocab_path", lambda name: path)
@@ -234,9 +232,7 @@ def test_programming_errors_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> N
         count_tokens("hello world", "o200k_base")
 
 
-@pytest.mark.parametrize(
-    ("text", "tokens"), [("", 0), ("abcd", 1), ("abcde", 2), ("héllo", 2), ("\ud800", 1)]
-)
+@pytest.mark.parametrize(("text", "tokens"), [("", 0), ("abcd", 1), ("abcde", 2), ("héllo", 2), ("\ud800", 1)])
 @pytest.mark.parametrize("tokenizer", ["estimate", "r50k_base", "no-such-encoding"])
 def test_estimate_and_unknown_names(tokenizer: str, text: str, tokens: int) -> None:
     assert count_tokens(text, tokenizer) == TokenCount(tokens, False, ESTIMATE)
@@ -259,8 +255,7 @@ def test_concurrent_first_calls_load_once(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(_tokens, "_from_shipped_copy", counting)
     results: list[TokenCount] = []
     threads = [
-        threading.Thread(target=lambda: results.append(count_tokens("hello world", "o200k_base")))
-        for _ in range(8)
+        threading.Thread(target=lambda: results.append(count_tokens("hello world", "o200k_base"))) for _ in range(8)
     ]
     for thread in threads:
         thread.start()
