@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import functools
 import importlib
@@ -14,6 +15,7 @@ import importlib.metadata
 import importlib.util
 import os
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -210,27 +212,34 @@ class HttpBackend:
 
     def complete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
-        try:
+        with self._transport_errors():
             response = self._sync_client().request(
                 call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
             )
-        except httpx.TimeoutException as exc:
-            raise self._timeout(exc) from None
-        except httpx.TransportError as exc:
-            raise self._connection(exc) from None
         return self._read(response)
 
     async def acomplete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
-        try:
+        with self._transport_errors():
             response = await self._async_client().request(
                 call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
             )
-        except httpx.TimeoutException as exc:
-            raise self._timeout(exc) from None
-        except httpx.TransportError as exc:
-            raise self._connection(exc) from None
         return self._read(response)
+
+    @contextlib.contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """Map httpx failures (no response) to provider errors, leaving the request out: its headers hold the key."""
+        provider, model = self.profile.provider, self.profile.model_id
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(
+                f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})", provider=provider, model=model
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProviderConnectionError(
+                f"connection failed: {type(exc).__name__}: {exc}", provider=provider, model=model
+            ) from None
 
     def _read(self, response: httpx.Response) -> Completion:
         try:
@@ -240,18 +249,3 @@ class HttpBackend:
             if self._endpoint.api_key:
                 exc.redact(self._endpoint.api_key)
             raise
-
-    # Transport failures carry no response; name them without the request (its headers hold the key).
-    def _timeout(self, exc: Exception) -> ProviderTimeout:
-        return ProviderTimeout(
-            f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})",
-            provider=self.profile.provider,
-            model=self.profile.model_id,
-        )
-
-    def _connection(self, exc: Exception) -> ProviderConnectionError:
-        return ProviderConnectionError(
-            f"connection failed: {type(exc).__name__}: {exc}",
-            provider=self.profile.provider,
-            model=self.profile.model_id,
-        )
