@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from robustprompt.testing import _openai_server
+from robustprompt.testing import _server
 from robustprompt.testing._openai_server import (
     OpenAIServer,
     Received,
@@ -271,7 +271,7 @@ def test_a_delayed_reply_waits(client: httpx.Client) -> None:
 
 
 def test_delays_are_capped(client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_openai_server, "MAX_DELAY", 0.1)
+    monkeypatch.setattr(_server, "MAX_DELAY", 0.1)
     with OpenAIServer() as server:
         server.enqueue(Reply(200, b"{}", delay=60))
         start = time.monotonic()

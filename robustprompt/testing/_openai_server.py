@@ -14,24 +14,16 @@ real API sends.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from types import TracebackType
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
 
 __all__ = [
     "OpenAIServer",
-    "Received",
-    "Reply",
+    "OpenAIWire",
     "chat_reply",
     "context_too_long",
     "error_reply",
@@ -44,37 +36,10 @@ __all__ = [
 ]
 
 CHAT_PATH = "/v1/chat/completions"
-MAX_DELAY = 30.0  # seconds: a scripted delay never holds a test longer than this
-_READ_TIMEOUT = 5.0  # seconds a silent client may hold a handler thread (and so the shutdown)
 _SCHEMA_REJECTED = "Invalid schema for response_format"
-
-Headers = Sequence[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One scripted HTTP answer."""
-
-    status: int = 200
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0  # seconds to wait before answering, capped at MAX_DELAY
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request as the server saw it."""
-
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: Any  # the parsed JSON, or the raw text when it is not JSON
 
 
 # ---------------------------------------------------------------- replies
-
-
-def _json_reply(status: int, payload: Any, headers: Headers) -> Reply:
-    return Reply(status, json.dumps(payload).encode(), tuple(headers))
 
 
 def chat_reply(
@@ -122,7 +87,7 @@ def chat_reply(
         "service_tier": "default",
         "system_fingerprint": "fp_robustprompt",
     }
-    return _json_reply(200, payload, headers)
+    return json_reply(200, payload, headers)
 
 
 def error_reply(
@@ -135,7 +100,7 @@ def error_reply(
     headers: Headers = (),
 ) -> Reply:
     """An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`."""
-    return _json_reply(status, {"error": {"message": message, "type": type, "param": param, "code": code}}, headers)
+    return json_reply(status, {"error": {"message": message, "type": type, "param": param, "code": code}}, headers)
 
 
 def rate_limited(retry_after: float | None = None, retry_after_ms: int | None = None) -> Reply:
@@ -199,30 +164,47 @@ def invalid_api_key() -> Reply:
     return error_reply(401, message, type="invalid_request_error", code="invalid_api_key")
 
 
-def _invalid_url(method: str, path: str) -> Reply:
-    return error_reply(404, f"Invalid URL ({method} {path})", type="invalid_request_error")
-
-
-def _invalid_json() -> Reply:
-    message = (
-        "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
-        "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid "
-        "JSON.)"
-    )
-    return error_reply(400, message, type="invalid_request_error")
-
-
-def _rejected(violations: list[str]) -> Reply:
-    # A schema problem goes first so the message starts as OpenAI's does and clients can tell it apart.
-    ordered = sorted(violations, key=lambda v: not v.startswith(_SCHEMA_REJECTED))
-    param = "response_format" if ordered[0].startswith(_SCHEMA_REJECTED) else None
-    return error_reply(400, "; ".join(ordered), type="invalid_request_error", param=param)
-
-
 # ---------------------------------------------------------------- the server
 
 
-class OpenAIServer:
+class OpenAIWire:
+    """OpenAI's paths, auth and error shapes for a LoopbackServer."""
+
+    base_path: ClassVar[str] = "/v1"
+    response_headers: ClassVar[Mapping[str, str]] = {"openai-processing-ms": "1"}
+    paths: ClassVar[tuple[str, ...]] = (CHAT_PATH,)
+
+    def serves(self, method: str, path: str) -> bool:
+        return method == "POST" and path in self.paths
+
+    def authorized(self, received: Received, api_key: str) -> bool:
+        return received.headers.get("authorization") == f"Bearer {api_key}"
+
+    def unauthorized(self) -> Reply:
+        return invalid_api_key()
+
+    def not_found(self, method: str, path: str) -> Reply:
+        return error_reply(404, f"Invalid URL ({method} {path})", type="invalid_request_error")
+
+    def invalid_json(self) -> Reply:
+        message = (
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+            "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid "
+            "JSON.)"
+        )
+        return error_reply(400, message, type="invalid_request_error")
+
+    def rejected(self, violations: list[str]) -> Reply:
+        # A schema problem goes first so the message starts as OpenAI's does and clients can tell it apart.
+        ordered = sorted(violations, key=lambda v: not v.startswith(_SCHEMA_REJECTED))
+        param = "response_format" if ordered[0].startswith(_SCHEMA_REJECTED) else None
+        return error_reply(400, "; ".join(ordered), type="invalid_request_error", param=param)
+
+    def server_error(self, message: str) -> Reply:
+        return error_reply(500, message, type="server_error")
+
+
+class OpenAIServer(LoopbackServer):
     """Chat Completions on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
     def __init__(
@@ -232,119 +214,8 @@ class OpenAIServer:
         check: Callable[[Any], list[str]] | None = None,
         responder: Callable[[Received], Reply] | None = None,
     ) -> None:
-        self.api_key = api_key
-        self.check = check
-        self.responder = responder
-        self.base_url = ""
-        self.requests: list[Received] = []
-        self._script: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def enqueue(self, *replies: Reply) -> None:
-        """Append replies to the script; each request takes the oldest."""
-        with self._lock:
-            self._script.extend(replies)
+        super().__init__(OpenAIWire(), api_key=api_key, check=check, responder=responder)
 
     def __enter__(self) -> OpenAIServer:
-        self._closing.clear()
-        self._httpd = _HTTPServer(self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        super().__enter__()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closing.set()  # wakes the handlers sleeping on a delay
-        if self._httpd is not None and self._thread is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()  # joins the handler threads
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def _answer(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
-        path = urlsplit(target).path
-        try:
-            body, parsed = json.loads(raw), True
-        except ValueError:  # UnicodeDecodeError included
-            body, parsed = raw.decode("utf-8", errors="replace"), False
-        received = Received(path, headers, body)
-        with self._lock:
-            self.requests.append(received)
-        if method != "POST" or path != CHAT_PATH:
-            return _invalid_url(method, path)
-        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return invalid_api_key()
-        if not parsed:
-            return _invalid_json()
-        violations = self.check(body) if self.check is not None else []
-        return _rejected(violations) if violations else self._next(received)
-
-    def _next(self, received: Received) -> Reply:
-        with self._lock:
-            scripted = self._script.popleft() if self._script else None
-            count = len(self.requests)
-        if scripted is not None:
-            return scripted
-        if self.responder is not None:
-            return self.responder(received)
-        message = f"OpenAIServer: the script ran out at request {count}; enqueue more replies or pass a responder"
-        return error_reply(500, message, type="server_error")
-
-    def _wait(self, delay: float) -> None:
-        self._closing.wait(min(max(delay, 0.0), MAX_DELAY))
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    # Non-daemon handler threads, so server_close() joins them and nothing outlives the `with` block.
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self, owner: OpenAIServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    timeout = _READ_TIMEOUT
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def _handle(self, method: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        owner = self.server.owner
-        try:
-            reply = owner._answer(method, self.path, headers, raw)
-        except Exception as exc:  # a failing check or responder: tell the test, do not drop the connection
-            reply = error_reply(500, f"OpenAIServer: {exc!r}", type="server_error")
-        owner._wait(reply.delay)
-        self._send(reply)
-
-    def _send(self, reply: Reply) -> None:
-        headers = {"content-type": "application/json", "x-request-id": f"req_{uuid.uuid4().hex}"}
-        headers |= {"openai-processing-ms": "1", "content-length": str(len(reply.body))}
-        headers |= {name.lower(): value for name, value in reply.headers}
-        try:
-            self.send_response(reply.status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up first, as a timeout test does
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: tests read `OpenAIServer.requests` instead of a log."""
