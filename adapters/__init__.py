@@ -36,8 +36,10 @@ class HttpCall:
 
 class Adapter(Protocol):
     provider: ClassVar[str]
-    default_base_url: ClassVar[str]
-    api_key_env: ClassVar[tuple[str, ...]]  # first set variable wins; empty when the API needs no key
+    default_base_url: ClassVar[str]  # "" when the user must give one (a deployment, a self-hosted server)
+    base_url_env: ClassVar[tuple[str, ...]]  # variables that may name the base URL, first set wins
+    api_key_env: ClassVar[tuple[str, ...]]  # first set variable wins
+    api_key_required: ClassVar[bool]  # False for servers that may run without auth
 
     def default_profile(self, model_id: str) -> ModelProfile:
         """The profile of a model the catalog does not list."""

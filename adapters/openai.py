@@ -36,7 +36,9 @@ _MODES = (OutputMode.JSON_SCHEMA, OutputMode.TOOL_CALL, OutputMode.JSON_OBJECT, 
 class OpenAIChatAdapter:
     provider: ClassVar[str] = "openai"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    api_key_required: ClassVar[bool] = True
 
     def __init__(self) -> None:
         # The strict transform walks the whole schema; do it once per output spec, not once per request.

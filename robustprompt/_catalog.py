@@ -1,4 +1,4 @@
-"""The model catalog: profiles shipped as data (catalog.json), extendable and overridable by users."""
+"""The model catalog: profiles shipped as data (catalog/<provider>.json), extendable and overridable by users."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def _profile(entry: dict[str, Any]) -> ModelProfile:
 
 @cache
 def _shipped() -> dict[str, ModelProfile]:
-    raw = json.loads(resources.files("robustprompt").joinpath("catalog.json").read_text("utf-8"))
-    profiles = (_profile(entry) for entry in raw["models"])
-    return {p.name: p for p in profiles}
+    profiles: dict[str, ModelProfile] = {}
+    for item in sorted(resources.files("robustprompt").joinpath("catalog").iterdir(), key=lambda i: i.name):
+        if item.name.endswith(".json"):
+            for entry in json.loads(item.read_text("utf-8"))["models"]:
+                profile = _profile(entry)
+                profiles[profile.name] = profile
+    return profiles
 
 
 def register(profile: ModelProfile) -> None:

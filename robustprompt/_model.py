@@ -35,6 +35,15 @@ __all__ = ["Backend", "HttpBackend", "Model", "default_model", "model", "resolve
 
 _BUILTIN_ADAPTERS = {
     "openai": "robustprompt.adapters.openai:OpenAIChatAdapter",
+    "openai-responses": "robustprompt.adapters.openai_responses:OpenAIResponsesAdapter",
+    "openai-compatible": "robustprompt.adapters.openai_compatible:OpenAICompatibleAdapter",
+    "azure": "robustprompt.adapters.azure:AzureOpenAIAdapter",
+    "anthropic": "robustprompt.adapters.anthropic:AnthropicAdapter",
+    "gemini": "robustprompt.adapters.gemini:GeminiAdapter",
+    "ollama": "robustprompt.adapters.ollama:OllamaAdapter",
+    "mistral": "robustprompt.adapters.mistral:MistralAdapter",
+    "cohere": "robustprompt.adapters.cohere:CohereAdapter",
+    "bedrock": "robustprompt.adapters.bedrock:BedrockAdapter",
 }
 _ENTRY_POINT_GROUP = "robustprompt.adapters"
 
@@ -89,10 +98,20 @@ def _api_key(adapter: Adapter, explicit: str | None) -> str | None:
     for var in adapter.api_key_env:
         if value := os.environ.get(var):
             return value
-    if adapter.api_key_env:
+    if adapter.api_key_required:
         names = " or ".join(adapter.api_key_env)
         raise ConfigError(f"no API key for {adapter.provider}: set {names}, or pass api_key= to robustprompt.model()")
     return None
+
+
+def _base_url(adapter: Adapter, explicit: str | None) -> str:
+    found = explicit or next((v for var in adapter.base_url_env if (v := os.environ.get(var))), None)
+    url = found or adapter.default_base_url
+    if not url:
+        names = " or ".join(adapter.base_url_env)
+        where = f"pass base_url= to robustprompt.model(){f' or set {names}' if names else ''}"
+        raise ConfigError(f"{adapter.provider} has no default address: {where}")
+    return url.rstrip("/")
 
 
 def model(
@@ -131,7 +150,7 @@ def model(
         adapter,
         resolved,
         settings,
-        base_url=(base_url or adapter.default_base_url).rstrip("/"),
+        base_url=_base_url(adapter, base_url),
         api_key=_api_key(adapter, api_key),
         client=http_client,
         async_client=async_http_client,

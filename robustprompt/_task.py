@@ -105,6 +105,12 @@ class Task(Generic[I, O]):
         except pydantic.ValidationError as exc:
             raise ConfigError(f"task {self.name!r}: input does not match {_type_name(self.input_type)}: {exc}") from exc
 
+    def output_record(self, value: Any) -> dict[str, Any]:
+        """A validated output as a JSON object in the task's output shape (plain types under "answer")."""
+        payload = {ANSWER_FIELD: value} if self._wrapped else value
+        record: dict[str, Any] = self.validator.model.model_validate(payload).model_dump(mode="json")
+        return record
+
     def output_json(self, value: Any) -> str:
         payload = {ANSWER_FIELD: value} if self._wrapped else value
         obj = self.validator.model.model_validate(payload)

@@ -34,7 +34,7 @@ def test_wheel_contents(tmp_path: Path) -> None:
     for expected in (
         "robustprompt/adapters/__init__.py",
         "robustprompt/adapters/openai.py",
-        "robustprompt/catalog.json",
+        "robustprompt/catalog/openai.json",
         "robustprompt/py.typed",
         "robustprompt/testing/__init__.py",
     ):
