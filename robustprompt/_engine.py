@@ -104,20 +104,27 @@ def _render(task: Task[Any, Any], input_json: str, model: Model, mode: OutputMod
     return render(task.instructions, examples, input_json, task.spec, mode, dropped_examples=dropped)
 
 
-def _check(task: Task[Any, Any], completion: Completion) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
-    """(output, repairs, errors) for one answer."""
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    output: Any
+    repairs: tuple[str, ...]
+    errors: tuple[str, ...]
+    clean: bool  # parsed as JSON with no repair at all
+
+
+def _check(task: Task[Any, Any], completion: Completion) -> _Checked:
     try:
         parsed = parse(completion.text, task.spec.schema)
     except ParseError as exc:
-        errors = [str(exc)]
-        repairs: tuple[str, ...] = ()
-        output = None
-    else:
-        repairs = parsed.repairs
-        output, errors = task.validator.validate(parsed.value)
+        return _Checked(None, (), _with_truncation(completion, [str(exc)]), clean=False)
+    output, errors = task.validator.validate(parsed.value)
+    return _Checked(output, parsed.repairs, _with_truncation(completion, errors), clean=not parsed.repairs)
+
+
+def _with_truncation(completion: Completion, errors: list[str]) -> tuple[str, ...]:
     if errors and completion.truncated:
         errors.insert(0, "the answer was cut off at the output token limit: answer more briefly")
-    return output, repairs, tuple(errors)
+    return tuple(errors)
 
 
 def _flow(task: Task[Any, Any], value: Any, model: Model, policy: Policy) -> Flow:
@@ -168,7 +175,8 @@ def _flow(task: Task[Any, Any], value: Any, model: Model, policy: Policy) -> Flo
             )
             run.error = f"refused: {completion.refusal or 'no reason given'}"
             raise _refusal(model, completion, run)
-        output, repairs, errors = _check(task, completion)
+        checked = _check(task, completion)
+        errors = checked.errors
         run.attempts.append(
             Attempt(
                 number,
@@ -176,20 +184,29 @@ def _flow(task: Task[Any, Any], value: Any, model: Model, policy: Policy) -> Flo
                 mode,
                 raw=completion.text,
                 errors=errors,
-                repairs=repairs,
+                repairs=checked.repairs,
                 usage=completion.usage,
                 latency=sent.latency,
                 finish_reason=completion.finish_reason,
                 transport_errors=sent.transport_errors,
             )
         )
+        # Constrained decoding yields clean JSON; needing repairs means the server ignored the mode (as some
+        # servers do with options they dropped): answers in that mode cannot be trusted to follow the schema.
+        ignored = mode.constrained and not checked.clean and not completion.truncated and policy.mode is None
+        if ignored:
+            _remember_rejected(model, mode)
         if not errors:
-            run.output = output
+            run.output = checked.output
             return run
-        if reasks >= policy.reasks:
+        if ignored and modes:
+            mode = modes.pop(0)
+            base = _render(task, input_json, model, mode)
+        elif reasks >= policy.reasks:
             run.error = f"no valid output after {number} attempt(s): {'; '.join(errors)}"
             raise OutputError(f"{task.name} on {model.name}: {run.error}", run)
-        reasks += 1
+        else:
+            reasks += 1
         prompt = with_reask(
             base,
             completion.text,

@@ -44,6 +44,11 @@ class OutputMode(str, enum.Enum):
     def schema_in_prompt(self) -> bool:
         return self in (OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 
+    @property
+    def constrained(self) -> bool:
+        """The server (or the local runtime) is meant to force schema-shaped JSON."""
+        return not self.schema_in_prompt
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -174,3 +175,40 @@ def test_forcing_an_unsupported_mode_is_a_config_error() -> None:
 def test_scripted_model_running_out_is_a_clear_error() -> None:
     with pytest.raises(rp.ConfigError, match="ran out"):
         classify_task().run(Review(text="x"), model=ScriptedModel([]))
+
+
+def _two_mode_model(name: str, answer: Callable[[rp.Prompt], str | rp.Completion]) -> FunctionModel:
+    model = FunctionModel(answer, name=name)
+    profile = rp.ModelProfile("test", name, modes=(rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT))
+    object.__setattr__(model, "profile", profile)
+    return model
+
+
+def test_a_server_that_ignores_the_schema_mode_is_downgraded_for_later_calls() -> None:
+    seen: list[rp.OutputMode] = []
+
+    def answer(prompt: rp.Prompt) -> str:
+        seen.append(prompt.mode)
+        return 'Sure! Here it is: {"label": "positive"}'  # prose: no constrained decoder wrote this
+
+    model = _two_mode_model("test:ignores-schema", answer)
+    run = classify_task().run(Review(text="x"), model=model, policy=FAST)
+    assert run.output == Sentiment(label="positive")  # the repaired answer still counts
+    classify_task().run(Review(text="y"), model=model, policy=FAST)
+    assert seen == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT]
+
+
+def test_an_ignored_mode_with_an_invalid_answer_retries_in_the_next_mode_outside_the_reask_budget() -> None:
+    answers = iter(["I think it is happy", '{"label": "negative"}'])
+    model = _two_mode_model("test:ignores-schema-2", lambda p: next(answers))
+    run = classify_task().run(Review(text="x"), model=model, policy=rp.Policy(reasks=0))
+    assert run.output == Sentiment(label="negative")
+    assert [a.mode for a in run.attempts] == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT]
+    assert "not valid" in model.prompts[1].messages[-1].content  # the errors travel with the new mode
+
+
+def test_a_truncated_answer_in_a_constrained_mode_is_not_taken_for_an_ignored_mode() -> None:
+    answers = iter([rp.Completion('{"label": "pos', finish_reason="length"), '{"label": "positive"}'])
+    model = _two_mode_model("test:truncates", lambda p: next(answers))
+    run = classify_task().run(Review(text="x"), model=model, policy=FAST)
+    assert [a.mode for a in run.attempts] == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_SCHEMA]
