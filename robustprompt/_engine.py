@@ -1,37 +1,43 @@
 """The attempt loop, written once.
 
-`_flow` is a pure state machine: it yields the next prompt to send and receives what came back (a completion
-or a provider error, after transport retries). It parses, validates, re-asks within budget and downgrades the
-output mode when a server rejects it. The sync and async drivers only move prompts to the backend and back.
+`_flow` is a pure state machine for one model: it yields the next request and receives what came back (a
+completion or a provider error, after transport retries). It parses, validates, re-asks within budget and
+downgrades the output mode when a server rejects or ignores it. `_chain` runs the flow over the model and its
+fallbacks, consulting each model's circuit breaker. The sync and async drivers only carry requests to the
+backend and back.
 
-Three budgets stay apart: transport retries (same request again, tenacity, honouring Retry-After), re-asks (the
-model answered but the answer failed validation), and mode downgrades (the server rejected the output mode;
-at most one per mode, remembered per model for the process).
+Budgets stay apart: transport retries (the same request again, in `_retry`), re-asks (the model answered but
+the answer failed validation), mode downgrades (at most one per mode, remembered per model for the process) and
+fallbacks (one pass down the chain); over all of them, optional caps on requests in all and on wall time.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import tenacity
-
+from robustprompt._breaker import breakers
 from robustprompt._completion import Completion
 from robustprompt._errors import (
     ConfigError,
     ContextLengthError,
+    ModelNotFoundError,
     OutputError,
     ProviderError,
+    ProviderTimeout,
     RefusalError,
+    RobustPromptError,
     SchemaRejectedError,
 )
+from robustprompt._lifecycle import warn_retirement
 from robustprompt._model import Model, resolve
 from robustprompt._parse import ParseError, parse
 from robustprompt._profile import Policy
 from robustprompt._prompt import OutputMode, Prompt, render, with_reask
+from robustprompt._retry import Request, Sent, asend, send
 from robustprompt._run import Attempt, Run
 from robustprompt._task import Task
 from robustprompt._tokens import fit_examples
@@ -46,16 +52,25 @@ _rejected_modes: dict[str, set[OutputMode]] = {}
 _rejected_lock = threading.Lock()
 
 
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    """What one send produced, after transport retries."""
+@dataclass(slots=True)
+class _Budget:
+    """Caps over a whole call, across retries, re-asks, downgrades and fallbacks."""
 
-    result: Completion | ProviderError
-    transport_errors: tuple[str, ...]
-    latency: float
+    max_attempts: int | None
+    deadline: float | None  # time.monotonic() value
+    used: int = 0
+    started: float = field(default_factory=time.monotonic)
 
+    def spent(self) -> str | None:
+        if self.max_attempts is not None and self.used >= self.max_attempts:
+            return f"the attempt budget of {self.max_attempts} request(s) is spent"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return f"the call's deadline passed after {time.monotonic() - self.started:.1f} s"
+        return None
 
-Flow = Generator[Prompt, _Sent, Run[Any]]
+    def tries(self, transport_retries: int) -> int:
+        tries = transport_retries + 1
+        return tries if self.max_attempts is None else max(min(tries, self.max_attempts - self.used), 1)
 
 
 def _modes(model: Model, policy: Policy) -> list[OutputMode]:
@@ -67,16 +82,16 @@ def _modes(model: Model, policy: Policy) -> list[OutputMode]:
             )
         return [policy.mode]
     with _rejected_lock:
-        rejected = _rejected_modes.get(model.name, set())
+        rejected = _rejected_modes.get(model.key, set())
         return [m for m in model.profile.modes if m not in rejected] or [model.profile.modes[-1]]
 
 
 def _remember_rejected(model: Model, mode: OutputMode) -> None:
     with _rejected_lock:
-        _rejected_modes.setdefault(model.name, set()).add(mode)
+        _rejected_modes.setdefault(model.key, set()).add(mode)
 
 
-def _budget(model: Model) -> int:
+def _context_budget(model: Model) -> int:
     output = model.settings.max_output_tokens or model.profile.max_output_tokens
     return model.profile.context_window - output
 
@@ -84,7 +99,7 @@ def _budget(model: Model) -> int:
 def _render(task: Task[Any, Any], input_json: str, model: Model, mode: OutputMode) -> Prompt:
     """Render with as many examples as fit the context window (minus the output budget), in declared order."""
     full = render(task.instructions, task.examples, input_json, task.spec, mode)
-    budget = _budget(model)
+    budget = _context_budget(model)
     size = len(full.system.encode()) + sum(len(m.content.encode()) + _EXAMPLE_OVERHEAD for m in full.messages)
     if size <= budget:  # a token is at least one byte: it fits without counting
         return full
@@ -127,68 +142,79 @@ def _with_truncation(completion: Completion, errors: list[str]) -> tuple[str, ..
     return tuple(errors)
 
 
-def _flow(task: Task[Any, Any], value: Any, model: Model, policy: Policy) -> Flow:
-    input_json = task.input_json(value)
+def _spent_error(reason: str, run: Run[Any], last: RobustPromptError | None, model: Model) -> RobustPromptError:
+    if reason.startswith("the call's deadline"):
+        err = ProviderTimeout(reason, provider=model.profile.provider, model=model.profile.model_id)
+        err.run = run
+        return err
+    if isinstance(last, ProviderError):
+        return last
+    return OutputError(f"{run.task} on {model.name}: {reason}", run)
+
+
+def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: Any) -> Attempt:
+    return Attempt(number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, **fields)
+
+
+Flow = Generator[Request, Sent, Any]
+
+
+def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, run: Run[Any], budget: _Budget) -> Flow:
+    """Attempts on one model until a validated output (returned) or a typed error (raised, `run` attached)."""
     modes = _modes(model, policy)
     mode = modes.pop(0)
-    base = _render(task, input_json, model, mode)
-    run: Run[Any] = Run(task.name, task.fingerprint, model.name, dropped_examples=base.dropped_examples)
-    prompt, reasks, start = base, 0, time.perf_counter()
+    prompt = base = _render(task, input_json, model, mode)
+    run.dropped_examples = base.dropped_examples
+    reasks = 0
+    last: RobustPromptError | None = None
     while True:
-        sent = yield prompt
-        run.latency = time.perf_counter() - start
+        if reason := budget.spent():
+            raise _spent_error(reason, run, last, model)
+        sent = yield Request(model, prompt, budget.tries(policy.transport_retries), budget.deadline)
+        budget.used += sent.requests
         number = len(run.attempts) + 1
         result = sent.result
         if isinstance(result, ProviderError):
-            run.attempts.append(
-                Attempt(
-                    number,
-                    model.name,
-                    mode,
-                    transport_errors=sent.transport_errors,
-                    latency=sent.latency,
-                    errors=(f"{type(result).__name__}: {result}",),
-                )
-            )
+            run.attempts.append(_attempt(number, model, mode, sent, errors=(f"{type(result).__name__}: {result}",)))
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
                 _remember_rejected(model, mode)
                 mode = modes.pop(0)
                 prompt = base = _render(task, input_json, model, mode)
                 continue
-            run.error = f"{type(result).__name__}: {result}"
             result.run = run
             raise result
         completion = result
         if completion.finish_reason == "refusal":
+            reason = completion.refusal or "no reason given"
             run.attempts.append(
-                Attempt(
+                _attempt(
                     number,
-                    model.name,
+                    model,
                     mode,
+                    sent,
                     raw=completion.text,
                     usage=completion.usage,
-                    latency=sent.latency,
                     finish_reason="refusal",
-                    errors=(f"refused: {completion.refusal or ''}",),
-                    transport_errors=sent.transport_errors,
+                    errors=(f"refused: {reason}",),
                 )
             )
-            run.error = f"refused: {completion.refusal or 'no reason given'}"
-            raise _refusal(model, completion, run)
+            refusal = RefusalError(
+                f"the model refused: {reason}", provider=model.profile.provider, model=model.profile.model_id
+            )
+            refusal.run = run
+            raise refusal
         checked = _check(task, completion)
-        errors = checked.errors
         run.attempts.append(
-            Attempt(
+            _attempt(
                 number,
-                model.name,
+                model,
                 mode,
+                sent,
                 raw=completion.text,
-                errors=errors,
+                errors=checked.errors,
                 repairs=checked.repairs,
                 usage=completion.usage,
-                latency=sent.latency,
                 finish_reason=completion.finish_reason,
-                transport_errors=sent.transport_errors,
             )
         )
         # Constrained decoding yields clean JSON; needing repairs means the server ignored the mode (as some
@@ -196,124 +222,91 @@ def _flow(task: Task[Any, Any], value: Any, model: Model, policy: Policy) -> Flo
         ignored = mode.constrained and not checked.clean and not completion.truncated and policy.mode is None
         if ignored:
             _remember_rejected(model, mode)
-        if not errors:
-            run.output = checked.output
-            return run
+        if not checked.errors:
+            return checked.output
+        last = OutputError(
+            f"{task.name} on {model.name}: no valid output after {number} attempt(s): {'; '.join(checked.errors)}", run
+        )
         if ignored and modes:
             mode = modes.pop(0)
             base = _render(task, input_json, model, mode)
         elif reasks >= policy.reasks:
-            run.error = f"no valid output after {number} attempt(s): {'; '.join(errors)}"
-            raise OutputError(f"{task.name} on {model.name}: {run.error}", run)
+            raise last
         else:
             reasks += 1
         prompt = with_reask(
             base,
             completion.text,
-            errors,
+            checked.errors,
             max_answer_chars=policy.reask_answer_chars,
             max_errors=policy.reask_max_errors,
         )
 
 
-def _refusal(model: Model, completion: Completion, run: Run[Any]) -> RefusalError:
-    err = RefusalError(
-        f"the model refused: {completion.refusal or 'no reason given'}",
-        provider=model.profile.provider,
-        model=model.profile.model_id,
-    )
-    err.run = run
-    return err
+def _count_against_breaker(model: Model, error: RobustPromptError, policy: Policy) -> None:
+    """Provider failures trip the breaker; a model's bad answers do not (they are the re-ask's business)."""
+    if isinstance(error, ModelNotFoundError):
+        breakers.dead(model.key, f"{model.name} answered: {error.message}")
+    elif isinstance(error, ProviderError) and not isinstance(error, (RefusalError, ContextLengthError)):
+        breakers.failure(model.key, policy.breaker_failures)
 
 
-# Transport retries: one tenacity configuration for both drivers.
+def _chain(task: Task[Any, Any], value: Any, models: list[Model], policy: Policy) -> Generator[Request, Sent, Run[Any]]:
+    input_json = task.input_json(value)
+    budget = _Budget(policy.max_attempts, None if policy.deadline is None else time.monotonic() + policy.deadline)
+    run: Run[Any] = Run(task.name, task.fingerprint, models[0].name)
+    error: RobustPromptError | None = None
+    for model in models:
+        warn_retirement(model.profile)
+        if (reason := budget.spent()) is not None:
+            error = error or _spent_error(reason, run, None, model)
+            break
+        if (closed := breakers.allow(model.key, policy.breaker_cooldown)) is not None:
+            run.notes.append(f"skipped {model.name}: {closed}")
+            continue
+        run.model = model.name
+        try:
+            run.output = yield from _flow(task, input_json, model, policy, run, budget)
+        except (ProviderError, OutputError) as exc:
+            _count_against_breaker(model, exc, policy)
+            run.notes.append(f"{model.name} failed: {type(exc).__name__}: {exc}")
+            error = exc
+            continue
+        breakers.success(model.key)
+        run.latency = time.monotonic() - budget.started
+        return run
+    run.latency = time.monotonic() - budget.started
+    if error is None:  # every model was skipped by its breaker
+        error = ProviderError(f"no model to call: {'; '.join(run.notes)}", model=models[0].name)
+    run.error = f"{type(error).__name__}: {error}"
+    if isinstance(error, ProviderError):
+        error.run = run
+    raise error
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
-
-
-class _AskedWaitBeyondCap(tenacity.stop.stop_base):
-    """Stop, rather than retry early, when the server asks for a wait beyond the cap."""
-
-    def __init__(self, cap: float) -> None:
-        self.cap = cap
-
-    def __call__(self, state: tenacity.RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = getattr(exc, "retry_after", None)
-        return wait is not None and wait > self.cap
-
-
-def _wait(policy: Policy) -> Callable[[tenacity.RetryCallState], float]:
-    # Exponential backoff plus up to one initial step of jitter, so clients that failed together spread out.
-    backoff = tenacity.wait_exponential(
-        multiplier=policy.backoff_initial, max=policy.backoff_max
-    ) + tenacity.wait_random(0, policy.backoff_initial)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        return float(asked) if asked is not None else backoff(state)
-
-    return wait
-
-
-def _retry_args(policy: Policy, log: list[str]) -> dict[str, Any]:
-    def note(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.append(f"{type(exc).__name__}: {exc}")
-
-    return {
-        "stop": tenacity.stop_after_attempt(policy.transport_retries + 1) | _AskedWaitBeyondCap(policy.retry_after_cap),
-        "wait": _wait(policy),
-        "retry": tenacity.retry_if_exception(_retryable),
-        "before_sleep": note,
-        "reraise": True,
-    }
-
-
-def _send(model: Model, prompt: Prompt, policy: Policy) -> _Sent:
-    log: list[str] = []
-    start = time.perf_counter()
-    result: Completion | ProviderError
-    try:
-        result = tenacity.Retrying(**_retry_args(policy, log))(model.backend.complete, prompt)
-    except ProviderError as exc:
-        result = exc
-    return _Sent(result, tuple(log), time.perf_counter() - start)
-
-
-async def _asend(model: Model, prompt: Prompt, policy: Policy) -> _Sent:
-    log: list[str] = []
-    start = time.perf_counter()
-    result: Completion | ProviderError
-    try:
-        result = await tenacity.AsyncRetrying(**_retry_args(policy, log))(model.backend.acomplete, prompt)
-    except ProviderError as exc:
-        result = exc
-    return _Sent(result, tuple(log), time.perf_counter() - start)
+def _models(model: Model | str | None, policy: Policy) -> list[Model]:
+    return [resolve(model), *(resolve(m) for m in policy.fallbacks)]
 
 
 def run_sync(task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None) -> Run[O]:
-    resolved, policy = resolve(model), policy or Policy()
-    flow = _flow(task, value, resolved, policy)
-    prompt = next(flow)
+    policy = policy or Policy()
+    flow = _chain(task, value, _models(model, policy), policy)
+    request = next(flow)
     while True:
         try:
-            prompt = flow.send(_send(resolved, prompt, policy))
+            request = flow.send(send(request, policy))
         except StopIteration as done:
             result: Run[O] = done.value
             return result
 
 
 async def run_async(task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None) -> Run[O]:
-    resolved, policy = resolve(model), policy or Policy()
-    flow = _flow(task, value, resolved, policy)
-    prompt = next(flow)
+    policy = policy or Policy()
+    flow = _chain(task, value, _models(model, policy), policy)
+    request = next(flow)
     while True:
         try:
-            prompt = flow.send(await _asend(resolved, prompt, policy))
+            request = flow.send(await asend(request, policy))
         except StopIteration as done:
             result: Run[O] = done.value
             return result

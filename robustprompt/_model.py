@@ -66,6 +66,11 @@ class Model:
     profile: ModelProfile
     settings: Settings
     backend: Backend = field(repr=False)
+    key: str = field(default="", repr=False)  # what process-wide memory (breakers, downgrades) is keyed by
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
 
 
 def _load_adapter(provider: str) -> Adapter | None:
@@ -155,7 +160,8 @@ def model(
         client=http_client,
         async_client=async_http_client,
     )
-    return Model(f"{provider}:{model_id}", resolved, settings, backend)
+    # The same model behind another address (a proxy, a test server) has its own health and dialect.
+    return Model(f"{provider}:{model_id}", resolved, settings, backend, key=f"{provider}:{model_id}@{backend.base_url}")
 
 
 def default_model() -> Model:
@@ -210,7 +216,11 @@ class HttpBackend:
         )
 
     def __repr__(self) -> str:
-        return f"HttpBackend({self.profile.name!r}, base_url={self._endpoint.base_url!r})"
+        return f"HttpBackend({self.profile.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._endpoint.base_url
 
     def count_tokens(self, text: str) -> TokenCount:
         return count_tokens(text, self.profile.tokenizer)

@@ -40,7 +40,8 @@ class Attempt:
 
 @dataclass(slots=True)
 class Run(Generic[O]):
-    """A whole call. `output` is the validated value, or None when `error` says why there is none."""
+    """A whole call. `output` is the validated value, or None when `error` says why there is none. `model` is the
+    model that gave the output (or was tried last); `notes` say which models were skipped or failed, and why."""
 
     task: str
     fingerprint: str
@@ -50,6 +51,7 @@ class Run(Generic[O]):
     error: str | None = None
     dropped_examples: tuple[int, ...] = ()
     latency: float = 0.0
+    notes: list[str] = field(default_factory=list)  # fallbacks taken and why
 
     @property
     def ok(self) -> bool:

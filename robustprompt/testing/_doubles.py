@@ -55,7 +55,8 @@ class FunctionModel(Model):
         profile = ModelProfile(
             provider, model_id or name, modes=(mode,), context_window=context_window, max_output_tokens=1024
         )
-        super().__init__(name, profile, Settings(), _FunctionBackend(fn))
+        backend = _FunctionBackend(fn)
+        super().__init__(name, profile, Settings(), backend, key=f"{name}#{id(backend):x}")
 
     @property
     def prompts(self) -> list[Prompt]:

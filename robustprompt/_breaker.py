@@ -1,0 +1,72 @@
+"""A circuit breaker per model, shared by every call in the process.
+
+Closed: calls go through; `failures` consecutive provider failures open it. Open: calls skip the model (and go to
+the fallback) until `cooldown` has passed. Half-open: one trial call goes through; success closes, failure reopens.
+A model that answered "not found" is dead for the process: retired models do not come back, so no trial is spent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Breakers", "breakers"]
+
+
+@dataclass(slots=True)
+class _State:
+    failures: int = 0
+    opened_at: float | None = None
+    trial_running: bool = False
+    dead: str | None = None  # why the model will not be called again in this process
+
+
+class Breakers:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, model: str, cooldown: float) -> str | None:
+        """None when a call to `model` may go ahead, else why it may not."""
+        with self._lock:
+            state = self._states.get(model)
+            if state is None:
+                return None
+            if state.dead is not None:
+                return state.dead
+            if state.opened_at is None:
+                return None
+            waited = self._clock() - state.opened_at
+            if waited < cooldown:
+                return f"circuit open after {state.failures} failures; retry in {cooldown - waited:.1f} s"
+            if state.trial_running:
+                return "circuit half-open; a trial call is under way"
+            state.trial_running = True
+            return None
+
+    def success(self, model: str) -> None:
+        with self._lock:
+            self._states.pop(model, None)
+
+    def failure(self, model: str, threshold: int) -> None:
+        with self._lock:
+            state = self._states.setdefault(model, _State())
+            state.failures += 1
+            state.trial_running = False
+            if state.opened_at is not None or state.failures >= threshold:
+                state.opened_at = self._clock()
+
+    def dead(self, model: str, reason: str) -> None:
+        with self._lock:
+            self._states.setdefault(model, _State()).dead = reason
+
+    def reset(self) -> None:
+        """Forget every model's state (for tests, or after fixing a configuration)."""
+        with self._lock:
+            self._states.clear()
+
+
+breakers = Breakers()

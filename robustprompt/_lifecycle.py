@@ -1,0 +1,44 @@
+"""Retirement warnings from the catalog's dates: once per model per process, naming the replacement and the
+command that proves it before the old model goes away."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import warnings
+
+from robustprompt._profile import ModelProfile
+
+__all__ = ["ModelRetirementWarning", "warn_retirement"]
+
+_NOTICE = dt.timedelta(days=180)  # announced retirements further out than this are not worth a warning yet
+_warned: set[str] = set()
+_lock = threading.Lock()
+
+
+class ModelRetirementWarning(UserWarning):
+    """A model in use is retired, or has a retirement date."""
+
+
+def _message(profile: ModelProfile, today: dt.date) -> str | None:
+    retired = profile.retired
+    if retired is None or retired - today > _NOTICE:
+        return None
+    when = f"was retired on {retired}" if retired <= today else f"retires on {retired}"
+    message = f"{profile.name} {when}"
+    if profile.replacement:
+        message += (
+            f"; its replacement is {profile.replacement}. Prove it on your cases first: robustprompt migrate "
+            f"TASK --cases FILE --from {profile.name} --to {profile.replacement}"
+        )
+    return message
+
+
+def warn_retirement(profile: ModelProfile, today: dt.date | None = None) -> None:
+    with _lock:
+        if profile.name in _warned:
+            return
+        _warned.add(profile.name)
+    message = _message(profile, today or dt.date.today())
+    if message:
+        warnings.warn(message, ModelRetirementWarning, stacklevel=4)

@@ -1,0 +1,129 @@
+"""Transport retries: one tenacity configuration, driven by the sync and the async sender alike.
+
+A retryable provider error (429, 408, 409, 5xx, timeouts, resets) sends the same request again after a wait: the
+server's Retry-After when it gave one (a wait beyond the cap is not cut short: we give up instead), else
+exponential backoff with jitter. No wait runs past the call's deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from robustprompt._errors import ProviderError
+
+if TYPE_CHECKING:
+    from robustprompt._completion import Completion
+    from robustprompt._model import Model
+    from robustprompt._profile import Policy
+    from robustprompt._prompt import Prompt
+
+__all__ = ["Request", "Sent", "asend", "send"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One prompt for one model, with at most `tries` sends of it."""
+
+    model: Model
+    prompt: Prompt
+    tries: int
+    deadline: float | None  # time.monotonic() value
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a request produced after transport retries."""
+
+    result: Completion | ProviderError
+    transport_errors: tuple[str, ...]
+    latency: float
+
+    @property
+    def requests(self) -> int:
+        return 1 + len(self.transport_errors)
+
+
+def _error(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
+class _AskedWaitTooLong(tenacity.stop.stop_base):
+    """The server asked for a wait beyond the cap, or past the deadline: give up rather than retry early."""
+
+    def __init__(self, cap: float, deadline: float | None) -> None:
+        self.cap = cap
+        self.deadline = deadline
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        wait = getattr(_error(state), "retry_after", None)
+        if wait is None:
+            return False
+        return wait > self.cap or (self.deadline is not None and time.monotonic() + wait > self.deadline)
+
+
+class _PastDeadline(tenacity.stop.stop_base):
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def _wait(policy: Policy, deadline: float | None) -> Callable[[tenacity.RetryCallState], float]:
+    # Exponential backoff plus up to one initial step of jitter, so clients that failed together spread out.
+    exponential = tenacity.wait_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)
+    backoff = exponential + tenacity.wait_random(0, policy.backoff_initial)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        asked = getattr(_error(state), "retry_after", None)
+        if asked is not None:
+            return float(asked)  # within the cap and the deadline, or the stop condition would have ended it
+        seconds = backoff(state)
+        return seconds if deadline is None else max(min(seconds, deadline - time.monotonic()), 0.0)
+
+    return wait
+
+
+def _retrying_args(request: Request, policy: Policy, log: list[str]) -> dict[str, Any]:
+    def note(state: tenacity.RetryCallState) -> None:
+        exc = _error(state)
+        log.append(f"{type(exc).__name__}: {exc}")
+
+    return {
+        "stop": tenacity.stop_after_attempt(request.tries)
+        | _AskedWaitTooLong(policy.retry_after_cap, request.deadline)
+        | _PastDeadline(request.deadline),
+        "wait": _wait(policy, request.deadline),
+        "retry": tenacity.retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+        "before_sleep": note,
+        "reraise": True,
+    }
+
+
+def send(request: Request, policy: Policy) -> Sent:
+    log: list[str] = []
+    start = time.perf_counter()
+    result: Completion | ProviderError
+    try:
+        retrying = tenacity.Retrying(**_retrying_args(request, policy, log))
+        result = retrying(request.model.backend.complete, request.prompt)
+    except ProviderError as exc:
+        result = exc
+    return Sent(result, tuple(log), time.perf_counter() - start)
+
+
+async def asend(request: Request, policy: Policy) -> Sent:
+    log: list[str] = []
+    start = time.perf_counter()
+    result: Completion | ProviderError
+    try:
+        retrying = tenacity.AsyncRetrying(**_retrying_args(request, policy, log))
+        result = await retrying(request.model.backend.acomplete, request.prompt)
+    except ProviderError as exc:
+        result = exc
+    return Sent(result, tuple(log), time.perf_counter() - start)

@@ -1,0 +1,144 @@
+"""Budgets over a whole call, fallbacks, circuit breakers and retirement warnings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import warnings
+
+import pytest
+
+import robustprompt as rp
+from robustprompt._breaker import Breakers
+from robustprompt._lifecycle import ModelRetirementWarning, warn_retirement
+from robustprompt.testing import FunctionModel, ScriptedModel
+from tests.models import Review, Sentiment, classify_task
+
+FAST = rp.Policy(backoff_initial=0.001, backoff_max=0.002)
+OK = '{"label": "positive"}'
+
+
+def policy(**kw: object) -> rp.Policy:
+    return rp.Policy(backoff_initial=0.001, backoff_max=0.002, **kw)  # type: ignore[arg-type]
+
+
+def test_a_retired_model_goes_to_the_fallback_at_once_and_the_run_says_why() -> None:
+    retired = ScriptedModel([rp.ModelNotFoundError("The model `gpt-4` does not exist", status=404)], name="test:old")
+    fallback = ScriptedModel([OK], name="test:new")
+    run = classify_task().run(Review(text="x"), model=retired, policy=policy(fallbacks=(fallback,)))
+    assert run.output == Sentiment(label="positive")
+    assert run.model == "test:new"
+    assert len(retired.prompts) == 1  # not retried
+    assert any("test:old failed: ModelNotFoundError" in note for note in run.notes)
+    assert [a.model for a in run.attempts] == ["test:old", "test:new"]
+
+
+def test_a_dead_model_costs_one_wasted_call_per_process() -> None:
+    calls = []
+
+    def gone(prompt: rp.Prompt) -> str:
+        calls.append(prompt)
+        raise rp.ModelNotFoundError("retired", status=404)
+
+    retired = FunctionModel(gone, name="test:retired")
+    fallback = FunctionModel(lambda p: OK, name="test:fallback")
+    for _ in range(5):
+        run = classify_task().run(Review(text="x"), model=retired, policy=policy(fallbacks=(fallback,)))
+        assert run.model == "test:fallback"
+    assert len(calls) == 1
+    assert "skipped test:retired" in run.notes[0]
+
+
+def test_an_output_failure_falls_back_and_keeps_every_attempt() -> None:
+    weak = ScriptedModel(["nope", "still nope"], name="test:weak")
+    strong = ScriptedModel([OK], name="test:strong")
+    run = classify_task().run(Review(text="x"), model=weak, policy=policy(fallbacks=(strong,)))
+    assert run.output == Sentiment(label="positive")
+    assert len(run.attempts) == 3
+
+
+def test_when_every_model_fails_the_last_error_is_raised_with_the_whole_run() -> None:
+    a = ScriptedModel([rp.QuotaExceededError("no credit", status=429)], name="test:a")
+    b = ScriptedModel([rp.AuthError("bad key", status=401)], name="test:b")
+    with pytest.raises(rp.AuthError) as info:
+        classify_task().run(Review(text="x"), model=a, policy=policy(fallbacks=(b,)))
+    assert info.value.run is not None
+    assert [x.model for x in info.value.run.attempts] == ["test:a", "test:b"]
+
+
+def test_max_attempts_caps_requests_across_retries_reasks_and_fallbacks() -> None:
+    flaky = FunctionModel(lambda p: (_ for _ in ()).throw(rp.ServerError("boom", status=500)), name="test:flaky")
+    bad = FunctionModel(lambda p: "nope", name="test:bad")
+    with pytest.raises(rp.RobustPromptError):
+        classify_task().run(
+            Review(text="x"), model=flaky, policy=policy(max_attempts=4, transport_retries=10, fallbacks=(bad,))
+        )
+    assert len(flaky.prompts) + len(bad.prompts) == 4
+
+
+def test_the_deadline_ends_a_call_that_keeps_failing_validation() -> None:
+    def slow_and_wrong(prompt: rp.Prompt) -> str:
+        time.sleep(0.05)
+        return "nope"
+
+    model = FunctionModel(slow_and_wrong, name="test:slow")
+    with pytest.raises(rp.ProviderTimeout, match="deadline"):
+        classify_task().run(Review(text="x"), model=model, policy=policy(deadline=0.12, reasks=50))
+    assert 2 <= len(model.prompts) <= 4
+
+
+def test_a_retry_after_past_the_deadline_gives_up_instead_of_retrying_early() -> None:
+    limited = ScriptedModel([rp.RateLimitError("wait", retry_after=30), OK], name="test:limited")
+    with pytest.raises(rp.RateLimitError):
+        classify_task().run(Review(text="x"), model=limited, policy=policy(deadline=5, retry_after_cap=60))
+    assert len(limited.prompts) == 1
+
+
+def test_the_circuit_opens_after_sustained_failures_and_half_opens_after_the_cooldown() -> None:
+    clock = [0.0]
+    b = Breakers(clock=lambda: clock[0])
+    for _ in range(3):
+        assert b.allow("m", cooldown=10) is None
+        b.failure("m", threshold=3)
+    assert "circuit open" in (b.allow("m", cooldown=10) or "")
+    clock[0] = 11
+    assert b.allow("m", cooldown=10) is None  # the one trial
+    assert "half-open" in (b.allow("m", cooldown=10) or "")
+    b.failure("m", threshold=3)  # the trial failed: open again
+    assert "circuit open" in (b.allow("m", cooldown=10) or "")
+    clock[0] = 22
+    assert b.allow("m", cooldown=10) is None
+    b.success("m")
+    assert b.allow("m", cooldown=10) is None
+
+
+def test_an_open_circuit_routes_calls_to_the_fallback() -> None:
+    failing = FunctionModel(lambda p: (_ for _ in ()).throw(rp.OverloadedError("busy", status=529)), name="test:busy")
+    fallback = FunctionModel(lambda p: OK, name="test:spare")
+    p = policy(transport_retries=0, breaker_failures=2, breaker_cooldown=60, fallbacks=(fallback,))
+    for _ in range(5):
+        assert classify_task()(Review(text="x"), model=failing, policy=p) == Sentiment(label="positive")
+    assert len(failing.prompts) == 2  # then the circuit is open
+
+
+def test_retirement_warning_names_the_replacement_and_the_command_once() -> None:
+    profile = rp.ModelProfile("openai", "old-one", retired=dt.date(2026, 1, 1), replacement="openai:new-one")
+    with pytest.warns(ModelRetirementWarning, match=r"was retired on 2026-01-01.*openai:new-one.*robustprompt migrate"):
+        warn_retirement(profile, today=dt.date(2026, 11, 24))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_retirement(profile, today=dt.date(2026, 11, 24))  # once per model per process
+
+
+def test_far_away_retirements_do_not_warn() -> None:
+    profile = rp.ModelProfile("openai", "long-lived", retired=dt.date(2030, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_retirement(profile, today=dt.date(2026, 11, 24))
+
+
+def test_policy_validation() -> None:
+    with pytest.raises(rp.ConfigError, match="max_attempts"):
+        rp.Policy(max_attempts=0)
+    with pytest.raises(rp.ConfigError, match="tuple of models"):
+        rp.Policy(fallbacks="openai:gpt-4.1")  # type: ignore[arg-type]
