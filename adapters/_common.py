@@ -69,6 +69,13 @@ def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
     """The decoded JSON body; an unreadable one is a transport fault (truncated or garbled), so retryable."""
     try:
         return json.loads(body)
+    except RecursionError:  # no API nests its envelope this deep: a broken or hostile server, not a blip
+        raise ProviderError(
+            f"response body nested too deeply to read ({len(body)} bytes)",
+            provider=provider,
+            model=model,
+            status=status,
+        ) from None
     except (ValueError, UnicodeDecodeError):
         snippet = body[:200].decode("utf-8", "replace")
         raise ProviderConnectionError(

@@ -15,7 +15,7 @@ import importlib.metadata
 import importlib.util
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -241,19 +241,57 @@ class HttpBackend:
 
     def complete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
+        client = self._sync_client()
+        request = client.build_request(
+            call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
+        )
         with self._transport_errors():
-            response = self._sync_client().request(
-                call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
-            )
-        return self._read(response)
+            response = client.send(request, stream=True)
+            try:
+                body = self._bounded(response, response.iter_bytes())
+            finally:
+                response.close()
+        return self._read(response.status_code, response.headers, body)
 
     async def acomplete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
+        client = self._async_client()
+        request = client.build_request(
+            call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
+        )
         with self._transport_errors():
-            response = await self._async_client().request(
-                call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
-            )
-        return self._read(response)
+            response = await client.send(request, stream=True)
+            try:
+                chunks = [chunk async for chunk in self._abounded(response)]
+            finally:
+                await response.aclose()
+        return self._read(response.status_code, response.headers, b"".join(chunks))
+
+    def _too_large(self, response: httpx.Response) -> ProviderError:
+        limit = self.settings.max_response_bytes
+        return ProviderError(
+            f"response body over {limit} bytes (max_response_bytes): refused unread",
+            provider=self.profile.provider,
+            model=self.profile.model_id,
+            status=response.status_code,
+        )
+
+    def _bounded(self, response: httpx.Response, chunks: Iterator[bytes]) -> bytes:
+        size, parts = 0, []
+        for chunk in chunks:
+            size += len(chunk)
+            if size > self.settings.max_response_bytes:
+                raise self._too_large(response)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _abounded(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.settings.max_response_bytes:
+                raise self._too_large(response)
+            yield chunk
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
@@ -270,9 +308,9 @@ class HttpBackend:
                 f"connection failed: {type(exc).__name__}: {exc}", provider=provider, model=model
             ) from None
 
-    def _read(self, response: httpx.Response) -> Completion:
+    def _read(self, status: int, headers: httpx.Headers, body: bytes) -> Completion:
         try:
-            return self.adapter.read(response.status_code, response.headers, response.content, self.profile)
+            return self.adapter.read(status, headers, body, self.profile)
         except ProviderError as exc:
             # Some APIs echo the presented key in auth errors; it must not travel on in messages or logs.
             if self._endpoint.api_key:

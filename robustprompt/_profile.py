@@ -48,6 +48,7 @@ class Settings:
     max_output_tokens: int | None = None
     seed: int | None = None
     timeout: float = 60.0
+    max_response_bytes: int = 32 * 1024 * 1024  # a larger body is refused unread: no answer is that long
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import robustprompt as rp
-from robustprompt.testing import OpenAIServer
+from robustprompt.testing import OpenAIServer, Reply
 from robustprompt.testing._openai_server import (
     chat_reply,
     context_too_long,
@@ -230,3 +230,35 @@ def test_connection_refused_is_a_retryable_connection_error(client: httpx.Client
         classify_task().run(Review(text="x"), model=model, policy=rp.Policy(transport_retries=1, backoff_initial=0.01))
     assert info.value.run is not None
     assert len(info.value.run.attempts[0].transport_errors) == 1
+
+
+@pytest.mark.parametrize("fault", ["reset", "truncate"])
+def test_dropped_and_truncated_responses_are_retried(server: OpenAIServer, client: httpx.Client, fault: str) -> None:
+    broken = chat_reply('{"label":"positive"}')
+    server.enqueue(Reply(broken.status, broken.body, broken.headers, fault=fault), chat_reply('{"label":"negative"}'))  # type: ignore[arg-type]
+    run = classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+    assert run.output == Sentiment(label="negative")
+    assert run.attempts[0].transport_errors[0].startswith("ProviderConnectionError")
+
+
+def test_a_hang_past_the_timeout_is_a_retryable_timeout(server: OpenAIServer, client: httpx.Client) -> None:
+    slow = chat_reply('{"label":"positive"}')
+    server.enqueue(Reply(slow.status, slow.body, slow.headers, delay=2.0), chat_reply('{"label":"neutral"}'))
+    model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, timeout=0.2, http_client=client)
+    run = classify_task().run(Review(text="x"), model=model, policy=FAST)
+    assert run.output == Sentiment(label="neutral")
+    assert run.attempts[0].transport_errors[0].startswith("ProviderTimeout")
+
+
+def test_an_oversized_response_is_refused_unread(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply("x" * 2_000_000))
+    model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, http_client=client)
+    object.__setattr__(model.backend, "settings", rp.Settings(max_response_bytes=1_000_000))
+    with pytest.raises(rp.ProviderError, match="over 1000000 bytes"):
+        classify_task().run(Review(text="x"), model=model, policy=FAST)
+
+
+def test_an_envelope_nested_absurdly_deep_is_a_typed_error(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(Reply(200, b"[" * 200_000 + b"]" * 200_000))
+    with pytest.raises(rp.ProviderError, match="nested too deeply"):
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)

@@ -8,13 +8,15 @@ request body with the API's own 400, as the real server would.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0  # seconds to wait before answering, capped at MAX_DELAY
+    fault: Literal["reset", "truncate"] | None = None  # drop the connection unanswered, or cut the body short
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
+        if reply.fault == "reset":
+            # Linger 0: closing sends RST, as a crashed peer or a middlebox cutting the connection does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         headers = {"content-type": "application/json", "content-length": str(len(reply.body))}
         headers |= dict(self.server.owner.wire.response_headers)
         headers |= {name.lower(): value for name, value in reply.headers}
@@ -205,6 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
+            if reply.fault == "truncate":  # the promised content-length never arrives
+                self.wfile.write(reply.body[: len(reply.body) // 2])
+                self.close_connection = True
+                return
             self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first, as a timeout test does
