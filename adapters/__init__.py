@@ -32,6 +32,7 @@ class HttpCall:
     url: str
     headers: Mapping[str, str] = field(repr=False)  # carries the credentials
     body: Any
+    content: bytes | None = field(default=None, repr=False)  # the exact bytes to send (a signature covers them)
 
 
 class Adapter(Protocol):

@@ -27,10 +27,10 @@ from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
 from robustprompt.adapters._openai_schema import to_strict_schema
 
-__all__ = ["OpenAIChatAdapter"]
+__all__ = ["MODES", "OpenAIChatAdapter"]
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "refusal"}
-_MODES = (OutputMode.JSON_SCHEMA, OutputMode.TOOL_CALL, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
+MODES = (OutputMode.JSON_SCHEMA, OutputMode.TOOL_CALL, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 
 
 class OpenAIChatAdapter:
@@ -48,7 +48,7 @@ class OpenAIChatAdapter:
         return ModelProfile(
             self.provider,
             model_id,
-            modes=_MODES,
+            modes=MODES,
             context_window=128_000,
             max_output_tokens=16_384,
             tokenizer="o200k_base",
@@ -75,10 +75,17 @@ class OpenAIChatAdapter:
             body["temperature"] = settings.temperature
         if settings.seed is not None:
             body["seed"] = settings.seed
+        return HttpCall("POST", self._url(endpoint, profile), self._headers(endpoint), body)
+
+    # Hooks for APIs that speak this wire at another address or with another auth header.
+    def _url(self, endpoint: Endpoint, profile: ModelProfile) -> str:
+        return f"{endpoint.base_url}/chat/completions"
+
+    def _headers(self, endpoint: Endpoint) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if endpoint.api_key:
             headers["authorization"] = f"Bearer {endpoint.api_key}"
-        return HttpCall("POST", f"{endpoint.base_url}/chat/completions", headers, body)
+        return headers
 
     def _output(self, prompt: Prompt, profile: ModelProfile) -> dict[str, Any]:
         spec = prompt.output
@@ -102,7 +109,7 @@ class OpenAIChatAdapter:
             return {}
         raise ConfigError(
             f"output mode {prompt.mode.value!r} is not available on {profile.name}; "
-            f"choose one of {', '.join(m.value for m in _MODES)}"
+            f"choose one of {', '.join(m.value for m in MODES)}"
         )
 
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:

@@ -81,6 +81,12 @@ class ProviderError(RobustPromptError):
         self.body = body
         self.run: Run[Any] | None = None  # set when the error ends a call: the attempts made so far
 
+    def recast(self, cls: type[ProviderError], message: str | None = None) -> ProviderError:
+        """The same error as another class (an adapter knows better than the status code), context kept."""
+        err = _rebuild(cls, message or self.message, {**self.__dict__, "message": message or self.message})
+        err.__cause__ = self.__cause__
+        return err
+
     def redact(self, secret: str) -> None:
         """Replace every occurrence of `secret` (an API key some APIs echo back) in this error's texts."""
         self.message = self.message.replace(secret, "***")

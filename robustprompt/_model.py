@@ -29,7 +29,7 @@ from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount, count_tokens
 
 if TYPE_CHECKING:
-    from robustprompt.adapters import Adapter
+    from robustprompt.adapters import Adapter, HttpCall
 
 __all__ = ["Backend", "HttpBackend", "Model", "default_model", "model", "resolve"]
 
@@ -242,9 +242,7 @@ class HttpBackend:
     def complete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
         client = self._sync_client()
-        request = client.build_request(
-            call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
-        )
+        request = self._request(client, call)
         with self._transport_errors():
             response = client.send(request, stream=True)
             try:
@@ -256,9 +254,7 @@ class HttpBackend:
     async def acomplete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
         client = self._async_client()
-        request = client.build_request(
-            call.method, call.url, headers=call.headers, json=call.body, timeout=self.settings.timeout
-        )
+        request = self._request(client, call)
         with self._transport_errors():
             response = await client.send(request, stream=True)
             try:
@@ -266,6 +262,10 @@ class HttpBackend:
             finally:
                 await response.aclose()
         return self._read(response.status_code, response.headers, b"".join(chunks))
+
+    def _request(self, client: httpx.Client | httpx.AsyncClient, call: HttpCall) -> httpx.Request:
+        body = {"json": call.body} if call.content is None else {"content": call.content}
+        return client.build_request(call.method, call.url, headers=call.headers, timeout=self.settings.timeout, **body)
 
     def _too_large(self, response: httpx.Response) -> ProviderError:
         limit = self.settings.max_response_bytes

@@ -57,7 +57,6 @@ def test_default_model_without_anything_installed_says_how_to_choose(monkeypatch
 
 
 def test_unknown_local_model_lists_the_choices() -> None:
-    pytest.importorskip("llama_cpp")
     with pytest.raises(rp.ConfigError, match="local:smollm2"):
         rp.model("local:smollm3")
 

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -50,6 +50,7 @@ class Received:
     query: str
     headers: dict[str, str]  # lower-cased names
     body: Any  # the parsed JSON, or the raw text when it is not JSON
+    raw: bytes = field(default=b"", repr=False)  # the body's exact bytes (signatures cover bytes)
 
 
 def json_reply(status: int, payload: Any, headers: Headers = ()) -> Reply:
@@ -136,7 +137,7 @@ class LoopbackServer:
             body, parsed = json.loads(raw) if raw else None, True
         except ValueError:  # UnicodeDecodeError included
             body, parsed = raw.decode("utf-8", errors="replace"), False
-        received = Received(method, url.path, url.query, headers, body)
+        received = Received(method, url.path, url.query, headers, body, raw)
         with self._lock:
             self.requests.append(received)
         if not self.wire.serves(method, url.path):
@@ -146,9 +147,11 @@ class LoopbackServer:
         if not parsed:
             return self.wire.invalid_json()
         violations = self.check(body) if self.check is not None else []
-        return self.wire.rejected(violations) if violations else self._next(received)
+        return self.wire.rejected(violations) if violations else self.next_reply(received)
 
-    def _next(self, received: Received) -> Reply:
+    def next_reply(self, received: Received) -> Reply:
+        """The reply to an authorised, well-formed request: the script's next, else the responder's. A subclass
+        may override it to refuse requests first, as some APIs check more than the body."""
         with self._lock:
             scripted = self._script.popleft() if self._script else None
             count = len(self.requests)
