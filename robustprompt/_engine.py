@@ -48,7 +48,8 @@ O = TypeVar("O")
 
 _EXAMPLE_OVERHEAD = 8  # role markers and separators around each example turn
 
-_rejected_modes: dict[str, set[OutputMode]] = {}
+# A rejection may be of the mode or of one task's schema (too large, too deep): remember it per model and task.
+_rejected_modes: dict[tuple[str, str], set[OutputMode]] = {}
 _rejected_lock = threading.Lock()
 
 
@@ -73,7 +74,7 @@ class _Budget:
         return tries if self.max_attempts is None else max(min(tries, self.max_attempts - self.used), 1)
 
 
-def _modes(model: Model, policy: Policy) -> list[OutputMode]:
+def _modes(model: Model, task: Task[Any, Any], policy: Policy) -> list[OutputMode]:
     if policy.mode is not None:
         if policy.mode not in model.profile.modes:
             supported = ", ".join(m.value for m in model.profile.modes)
@@ -82,13 +83,13 @@ def _modes(model: Model, policy: Policy) -> list[OutputMode]:
             )
         return [policy.mode]
     with _rejected_lock:
-        rejected = _rejected_modes.get(model.key, set())
+        rejected = _rejected_modes.get((model.key, task.fingerprint), set())
         return [m for m in model.profile.modes if m not in rejected] or [model.profile.modes[-1]]
 
 
-def _remember_rejected(model: Model, mode: OutputMode) -> None:
+def _remember_rejected(model: Model, task: Task[Any, Any], mode: OutputMode) -> None:
     with _rejected_lock:
-        _rejected_modes.setdefault(model.key, set()).add(mode)
+        _rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
 
 
 def _context_budget(model: Model) -> int:
@@ -161,7 +162,7 @@ Flow = Generator[Request, Sent, Any]
 
 def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, run: Run[Any], budget: _Budget) -> Flow:
     """Attempts on one model until a validated output (returned) or a typed error (raised, `run` attached)."""
-    modes = _modes(model, policy)
+    modes = _modes(model, task, policy)
     mode = modes.pop(0)
     prompt = base = _render(task, input_json, model, mode)
     run.dropped_examples = base.dropped_examples
@@ -177,7 +178,7 @@ def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, r
         if isinstance(result, ProviderError):
             run.attempts.append(_attempt(number, model, mode, sent, errors=(f"{type(result).__name__}: {result}",)))
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
-                _remember_rejected(model, mode)
+                _remember_rejected(model, task, mode)
                 mode = modes.pop(0)
                 prompt = base = _render(task, input_json, model, mode)
                 continue
@@ -221,7 +222,7 @@ def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, r
         # servers do with options they dropped): answers in that mode cannot be trusted to follow the schema.
         ignored = mode.constrained and not checked.clean and not completion.truncated and policy.mode is None
         if ignored:
-            _remember_rejected(model, mode)
+            _remember_rejected(model, task, mode)
         if not checked.errors:
             return checked.output
         last = OutputError(
