@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from robustprompt._errors import ConfigError
-from robustprompt.adapters._openai_schema import _note, _pointer, _subject
+from robustprompt.adapters._schema_common import note, pointer, subject
 
 __all__ = ["to_anthropic_schema", "tool_input_schema"]
 
@@ -31,10 +31,10 @@ _FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostnam
 # The SDK's transform refuses a node with none of these: the grammar cannot decode "any value".
 _TYPED = frozenset({"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const"})
 _PRIMITIVES = (str, int, float, bool, type(None))
-_PROVIDER_NAMES = {"anthropic": "Anthropic"}
+PROVIDER_NAMES = {"anthropic": "Anthropic"}
 
 
-class _Unexpressible(Exception):
+class Unexpressible(Exception):
     """Raised inside the walk; the public functions turn it into a `ConfigError` naming the provider."""
 
     def __init__(self, path: tuple[str, ...], problem: str, cannot: str, fix: str) -> None:
@@ -42,9 +42,9 @@ class _Unexpressible(Exception):
         self.path, self.problem, self.cannot, self.fix = path, problem, cannot, fix
 
     def message(self, provider: str) -> str:
-        name = _PROVIDER_NAMES.get(provider, provider)
+        name = PROVIDER_NAMES.get(provider, provider)
         return (
-            f"{_subject(self.path)} {self.problem} (at {_pointer(self.path)}); {name} structured outputs cannot "
+            f"{subject(self.path)} {self.problem} (at {pointer(self.path)}); {name} structured outputs cannot "
             f"express {self.cannot}: {self.fix}, or choose the tool_call or prompted output mode"
         )
 
@@ -56,17 +56,17 @@ def to_anthropic_schema(schema: Mapping[str, Any], *, provider: str = "anthropic
     try:
         root = copy.deepcopy(dict(schema))
         _check_acyclic(root)
-        out = _Walk(root).node(_inline_root_ref(root), ())
+        out = _Walk(root).node(inline_root_ref(root), ())
         return _prune_definitions(out)
-    except _Unexpressible as err:
+    except Unexpressible as err:
         raise ConfigError(err.message(provider)) from None
 
 
 def tool_input_schema(schema: Mapping[str, Any], *, provider: str = "anthropic") -> dict[str, Any]:
     """The schema as a plain tool's `input_schema`: any JSON Schema, but the root must be an object."""
-    root = _inline_root_ref(copy.deepcopy(dict(schema)))
+    root = inline_root_ref(copy.deepcopy(dict(schema)))
     if root.get("type") != "object":
-        name = _PROVIDER_NAMES.get(provider, provider)
+        name = PROVIDER_NAMES.get(provider, provider)
         raise ConfigError(
             f"the root schema is not an object (type {root.get('type')!r}); {name} tool input must be an "
             "object: wrap the output in a model with one field"
@@ -82,11 +82,11 @@ class _Walk:
 
     def node(self, schema: Any, path: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(schema, Mapping) or not schema.keys() & _TYPED:
-            raise _Unexpressible(
+            raise Unexpressible(
                 path, "has no type (Any, or a bare list or dict)", "values of any type", "give it a concrete type"
             )
         if "allOf" in schema:
-            return self.node(_merge_all_of(schema, path), path)
+            return self.node(merge_all_of(schema, path), path)
         if "$ref" in schema:
             return self.reference(schema, path)
         out: dict[str, Any] = {}
@@ -133,20 +133,20 @@ def _keep_or_note(
     elif key in ("enum", "const"):
         values = value if key == "enum" else [value]
         if not all(isinstance(v, _PRIMITIVES) for v in values):
-            raise _Unexpressible(path, f"has a non-primitive {key} value", "complex enum values", "use primitives")
+            raise Unexpressible(path, f"has a non-primitive {key} value", "complex enum values", "use primitives")
         if key == "enum" or "enum" not in schema:
             out["enum"] = values  # a one-value enum says what `const` says, in words the grammar knows
     elif (key == "format" and value in _FORMATS) or (key == "minItems" and value in (0, 1)):
         out[key] = value
     else:
-        notes.append(_note(key, value))
+        notes.append(note(key, value))
 
 
-def _merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+def merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     members = node["allOf"]
     if len(members) != 1:
         # Every object is closed, so the intersection of two different objects would accept nothing.
-        raise _Unexpressible(
+        raise Unexpressible(
             path, f"combines {len(members)} schemas with allOf", "intersections of schemas", "merge them into one model"
         )
     # Older pydantic wraps a `$ref` as `allOf: [{"$ref": ...}]` to give it siblings; the node's own keys win.
@@ -155,7 +155,7 @@ def _merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, A
 
 def _check_closed(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
     if node.get("additionalProperties", False) is not False or "patternProperties" in node:
-        raise _Unexpressible(
+        raise Unexpressible(
             path,
             "is a dict[str, ...] (additionalProperties)",
             "free-form objects",
@@ -171,7 +171,7 @@ def _is_object(schema: Mapping[str, Any]) -> bool:
 # ---------------------------------------------------------------- references
 
 
-def _inline_root_ref(root: dict[str, Any]) -> dict[str, Any]:
+def inline_root_ref(root: dict[str, Any]) -> dict[str, Any]:
     # A `{"$ref": ..., "$defs": ...}` root (a recursive or root model) becomes its target, keeping `$defs`.
     ref = root.get("$ref")
     if not isinstance(ref, str):
@@ -182,14 +182,14 @@ def _inline_root_ref(root: dict[str, Any]) -> dict[str, Any]:
 
 def _resolve(root: Mapping[str, Any], ref: Any, path: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(ref, str) or not ref.startswith("#"):
-        raise _Unexpressible(
+        raise Unexpressible(
             path, f"refers to {ref!r} outside the schema", "external references", "inline the referenced schema"
         )
     target: Any = root
     for part in _ref_parts(ref):
         target = target.get(part) if isinstance(target, Mapping) else None
     if not isinstance(target, Mapping):
-        raise _Unexpressible(path, f"refers to {ref!r}, which does not exist", "dangling references", "fix the $ref")
+        raise Unexpressible(path, f"refers to {ref!r}, which does not exist", "dangling references", "fix the $ref")
     return dict(target)
 
 
@@ -219,7 +219,7 @@ def _check_acyclic(root: Mapping[str, Any]) -> None:
         for inner, where in _refs(node, path):
             if inner in open_refs:
                 name = inner.rsplit("/", 1)[-1] if inner != "#" else "the root"
-                raise _Unexpressible(
+                raise Unexpressible(
                     where,
                     f"refers back to {name!r} (a recursive model)",
                     "recursive schemas",

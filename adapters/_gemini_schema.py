@@ -19,7 +19,7 @@ from typing import Any
 from robustprompt._errors import ConfigError
 
 # One walk of a JSON pointer path, shared with the OpenAI transform so errors read the same everywhere.
-from robustprompt.adapters._openai_schema import _pointer, _subject
+from robustprompt.adapters._schema_common import pointer, subject
 
 __all__ = ["to_gemini_json_schema", "to_gemini_openapi_schema"]
 
@@ -48,7 +48,7 @@ _JSON_DIALECT = "responseJsonSchema"
 _OPENAPI_DIALECT = "schema subset (responseSchema and function parameters)"
 
 
-class _Unexpressible(Exception):
+class Unexpressible(Exception):
     """Raised inside a walk; the public functions turn it into a `ConfigError` naming the dialect."""
 
     def __init__(self, path: tuple[str, ...], problem: str, cannot: str, fix: str) -> None:
@@ -57,7 +57,7 @@ class _Unexpressible(Exception):
 
     def config_error(self, dialect: str) -> ConfigError:
         return ConfigError(
-            f"{_subject(self.path)} {self.problem} (at {_pointer(self.path)}); Gemini's {dialect} cannot express "
+            f"{subject(self.path)} {self.problem} (at {pointer(self.path)}); Gemini's {dialect} cannot express "
             f"{self.cannot}: {self.fix}, or choose another output mode"
         )
 
@@ -71,7 +71,7 @@ def to_gemini_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     try:
         out: dict[str, Any] = _json(copy.deepcopy(dict(schema)), ())
         _check_recursion(out)
-    except _Unexpressible as err:
+    except Unexpressible as err:
         raise err.config_error(_JSON_DIALECT) from None
     return out
 
@@ -80,7 +80,7 @@ def _json(node: Any, path: tuple[str, ...]) -> Any:
     if not isinstance(node, Mapping):
         return node  # `true` / `false` sub-schemas mean the same in every JSON Schema dialect
     if "allOf" in node:
-        return _json(_merge_all_of(node, path), path)
+        return _json(merge_all_of(node, path), path)
     out: dict[str, Any] = {}
     notes: list[str] = []
     for key, value in node.items():
@@ -101,7 +101,7 @@ def _json(node: Any, path: tuple[str, ...]) -> Any:
         elif key in _JSON_KEPT:
             out[key] = value
         else:
-            notes.append(_note(key, value))
+            notes.append(note(key, value))
     _describe(out, notes)
     if "$ref" in out and any(not key.startswith("$") for key in out):
         # A `$ref` may only carry `$` keywords; `anyOf` with one member says the same and keeps the rest.
@@ -114,7 +114,7 @@ def _json_enum(values: list[Any], notes: list[str]) -> dict[str, Any]:
     """`enum` takes strings and numbers; a null member becomes a union with null, anything else a note."""
     kept = [v for v in values if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
     if len(kept) + values.count(None) < len(values):
-        notes.append(_note("enum" if len(values) > 1 else "const", values if len(values) > 1 else values[0]))
+        notes.append(note("enum" if len(values) > 1 else "const", values if len(values) > 1 else values[0]))
         return {}
     if None not in values:
         return {"enum": kept}
@@ -132,7 +132,7 @@ def _check_recursion(root: Mapping[str, Any]) -> None:
         targets.setdefault(source, set()).add(target)
     for source, target, optional, path in edges:
         if not optional and _reaches(targets, target, source):
-            raise _Unexpressible(
+            raise Unexpressible(
                 path,
                 f"is required, and its type {_name(target)} leads back to {_name(source)} (a recursive model)",
                 "recursion through a required property",
@@ -194,17 +194,17 @@ def to_gemini_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     defs = {f"#/{maps}/{name}": sub for maps in _SCHEMA_MAPS & root.keys() for name, sub in root[maps].items()}
     try:
         return _openapi(root, (), defs, ())
-    except _Unexpressible as err:
+    except Unexpressible as err:
         raise err.config_error(_OPENAPI_DIALECT) from None
 
 
 def _openapi(node: Any, path: tuple[str, ...], defs: Mapping[str, Any], inlining: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(node, Mapping):
-        raise _Unexpressible(path, "is a bare `true` or `false` schema", "untyped values", "give it a concrete type")
+        raise Unexpressible(path, "is a bare `true` or `false` schema", "untyped values", "give it a concrete type")
     if "$ref" in node:
         node, inlining = _inline(node, path, defs, inlining)
     if "allOf" in node:
-        return _openapi(_merge_all_of(node, path), path, defs, inlining)
+        return _openapi(merge_all_of(node, path), path, defs, inlining)
     out: dict[str, Any] = {}
     notes: list[str] = []
     for key, value in node.items():
@@ -225,7 +225,7 @@ def _openapi(node: Any, path: tuple[str, ...], defs: Mapping[str, Any], inlining
             out[key] = _openapi(value, (*path, key), defs, inlining)
         elif key == "prefixItems":
             out["items"] = _tuple_items(value, path, defs, inlining)
-            notes.append(_note(key, value))
+            notes.append(note(key, value))
         elif key == "additionalProperties":
             _check_closed(value, path)
         elif key in ("enum", "const"):
@@ -233,7 +233,7 @@ def _openapi(node: Any, path: tuple[str, ...], defs: Mapping[str, Any], inlining
         elif key in _OPENAPI_KEPT or (key == "format" and value in _formats(out.get("type") or node.get("type"))):
             out[key] = value
         else:
-            notes.append(_note(key, value))
+            notes.append(note(key, value))
     _describe(out, notes)
     _check_typed(out, path)
     return out
@@ -245,14 +245,14 @@ def _inline(
     """The referenced definition with the node's own keywords on top (they annotate this use of it)."""
     ref = node["$ref"]
     if ref in inlining:
-        raise _Unexpressible(
+        raise Unexpressible(
             path,
             f"refers back to '{ref.rsplit('/', 1)[-1]}' (a recursive model)",
             "recursion (it has no $ref)",
             "flatten the model to a fixed depth",
         )
     if ref not in defs:
-        raise _Unexpressible(path, f"refers to {ref!r}, which is not in $defs", "outside references", "inline it")
+        raise Unexpressible(path, f"refers to {ref!r}, which is not in $defs", "outside references", "inline it")
     rest = {key: value for key, value in node.items() if key != "$ref"}
     return {**defs[ref], **rest}, (*inlining, ref)
 
@@ -296,7 +296,7 @@ def _openapi_enum(values: list[Any], node: Mapping[str, Any], notes: list[str]) 
     """Enums take strings only; a null member makes the field nullable, anything else becomes a note."""
     strings = [v for v in values if isinstance(v, str)]
     if len(strings) + values.count(None) < len(values):
-        notes.append(_note("enum" if len(values) > 1 else "const", values if len(values) > 1 else values[0]))
+        notes.append(note("enum" if len(values) > 1 else "const", values if len(values) > 1 else values[0]))
         return {}
     out: dict[str, Any] = {"nullable": True} if None in values else {}
     if strings:
@@ -308,7 +308,7 @@ def _openapi_enum(values: list[Any], node: Mapping[str, Any], notes: list[str]) 
 
 def _check_closed(value: Any, path: tuple[str, ...]) -> None:
     if value is not False:
-        raise _Unexpressible(
+        raise Unexpressible(
             path,
             "is a dict[str, ...] (additionalProperties)",
             "free-form objects",
@@ -318,11 +318,11 @@ def _check_closed(value: Any, path: tuple[str, ...]) -> None:
 
 def _check_typed(out: Mapping[str, Any], path: tuple[str, ...]) -> None:
     if "type" not in out and "anyOf" not in out:
-        raise _Unexpressible(
+        raise Unexpressible(
             path, "has no type (Any, or a bare list or dict)", "values of any type", "give it a concrete type"
         )
     if out.get("type") == "OBJECT" and not out.get("properties"):
-        raise _Unexpressible(path, "is an object with no fields", "objects without properties", "give it fields")
+        raise Unexpressible(path, "is an object with no fields", "objects without properties", "give it fields")
 
 
 def _upper(kind: Any) -> str:
@@ -336,10 +336,10 @@ def _formats(kind: Any) -> set[str]:
 # ---------------------------------------------------------------- shared
 
 
-def _merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+def merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     members = node["allOf"]
     if len(members) != 1:
-        raise _Unexpressible(
+        raise Unexpressible(
             path,
             f"combines {len(members)} schemas with allOf",
             "intersections of schemas",
@@ -349,7 +349,7 @@ def _merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, A
     return {**members[0], **{key: value for key, value in node.items() if key != "allOf"}}
 
 
-def _note(key: str, value: Any) -> str:
+def note(key: str, value: Any) -> str:
     return f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
 
 

@@ -8,12 +8,18 @@ be closed and list all its properties as required. Constraints strict mode canno
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from robustprompt._errors import ConfigError
+from robustprompt.adapters._schema_common import (
+    Unexpressible,
+    inline_root_ref,
+    merge_all_of,
+    note,
+    root_kind,
+)
 
 __all__ = ["to_strict_schema"]
 
@@ -37,69 +43,32 @@ _FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostnam
 _LOOKAROUND = re.compile(r"(?:^|[^\\])(?:\\\\)*\(\?<?[=!]")
 # A schema with none of these accepts any JSON value, which strict mode cannot decode.
 _TYPED = frozenset({"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const"})
-_PROVIDER_NAMES = {"openai": "OpenAI"}
-
-
-class _Unexpressible(Exception):
-    """Raised inside the walk; `to_strict_schema` turns it into a `ConfigError` naming the provider."""
-
-    def __init__(self, path: tuple[str, ...], problem: str, cannot: str, fix: str) -> None:
-        super().__init__(problem)
-        self.path, self.problem, self.cannot, self.fix = path, problem, cannot, fix
-
-    def message(self, provider: str) -> str:
-        name = _PROVIDER_NAMES.get(provider, provider)
-        return (
-            f"{_subject(self.path)} {self.problem} (at {_pointer(self.path)}); {name} strict mode cannot express "
-            f"{self.cannot}: {self.fix}, or choose a non-strict output mode"
-        )
 
 
 def to_strict_schema(schema: Mapping[str, Any], *, provider: str = "openai") -> dict[str, Any]:
     """A new schema that OpenAI strict mode accepts, equivalent to `schema` up to the constraints it moves
     into descriptions. Raises `ConfigError` when the schema cannot be expressed in strict mode."""
     try:
-        root = _inline_root_ref(copy.deepcopy(dict(schema)))
+        root = inline_root_ref(copy.deepcopy(dict(schema)))
         if root.get("type") != "object":
-            raise _Unexpressible(
+            raise Unexpressible(
                 (),
-                _root_kind(root),
+                root_kind(root),
                 "a top-level value that is not an object",
                 "wrap it in a model with one field",
             )
         return _strict(root, ())
-    except _Unexpressible as err:
+    except Unexpressible as err:
         raise ConfigError(err.message(provider)) from None
-
-
-def _inline_root_ref(root: dict[str, Any]) -> dict[str, Any]:
-    # pydantic emits a recursive model as `{"$ref": "#/$defs/Node", "$defs": ...}`; strict mode needs an
-    # object at the root, so inline the target there and keep `$defs` for the recursion.
-    ref = root.get("$ref")
-    if not isinstance(ref, str) or not ref.startswith("#/"):
-        return root
-    target: Any = root
-    for part in ref[2:].split("/"):
-        target = target[part.replace("~1", "/").replace("~0", "~")]
-    rest = {key: value for key, value in root.items() if key != "$ref"}
-    return {**target, **rest}
-
-
-def _root_kind(root: Mapping[str, Any]) -> str:
-    if "type" in root:
-        return f"is of type {json.dumps(root['type'])}, not an object"
-    if "anyOf" in root or "oneOf" in root:
-        return "is a union (anyOf), not an object"
-    return "has no type, where an object is needed"
 
 
 def _strict(node: Any, path: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(node, Mapping) or not node.keys() & _TYPED:
-        raise _Unexpressible(
+        raise Unexpressible(
             path, "has no type (Any, or a bare list or dict)", "values of any type", "give it a concrete type"
         )
     if "allOf" in node:
-        return _strict(_merge_all_of(node, path), path)
+        return _strict(merge_all_of(node, path), path)
     out: dict[str, Any] = {}
     notes: list[str] = []
     for key, value in node.items():
@@ -121,7 +90,7 @@ def _strict(node: Any, path: tuple[str, ...]) -> dict[str, Any]:
         elif key in _KEPT and _supported(key, value):
             out[key] = value
         else:
-            notes.append(_note(key, value))
+            notes.append(note(key, value))
     _check_closed(node, path)
     if _is_object(out):
         out.setdefault("properties", {})
@@ -148,26 +117,9 @@ def _field(schema: Any, required: bool, path: tuple[str, ...]) -> dict[str, Any]
     return {"anyOf": [out, _NULL]}
 
 
-def _merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    members = node["allOf"]
-    if len(members) != 1:
-        raise _Unexpressible(
-            path,
-            f"combines {len(members)} schemas with allOf",
-            "intersections of schemas",
-            "merge them into one model",
-        )
-    # Older pydantic wraps a `$ref` as `allOf: [{"$ref": ...}]` to give it siblings; the node's own keys win.
-    return {**members[0], **{key: value for key, value in node.items() if key != "allOf"}}
-
-
-def _note(key: str, value: Any) -> str:
-    return f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
-
-
 def _check_closed(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
     if node.get("additionalProperties", False) is not False:
-        raise _Unexpressible(
+        raise Unexpressible(
             path,
             "is a dict[str, ...] (additionalProperties)",
             "free-form objects",
@@ -193,24 +145,3 @@ def _accepts_null(schema: Mapping[str, Any]) -> bool:
     if kind == "null" or (isinstance(kind, list) and "null" in kind):
         return True
     return any(_accepts_null(member) for member in schema.get("anyOf", ()))
-
-
-def _pointer(path: tuple[str, ...]) -> str:
-    return "#" + "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in path)
-
-
-def _subject(path: tuple[str, ...]) -> str:
-    """Who the error is about: the innermost field on the path."""
-    if not path:
-        return "the root schema"
-    # Read the path in (keyword, name) pairs so a property called "properties" or "items" is not mistaken
-    # for a keyword.
-    name, i = None, 0
-    while i < len(path):
-        if path[i] in ("properties", "$defs", "definitions") and i + 1 < len(path):
-            if path[i] == "properties":
-                name = path[i + 1]
-            i += 2
-        else:
-            i += 1
-    return "the schema" if name is None else f"field '{name}'"

@@ -20,6 +20,7 @@ __all__ = [
     "Prompt",
     "render",
     "render_completion_text",
+    "schema_text",
     "with_reask",
 ]
 
@@ -76,7 +77,8 @@ class Prompt:
     dropped_examples: tuple[int, ...] = field(default=())
 
 
-def _schema_text(spec: OutputSpec) -> str:
+def schema_text(spec: OutputSpec) -> str:
+    """The output contract in words, for modes (and servers) that only see it in the prompt."""
     schema = json.dumps(spec.schema, separators=(",", ":"), sort_keys=True)
     return f"Reply with only a JSON object that matches this JSON Schema, and nothing else:\n{schema}"
 
@@ -97,7 +99,7 @@ def render(
     """Build the prompt. `examples` are (input JSON, output JSON) pairs already serialised."""
     system = instructions.strip()
     if mode.schema_in_prompt:
-        system = f"{system}\n\n{_schema_text(spec)}"
+        system = f"{system}\n\n{schema_text(spec)}"
     turns: list[Message] = []
     for example_in, example_out in examples:
         turns.append(Message("user", _input_text(example_in)))

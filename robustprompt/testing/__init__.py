@@ -1,19 +1,39 @@
-"""Test doubles, loopback servers and a fault-injecting provider for apps built on robustprompt."""
+"""Test doubles, loopback servers for each provider API, and a fault-injecting provider.
 
+Every server speaks its API's real wire format (success and error bodies), answers from a script of replies,
+and records what it received.
+"""
+
+from robustprompt.testing._anthropic_server import AnthropicServer
+from robustprompt.testing._azure_server import AzureServer
+from robustprompt.testing._bedrock_server import BedrockServer
+from robustprompt.testing._cohere_server import CohereServer
 from robustprompt.testing._doubles import FunctionModel, ScriptedModel
 from robustprompt.testing._faults import Fault, FaultPlan, FaultServer, answer_from
+from robustprompt.testing._gemini_server import GeminiServer
+from robustprompt.testing._mistral_server import MistralServer
+from robustprompt.testing._ollama_server import OllamaServer
 from robustprompt.testing._openai_server import OpenAIServer
+from robustprompt.testing._responses_server import ResponsesServer
 from robustprompt.testing._server import LoopbackServer, Received, Reply
 
 __all__ = [
+    "AnthropicServer",
+    "AzureServer",
+    "BedrockServer",
+    "CohereServer",
     "Fault",
     "FaultPlan",
     "FaultServer",
     "FunctionModel",
+    "GeminiServer",
     "LoopbackServer",
+    "MistralServer",
+    "OllamaServer",
     "OpenAIServer",
     "Received",
     "Reply",
+    "ResponsesServer",
     "ScriptedModel",
     "answer_from",
 ]

@@ -1,0 +1,155 @@
+"""A loopback server that answers like Cohere's Chat API v2 (`POST /v2/chat`), for tests with no network.
+
+    with CohereServer(api_key="co-test") as server:
+        server.enqueue(rate_limited(retry_after=0.1), chat_reply('{"answer": 42}'))
+        ...  # call server.base_url with the key
+
+Success bodies follow Cohere's SDK (`V2ChatResponse`: `message.content` items, `finish_reason`, `usage` with
+`billed_units` and `tokens`, no model name). Errors are `{"id", "message"}` with the statuses and wording of
+Cohere's errors reference (400 "invalid request: ...", "too many tokens: ...", 401 "invalid api token", 402, 404
+"model 'x' not found, ...", 429, 499, 500).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+
+__all__ = [
+    "CohereServer",
+    "CohereWire",
+    "chat_reply",
+    "error_reply",
+    "model_not_found",
+    "payment_required",
+    "rate_limited",
+    "schema_rejected",
+    "server_error",
+    "too_many_tokens",
+]
+
+CHAT_PATH = "/v2/chat"
+
+
+# ---------------------------------------------------------------- replies
+
+
+def chat_reply(
+    text: str,
+    *,
+    finish_reason: str = "COMPLETE",
+    input_tokens: int = 10,
+    output_tokens: int = 5,
+    thinking: str | None = None,
+    billed: bool = True,
+    headers: Headers = (),
+) -> Reply:
+    """A chat answer. With `thinking`, a thinking item comes before the text, as reasoning models send it;
+    `billed=False` leaves `billed_units` out of the usage. `tokens` counts include Cohere's prompt template."""
+    content: list[dict[str, str]] = [{"type": "text", "text": text}]
+    if thinking is not None:
+        content.insert(0, {"type": "thinking", "thinking": thinking})
+    usage: dict[str, Any] = {"tokens": {"input_tokens": input_tokens + 500, "output_tokens": output_tokens + 2}}
+    if billed:
+        usage["billed_units"] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    payload = {
+        "id": str(uuid.uuid4()),
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": finish_reason,
+        "usage": usage,
+    }
+    return json_reply(200, payload, headers)
+
+
+def error_reply(status: int, message: str, headers: Headers = ()) -> Reply:
+    """An error in Cohere's shape: `{"id": ..., "message": ...}`."""
+    return json_reply(status, {"id": str(uuid.uuid4()), "message": message}, headers)
+
+
+def model_not_found(model: str) -> Reply:
+    return error_reply(
+        404,
+        f"model '{model}' not found, make sure the correct model ID was used and that you have access to the model.",
+    )
+
+
+def rate_limited(retry_after: float | None = None) -> Reply:
+    headers = [("retry-after", f"{retry_after:g}")] if retry_after is not None else []
+    return error_reply(429, "You are past the per minute request limit, please wait and try again later.", headers)
+
+
+def payment_required() -> Reply:
+    return error_reply(
+        402,
+        "Please add or update your payment method at https://dashboard.cohere.com/billing?tab=payment to continue",
+    )
+
+
+def too_many_tokens(limit: int = 4081, got: int = 4292) -> Reply:
+    return error_reply(
+        400,
+        f"too many tokens: total number of tokens in the prompt cannot exceed {limit} - received {got}. Try using "
+        "a shorter prompt, or enabling prompt truncating. See https://docs.cohere.com/reference/generate for more "
+        "details.",
+    )
+
+
+def schema_rejected(message: str = "required field name not found in properties") -> Reply:
+    """400 for a schema Cohere refuses (the default is a wording from its errors reference)."""
+    return error_reply(400, message)
+
+
+def server_error(status: int = 500) -> Reply:
+    """A 5xx (the reference gives no wording for these; the shape is Cohere's)."""
+    return error_reply(status, "internal server error")
+
+
+# ---------------------------------------------------------------- the server
+
+
+class CohereWire:
+    """Cohere's path, Bearer auth and error shapes for a LoopbackServer."""
+
+    base_path: ClassVar[str] = ""
+    response_headers: ClassVar[Mapping[str, str]] = {}
+
+    def serves(self, method: str, path: str) -> bool:
+        return method == "POST" and path == CHAT_PATH
+
+    def authorized(self, received: Received, api_key: str) -> bool:
+        return received.headers.get("authorization") == f"Bearer {api_key}"
+
+    def unauthorized(self) -> Reply:
+        return error_reply(401, "invalid api token")
+
+    def not_found(self, method: str, path: str) -> Reply:
+        return error_reply(404, "404 page not found")
+
+    def invalid_json(self) -> Reply:
+        return error_reply(400, "invalid json syntax: invalid character 'x' looking for beginning of value")
+
+    def rejected(self, violations: list[str]) -> Reply:
+        return error_reply(400, "invalid request: " + "; ".join(violations))
+
+    def server_error(self, message: str) -> Reply:
+        return error_reply(500, message)
+
+
+class CohereServer(LoopbackServer):
+    """`/v2/chat` on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        check: Callable[[Any], list[str]] | None = None,
+        responder: Callable[[Received], Reply] | None = None,
+    ) -> None:
+        super().__init__(CohereWire(), api_key=api_key, check=check, responder=responder)
+
+    def __enter__(self) -> CohereServer:
+        super().__enter__()
+        return self
