@@ -29,6 +29,7 @@ from robustprompt._errors import (
     SchemaRejectedError,
     ServerError,
 )
+from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model, model
 from robustprompt._profile import ModelProfile, Policy, Settings
 from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt
@@ -49,6 +50,7 @@ __all__ = [
     "Model",
     "ModelNotFoundError",
     "ModelProfile",
+    "ModelRetirementWarning",
     "OutputError",
     "OutputMode",
     "OutputSpec",
