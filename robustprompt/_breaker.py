@@ -3,6 +3,8 @@
 Closed: calls go through; `failures` consecutive provider failures open it. Open: calls skip the model (and go to
 the fallback) until `cooldown` has passed. Half-open: one trial call goes through; success closes, failure reopens.
 A model that answered "not found" is dead for the process: retired models do not come back, so no trial is spent.
+A model the catalog says is retired is suspect: one probe call at a time goes through (the date may have slipped),
+the rest go to the fallback, so concurrent calls waste one request at most before the model is known dead.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ class _State:
     opened_at: float | None = None
     trial_running: bool = False
     dead: str | None = None  # why the model will not be called again in this process
+    suspect: str | None = None  # why only one probe call at a time may go through
 
 
 class Breakers:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._states: dict[str, _State] = {}
+        self._answered: set[str] = set()  # models that have served a call: no longer suspect
         self._lock = threading.Lock()
 
     def allow(self, model: str, cooldown: float) -> str | None:
@@ -37,6 +41,11 @@ class Breakers:
                 return None
             if state.dead is not None:
                 return state.dead
+            if state.suspect is not None:
+                if state.trial_running:
+                    return f"{state.suspect}; a probe call is under way"
+                state.trial_running = True
+                return None
             if state.opened_at is None:
                 return None
             waited = self._clock() - state.opened_at
@@ -50,6 +59,7 @@ class Breakers:
     def success(self, model: str) -> None:
         with self._lock:
             self._states.pop(model, None)
+            self._answered.add(model)
 
     def failure(self, model: str, threshold: int) -> None:
         with self._lock:
@@ -59,6 +69,12 @@ class Breakers:
             if state.opened_at is not None or state.failures >= threshold:
                 state.opened_at = self._clock()
 
+    def suspect(self, model: str, reason: str) -> None:
+        """Mark a model as probably gone (once: a model that answered since is not marked again)."""
+        with self._lock:
+            if model not in self._answered:
+                self._states.setdefault(model, _State()).suspect = reason
+
     def dead(self, model: str, reason: str) -> None:
         with self._lock:
             self._states.setdefault(model, _State()).dead = reason
@@ -67,6 +83,7 @@ class Breakers:
         """Forget every model's state (for tests, or after fixing a configuration)."""
         with self._lock:
             self._states.clear()
+            self._answered.clear()
 
 
 breakers = Breakers()

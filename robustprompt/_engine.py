@@ -13,6 +13,7 @@ fallbacks (one pass down the chain); over all of them, optional caps on requests
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Generator
@@ -259,6 +260,8 @@ def _chain(task: Task[Any, Any], value: Any, models: list[Model], policy: Policy
     error: RobustPromptError | None = None
     for model in models:
         warn_retirement(model.profile)
+        if model.profile.retired is not None and model.profile.retired <= dt.date.today():
+            breakers.suspect(model.key, f"{model.name} was retired on {model.profile.retired} (catalog)")
         if (reason := budget.spent()) is not None:
             error = error or _spent_error(reason, run, None, model)
             break

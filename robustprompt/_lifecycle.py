@@ -35,10 +35,13 @@ def _message(profile: ModelProfile, today: dt.date) -> str | None:
 
 
 def warn_retirement(profile: ModelProfile, today: dt.date | None = None) -> None:
+    if profile.retired is None:  # the common case: no lock, no work
+        return
+    message = _message(profile, today or dt.date.today())
+    if message is None:
+        return
     with _lock:
         if profile.name in _warned:
             return
         _warned.add(profile.name)
-    message = _message(profile, today or dt.date.today())
-    if message:
-        warnings.warn(message, ModelRetirementWarning, stacklevel=4)
+    warnings.warn(message, ModelRetirementWarning, stacklevel=4)

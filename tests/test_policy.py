@@ -142,3 +142,38 @@ def test_policy_validation() -> None:
         rp.Policy(max_attempts=0)
     with pytest.raises(rp.ConfigError, match="tuple of models"):
         rp.Policy(fallbacks="openai:gpt-4.1")  # type: ignore[arg-type]
+
+
+def test_a_model_the_catalog_says_is_retired_costs_one_call_even_under_concurrency() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+
+    def gone(prompt: rp.Prompt) -> str:
+        calls.append(prompt)
+        time.sleep(0.05)  # long enough for every other call to arrive while this one is in flight
+        raise rp.ModelNotFoundError("The model `old` does not exist", status=404)
+
+    retired = FunctionModel(gone, name="test:old")
+    profile = rp.ModelProfile("test", "old", retired=dt.date(2026, 1, 1), replacement="test:new")
+    object.__setattr__(retired, "profile", profile)
+    fallback = FunctionModel(lambda p: OK, name="test:new")
+    with pytest.warns(ModelRetirementWarning), ThreadPoolExecutor(max_workers=16) as pool:
+        runs = list(
+            pool.map(
+                lambda _: classify_task().run(Review(text="x"), model=retired, policy=policy(fallbacks=(fallback,))),
+                range(32),
+            )
+        )
+    assert all(run.model == "test:new" for run in runs)
+    assert len(calls) == 1
+
+
+def test_a_retired_date_that_slipped_does_not_stop_a_model_that_still_answers() -> None:
+    alive = FunctionModel(lambda p: OK, name="test:slipped")
+    profile = rp.ModelProfile("test", "slipped", retired=dt.date(2026, 1, 1))
+    object.__setattr__(alive, "profile", profile)
+    with pytest.warns(ModelRetirementWarning):
+        runs = [classify_task().run(Review(text="x"), model=alive) for _ in range(3)]
+    assert [run.model for run in runs] == ["test:slipped"] * 3
+    assert len(alive.prompts) == 3
