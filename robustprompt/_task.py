@@ -7,13 +7,13 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import pydantic
 
-from robustprompt._errors import ConfigError
+from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._prompt import RENDER_VERSION, OutputSpec
 from robustprompt._validate import Check, Validator
 
@@ -164,6 +164,65 @@ class Task(Generic[I, O]):
 
     async def acall(self, value: I, *, model: Model | str | None = None, policy: Policy | None = None) -> O:
         return cast("O", (await self.arun(value, model=model, policy=policy)).output)
+
+    def map(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+    ) -> list[O | RobustPromptError]:
+        """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
+
+        Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
+        error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
+        whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
+        """
+        from robustprompt._batch import map_task
+
+        return map_task(
+            self,
+            inputs,
+            model=model,
+            policy=policy,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            progress=progress,
+            keep_runs=runs,
+        )
+
+    async def amap(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+    ) -> list[O | RobustPromptError]:
+        """The async twin of `map`."""
+        from robustprompt._batch import amap_task
+
+        return await amap_task(
+            self,
+            inputs,
+            model=model,
+            policy=policy,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            progress=progress,
+            keep_runs=runs,
+        )
 
 
 def _type_name(tp: object) -> str:

@@ -1,0 +1,437 @@
+"""The `robustprompt` command: run a task's cases, compare two models or two dates, gate CI on the verdict.
+
+    robustprompt run TASK --cases FILE --model M
+    robustprompt migrate TASK --cases FILE --from A --to B [--max-drop 2pts] [--report out.html] [--json out.json]
+    robustprompt snapshot NAME TASK --cases FILE --model M
+    robustprompt drift TASK --cases FILE --model M --baseline NAME
+    robustprompt models
+
+TASK is `module:attribute` or `path/to/file.py:attribute`. A model is a catalog name (`openai:gpt-4.1-mini`) or
+recorded answers (`replay:answers.csv#model=...`). Exit status: 0 no regression, 1 B regresses beyond the
+thresholds, 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from robustprompt._batch import Outcome, map_task
+from robustprompt._cases import CaseSet, load_cases
+from robustprompt._catalog import all_profiles
+from robustprompt._compare import Comparison, Thresholds, compare
+from robustprompt._errors import ConfigError, RobustPromptError
+from robustprompt._model import model as make_model
+from robustprompt._profile import ModelProfile
+from robustprompt._replay import ReplaySource, is_replay
+from robustprompt._report import render_html, render_json, render_single_table, render_table
+from robustprompt._results import CaseResult
+from robustprompt._store import Store, default_store_path, is_final, today
+from robustprompt._task import Task
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_REGRESSED, EXIT_USAGE = 0, 1, 2
+_MAX_NOTED_PROBLEMS = 20
+_POINTS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(?:pts?|points?|%)?", re.IGNORECASE)
+
+
+# ------------------------------------------------------------------------------------------- argument types
+
+
+def max_drop(text: str) -> float:
+    """`--max-drop`: percentage points, as a fraction. "2", "2pts", "2 points" and "2%" all mean 2 points."""
+    match = _POINTS.fullmatch(text.strip())
+    if match is None or float(match.group(1)) > 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of percentage points from 0 to 100, e.g. 2pts")
+    return float(match.group(1)) / 100
+
+
+def alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level between 0 and 1, e.g. 0.05")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
+
+
+# -------------------------------------------------------------------------------------------- task loading
+
+
+def load_task(spec: str) -> Task[Any, Any]:
+    """The Task named by `module:attribute` or `path/to/file.py:attribute` (attribute may be dotted)."""
+    location, sep, attribute = spec.rpartition(":")
+    if not sep or not location or not attribute:
+        raise ConfigError(f"TASK must be module:attribute or path/to/file.py:attribute, got {spec!r}")
+    module = _import_file(location) if location.endswith(".py") or os.sep in location else _import_module(location)
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ConfigError(f"{location} has no attribute {attribute!r}{_task_hint(module)}")
+        value = getattr(value, part)
+    if not isinstance(value, Task):
+        raise ConfigError(
+            f"{spec} is a {type(value).__name__}, not a robustprompt Task{_task_hint(module)}: declare it with "
+            "rp.Task(...) or @rp.task"
+        )
+    return value
+
+
+def _task_hint(module: Any) -> str:
+    names = sorted(name for name, value in vars(module).items() if isinstance(value, Task))
+    return f" (its tasks: {', '.join(names)})" if names else " (it defines no Task)"
+
+
+def _import_file(location: str) -> Any:
+    path = Path(location).resolve()
+    if not path.is_file():
+        raise ConfigError(f"no Python file at {location!r}")
+    # A name per file, so two task files called tasks.py do not replace each other in sys.modules.
+    name = f"_robustprompt_task_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load {location!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: pydantic resolves the module's annotations through it
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ConfigError(f"importing {location} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _import_module(name: str) -> Any:
+    # As `python -m` would: modules in the current directory come first.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name or name.startswith(f"{exc.name}."):
+            raise ConfigError(f"no module named {name!r} (for a file, give its path: path/to/file.py:task)") from exc
+        raise ConfigError(f"importing {name} failed: {exc}") from exc
+    except Exception as exc:
+        raise ConfigError(f"importing {name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- the runs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """What every command that runs cases shares."""
+
+    task: Task[Any, Any]
+    cases: CaseSet
+    store: Store
+    concurrency: int
+    rpm: float | None
+    tpm: float | None
+
+
+def _results(options: _Options, model_name: str) -> tuple[str, list[CaseResult]]:
+    """(the model's name in results, one result per case in case order): today's stored ones, the rest run now."""
+    task, cases = options.task, options.cases.cases
+    if is_replay(model_name):
+        source = ReplaySource.open(model_name)
+        # Replay is free and the file may have changed: always recomputed, stored for snapshots and history.
+        replayed = source.results(task, cases)
+        options.store.put(task.name, task.fingerprint, replayed, date=today())
+        return source.name, replayed
+    model = make_model(model_name)
+    date = today()
+    stored = options.store.get(task.fingerprint, model.name, date)
+    # The case file's expected output wins over the stored one: it may have been corrected since.
+    done = {
+        case.id: dataclasses.replace(stored[case.id], expected=case.expected)
+        for case in cases
+        if case.id in stored and is_final(stored[case.id])
+    }
+    missing = [case for case in cases if case.id not in done]
+    if missing:
+        reused = f" ({len(done)} stored today)" if done else ""
+        print(f"{model.name}: running {len(missing)} case(s){reused}", file=sys.stderr)
+
+    def keep(index: int, outcome: Outcome) -> None:
+        case = missing[index]
+        result = CaseResult.from_outcome(
+            case.id, task, outcome, model=model.name, expected=case.expected, profile=model.profile
+        )
+        options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
+        done[case.id] = result
+
+    map_task(
+        task,
+        [case.input for case in missing],
+        model=model,
+        concurrency=options.concurrency,
+        rpm=options.rpm,
+        tpm=options.tpm,
+        on_result=keep,
+    )
+    return model.name, [done[case.id] for case in cases]
+
+
+def _report_failures(model: str, results: Sequence[CaseResult]) -> None:
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return
+    kinds = Counter(r.error_kind for r in failed)
+    summary = ", ".join(f"{kind} x{count}" for kind, count in kinds.most_common())
+    print(
+        f"{model}: {len(failed)} of {len(results)} case(s) failed ({summary}); first: {failed[0].error}",
+        file=sys.stderr,
+    )
+
+
+def _load(args: argparse.Namespace, stack: contextlib.ExitStack) -> _Options:
+    task = load_task(args.task)
+    cases = load_cases(args.cases, task).limited(args.limit)
+    for problem in cases.problems:
+        print(f"robustprompt: {problem}", file=sys.stderr)
+    if not cases.cases:
+        raise ConfigError(f"{args.cases} holds no case that can run")
+    store = stack.enter_context(Store(args.store or default_store_path()))
+    return _Options(task, cases, store, args.concurrency, args.rpm, args.tpm)
+
+
+def _noted(c: Comparison, cases: CaseSet) -> Comparison:
+    """The comparison with the case file's problems among its notes, so every report shows them."""
+    problems = [str(p) for p in cases.problems]
+    if len(problems) > _MAX_NOTED_PROBLEMS:
+        hidden = len(problems) - _MAX_NOTED_PROBLEMS
+        problems = [*problems[:_MAX_NOTED_PROBLEMS], f"and {hidden} more problem(s) in the case file"]
+    return dataclasses.replace(c, notes=[*c.notes, *(f"case file: {p}" for p in problems)])
+
+
+def _write(path: str | None, text: str) -> None:
+    if path is None:
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path!r}: {exc}") from exc
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _finish(args: argparse.Namespace, c: Comparison, cases: CaseSet) -> int:
+    c = _noted(c, cases)
+    print(render_table(c), end="")
+    _write(args.report, render_html(c))
+    _write(args.json, render_json(c))
+    return EXIT_REGRESSED if c.regressed else EXIT_OK
+
+
+def _thresholds(args: argparse.Namespace) -> Thresholds:
+    return Thresholds(max_drop=args.max_drop, alpha=args.alpha)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def _cmd_run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    options = _load(args, stack)
+    name, results = _results(options, args.model)
+    _report_failures(name, results)
+    print(render_single_table(name, results), end="")
+    return EXIT_OK
+
+
+def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    options = _load(args, stack)
+    a_name, a = _results(options, args.from_model)
+    b_name, b = _results(options, args.to_model)
+    for name, results in ((a_name, a), (b_name, b)):
+        _report_failures(name, results)
+    return _finish(args, compare(options.task.name, a_name, a, b_name, b, _thresholds(args)), options.cases)
+
+
+def _cmd_snapshot(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    options = _load(args, stack)
+    name, results = _results(options, args.model)
+    _report_failures(name, results)
+    count = options.store.snapshot(args.name, options.task.fingerprint, name, today())
+    print(f"snapshot {args.name!r}: {count} result(s) of {name} on {today()} for task {options.task.name}")
+    return EXIT_OK
+
+
+def _cmd_drift(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    options = _load(args, stack)
+    task = options.task
+    info = next((s for s in options.store.snapshots(args.baseline) if s.fingerprint == task.fingerprint), None)
+    if info is None:
+        raise ConfigError(_no_snapshot(options.store, args.baseline, task))
+    baseline = options.store.snapshot_results(args.baseline, task.fingerprint)
+    name, current = _results(options, args.model)
+    _report_failures(name, current)
+    a_name = f"{info.model} on {info.date} (snapshot {args.baseline})"
+    c = compare(task.name, a_name, baseline, f"{name} on {today()}", current, _thresholds(args))
+    return _finish(args, c, options.cases)
+
+
+def _no_snapshot(store: Store, name: str, task: Task[Any, Any]) -> str:
+    others = store.snapshots(name)
+    if others:
+        return (
+            f"snapshot {name!r} was taken of another version of task {task.name!r} (its instructions, types or "
+            "examples changed since): take a new one with `robustprompt snapshot`"
+        )
+    known = sorted({s.name for s in store.snapshots() if s.fingerprint == task.fingerprint})
+    hint = difflib.get_close_matches(name, known, n=1)
+    listing = f"; this task has: {', '.join(known)}" if known else "; record one with `robustprompt snapshot`"
+    return f"no snapshot named {name!r} in {store.path}{f' — did you mean {hint[0]!r}?' if hint else ''}{listing}"
+
+
+def _cmd_models(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    print(render_models(all_profiles(), dt.date.today()), end="")
+    return EXIT_OK
+
+
+def render_models(profiles: Sequence[ModelProfile], on: dt.date) -> str:
+    """The catalog as a table: upcoming retirements first (soonest first), then retired ones, then the rest."""
+
+    def order(p: ModelProfile) -> tuple[int, dt.date, str]:
+        end = p.retired or p.deprecated
+        group = 2 if end is None else (1 if end <= on else 0)
+        return group, end or dt.date.max, p.name
+
+    header = ["model", "modes", "context", "$/M in", "$/M out", "deprecated", "retires", "replacement"]
+    rows = [header] + [
+        [
+            p.name,
+            ",".join(m.value for m in p.modes),
+            f"{p.context_window:,}",
+            _price(p.input_price),
+            _price(p.output_price),
+            str(p.deprecated or ""),
+            (f"{p.retired} (retired)" if p.retired <= on else str(p.retired)) if p.retired else "",
+            p.replacement or "",
+        ]
+        for p in sorted(profiles, key=order)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows)
+
+
+def _price(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+# ------------------------------------------------------------------------------------------------- parser
+
+
+def _case_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", metavar="TASK", help="module:attribute or path/to/file.py:attribute")
+    parser.add_argument("--cases", required=True, metavar="FILE", help="JSONL or YAML cases: id, input, expected")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="run only the first N cases")
+    parser.add_argument(
+        "--store", metavar="PATH", help="results store (default: $ROBUSTPROMPT_STORE or .robustprompt/results.sqlite)"
+    )
+    parser.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="calls in flight (8)")
+    parser.add_argument("--rpm", type=_positive_float, metavar="N", help="at most N requests a minute")
+    parser.add_argument("--tpm", type=_positive_float, metavar="N", help="at most N tokens a minute (estimated)")
+
+
+def _comparison_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-drop",
+        type=max_drop,
+        default=0.02,
+        metavar="POINTS",
+        help="a gated rate may fall this many percentage points before it counts: 2, 2pts and 2%% all mean 2 "
+        "points (default 2pts)",
+    )
+    parser.add_argument(
+        "--alpha", type=alpha, default=0.05, help="significance level of the paired test (default 0.05)"
+    )
+    parser.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
+    parser.add_argument("--json", metavar="OUT.json", help="write the comparison as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robustprompt",
+        description="Run a typed task's cases on models, compare two models or two dates, gate CI on the result.",
+        epilog="Exit status: 0 no regression, 1 B regresses beyond the thresholds, 2 usage or configuration error.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the cases on one model and store the results")
+    _case_arguments(run)
+    run.add_argument("--model", required=True, metavar="M", help="a model name or replay:FILE#filter")
+    run.set_defaults(handler=_cmd_run)
+
+    migrate = commands.add_parser("migrate", help="compare model B against model A on the same cases")
+    _case_arguments(migrate)
+    migrate.add_argument("--from", dest="from_model", required=True, metavar="A", help="the model in use")
+    migrate.add_argument("--to", dest="to_model", required=True, metavar="B", help="the candidate")
+    _comparison_arguments(migrate)
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    drift = commands.add_parser("drift", help="compare a model today against a stored snapshot")
+    _case_arguments(drift)
+    drift.add_argument("--model", required=True, metavar="M")
+    drift.add_argument("--baseline", required=True, metavar="SNAPSHOT", help="a name given to `snapshot`")
+    _comparison_arguments(drift)
+    drift.set_defaults(handler=_cmd_drift)
+
+    snapshot = commands.add_parser("snapshot", help="run (or reuse) today's results and keep them under a name")
+    snapshot.add_argument("name", metavar="NAME")
+    _case_arguments(snapshot)
+    snapshot.add_argument("--model", required=True, metavar="M")
+    snapshot.set_defaults(handler=_cmd_snapshot)
+
+    models = commands.add_parser("models", help="the model catalog, upcoming retirements first")
+    models.set_defaults(handler=_cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, contextlib.ExitStack], int] = args.handler
+    try:
+        with contextlib.ExitStack() as stack:
+            return handler(args, stack)
+    except ConfigError as exc:
+        print(f"robustprompt: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RobustPromptError as exc:  # raised outside any case (cases keep theirs): still the setup's fault
+        print(f"robustprompt: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("robustprompt: interrupted; results so far are stored", file=sys.stderr)
+        return 130
