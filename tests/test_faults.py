@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import robustprompt as rp
 from robustprompt.testing._faults import TRANSIENT, Fault, FaultPlan, FaultServer, answer_from
@@ -22,12 +24,35 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def serve(script: tuple[Fault | None, ...]) -> FaultServer:
-    return FaultServer("openai", FaultPlan(rate=0.0, script=script, retry_after=0.1, hang=1.0), label, api_key=KEY)
+MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
 
 
-def model(server: FaultServer, client: httpx.Client) -> rp.Model:
-    return rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, timeout=0.3, http_client=client)
+@pytest.fixture(params=MODELS)
+def api(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def serve(api: str) -> Callable[[tuple[Fault | None, ...]], FaultServer]:
+    def make(script: tuple[Fault | None, ...]) -> FaultServer:
+        return FaultServer(api, FaultPlan(rate=0.0, script=script, retry_after=0.1, hang=1.0), label, api_key=KEY)
+
+    return make
+
+
+@pytest.fixture
+def model(api: str, client: httpx.Client) -> Callable[[FaultServer], rp.Model]:
+    def make(server: FaultServer) -> rp.Model:
+        return rp.model(
+            MODELS[api], base_url=server.base_url, api_key=KEY, timeout=0.3, http_client=client, max_output_tokens=100
+        )
+
+    return make
+
+
+Serve = Callable[[tuple[Fault | None, ...]], FaultServer]
+Make = Callable[[FaultServer], rp.Model]
 
 
 RETRIED = {
@@ -45,9 +70,9 @@ RETRIED = {
 
 
 @pytest.mark.parametrize(("fault", "error"), RETRIED.items())
-def test_transport_faults_are_retried_and_succeed(fault: Fault, error: str, client: httpx.Client) -> None:
+def test_transport_faults_are_retried_and_succeed(fault: Fault, error: str, serve: Serve, model: Make) -> None:
     with serve((fault,)) as server:
-        run = classify_task().run(Review(text="bad phone"), model=model(server, client), policy=POLICY)
+        run = classify_task().run(Review(text="bad phone"), model=model(server), policy=POLICY)
     assert run.output == Sentiment(label="negative")
     assert len(run.attempts) == 1
     assert run.attempts[0].transport_errors[0].startswith(error)
@@ -55,27 +80,27 @@ def test_transport_faults_are_retried_and_succeed(fault: Fault, error: str, clie
 
 
 @pytest.mark.parametrize("fault", [Fault.SCHEMA_INVALID, Fault.LENGTH])
-def test_answer_faults_are_reasked_and_succeed(fault: Fault, client: httpx.Client) -> None:
+def test_answer_faults_are_reasked_and_succeed(fault: Fault, serve: Serve, model: Make) -> None:
     with serve((fault,)) as server:
-        run = classify_task().run(Review(text="good"), model=model(server, client), policy=POLICY)
+        run = classify_task().run(Review(text="good"), model=model(server), policy=POLICY)
     assert run.output == Sentiment(label="positive")
     assert [a.ok for a in run.attempts] == [False, True]
 
 
-def test_refusal_is_a_typed_error(client: httpx.Client) -> None:
+def test_refusal_is_a_typed_error(serve: Serve, model: Make) -> None:
     with serve((Fault.REFUSAL,)) as server, pytest.raises(rp.RefusalError):
-        classify_task().run(Review(text="x"), model=model(server, client), policy=POLICY)
+        classify_task().run(Review(text="x"), model=model(server), policy=POLICY)
 
 
-def test_model_not_found_is_not_retried(client: httpx.Client) -> None:
+def test_model_not_found_is_not_retried(serve: Serve, model: Make) -> None:
     with serve((Fault.MODEL_NOT_FOUND, None)) as server, pytest.raises(rp.ModelNotFoundError):
-        classify_task().run(Review(text="x"), model=model(server, client), policy=POLICY)
+        classify_task().run(Review(text="x"), model=model(server), policy=POLICY)
     assert len(server.requests) == 1
 
 
-def test_a_retry_after_is_never_jumped(client: httpx.Client) -> None:
+def test_a_retry_after_is_never_jumped(serve: Serve, model: Make) -> None:
     with serve((Fault.RATE_LIMIT, Fault.RATE_LIMIT_MS, None)) as server:
-        classify_task().run(Review(text="x"), model=model(server, client), policy=rp.Policy(transport_retries=3))
+        classify_task().run(Review(text="x"), model=model(server), policy=rp.Policy(transport_retries=3))
     assert server.counts == {"rate_limit": 1, "rate_limit_ms": 1, "ok": 1}
     assert server.early_retries == 0
 
@@ -87,3 +112,33 @@ def test_the_schedule_is_reproducible() -> None:
     faulted = sum(d is not None for d in draws)
     assert 240 <= faulted <= 360
     assert {d for d in draws if d is not None} == set(TRANSIENT)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    rate=st.floats(0.0, 0.9),
+    kinds=st.lists(st.sampled_from([f for f in TRANSIENT if f is not Fault.HANG]), min_size=1, unique=True),
+    retries=st.integers(0, 2),
+    reasks=st.integers(0, 2),
+)
+def test_under_any_fault_schedule_no_item_is_lost_and_budgets_hold(
+    seed: int, rate: float, kinds: list[Fault], retries: int, reasks: int, client: httpx.Client
+) -> None:
+    plan = FaultPlan(rate=rate, kinds=tuple(kinds), seed=seed, retry_after=0.01)
+    policy = rp.Policy(transport_retries=retries, reasks=reasks, backoff_initial=0.001, backoff_max=0.002)
+    inputs = [Review(text=f"review {i} {'bad' if i % 2 else 'good'}") for i in range(12)]
+    with FaultServer("openai", plan, label, api_key=KEY) as server:
+        model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, timeout=2, http_client=client)
+        results = classify_task().map(inputs, model=model, policy=policy, concurrency=4, runs=True)
+    assert len(results) == len(inputs)  # every input accounted for, in order
+    per_call = (retries + 1) * (reasks + 1)  # sends per attempt, times attempts (no other mode to move to)
+    for value, result in zip(inputs, results, strict=True):
+        run = result.run if isinstance(result, rp.RobustPromptError) else result
+        assert isinstance(run, rp.Run)
+        sent = sum(1 + len(a.transport_errors) for a in run.attempts)
+        assert sent <= per_call
+        if not isinstance(result, rp.RobustPromptError):
+            assert result.output == Sentiment(label="negative" if "bad" in value.text else "positive")
+    assert len(server.requests) <= per_call * len(inputs)
+    assert server.early_retries == 0

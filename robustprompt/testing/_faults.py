@@ -1,7 +1,7 @@
 """A provider that misbehaves on a seeded schedule, for tests and benchmarks (loopback only, bounded).
 
     plan = FaultPlan(rate=0.3, seed=7)
-    with FaultServer("openai", plan, answer=lambda received: '{"label": "positive"}') as server:
+    with FaultServer("openai", plan, answer=lambda received: '{"label": "positive"}') as server:  # or "anthropic"
         model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key="k", timeout=0.5)
         ...
     server.counts          # how many of each fault were served
@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from robustprompt.testing import _anthropic_server as anthropic_wire
 from robustprompt.testing import _openai_server as openai_wire
 from robustprompt.testing._server import LoopbackServer, Received, Reply, Wire
 
@@ -89,7 +90,32 @@ class _Shapes:
         return openai_wire.model_not_found(model)
 
 
-_SHAPES: dict[str, _Shapes] = {"openai": _Shapes()}
+class _AnthropicShapes(_Shapes):
+    """The Anthropic Messages shapes: 529 for overload, and no retry-after-ms (seconds, fractional)."""
+
+    wire: Wire = anthropic_wire.AnthropicWire()
+
+    def ok(self, content: str, finish: str = "stop") -> Reply:
+        return anthropic_wire.message_reply(content, stop_reason="max_tokens" if finish == "length" else "end_turn")
+
+    def refusal(self) -> Reply:
+        return anthropic_wire.refusal_reply("I can't help with that.")
+
+    def rate_limited(self, seconds: float, in_ms: bool) -> Reply:
+        return anthropic_wire.rate_limited(retry_after=seconds)
+
+    def status(self, status: int) -> Reply:
+        if status == 529:
+            return anthropic_wire.overloaded()
+        if status in (500, 504):
+            return anthropic_wire.server_error(status)
+        return anthropic_wire.error_reply(status, "api_error", "Internal server error")
+
+    def model_not_found(self, model: str) -> Reply:
+        return anthropic_wire.model_not_found(model)
+
+
+_SHAPES: dict[str, _Shapes] = {"openai": _Shapes(), "anthropic": _AnthropicShapes()}
 
 
 def _body_key(received: Received) -> str:
@@ -105,7 +131,8 @@ class _Ledger:
 
 
 class FaultServer(LoopbackServer):
-    """A loopback provider (`api`: "openai") answering `answer(request)` except where the plan faults it."""
+    """A loopback provider (`api`: "openai" or "anthropic") answering `answer(request)` except where the plan
+    faults it."""
 
     def __init__(
         self,
