@@ -94,8 +94,11 @@ def _remember_rejected(model: Model, task: Task[Any, Any], mode: OutputMode) -> 
 
 
 def _context_budget(model: Model) -> int:
-    output = model.settings.max_output_tokens or model.profile.max_output_tokens
-    return model.profile.context_window - output
+    """Prompt tokens left after the output's share. Unless the user set a cap, the output's share is the model's
+    maximum output, but at most a quarter of the window: some models may spend their whole window on output."""
+    profile = model.profile
+    output = model.settings.max_output_tokens or min(profile.max_output_tokens, profile.context_window // 4)
+    return profile.context_window - output
 
 
 def _render(task: Task[Any, Any], input_json: str, model: Model, mode: OutputMode) -> Prompt:

@@ -145,7 +145,9 @@ def test_examples_that_do_not_fit_are_dropped_deterministically() -> None:
             rp.Example(Review(text="short two"), Sentiment(label="neutral")),
         ]
     )
-    model = FunctionModel(lambda p: '{"label": "positive"}', context_window=1024 + 600)
+    model = FunctionModel(
+        lambda p: '{"label": "positive"}', context_window=800
+    )  # 600 tokens for the prompt after a quarter for output
     run = task.run(Review(text="x"), model=model, policy=FAST)
     assert run.dropped_examples == (1,)
     assert len(model.prompts[0].messages) == 5  # two examples kept, then the input
@@ -212,3 +214,13 @@ def test_a_truncated_answer_in_a_constrained_mode_is_not_taken_for_an_ignored_mo
     model = _two_mode_model("test:truncates", lambda p: next(answers))
     run = classify_task().run(Review(text="x"), model=model, policy=FAST)
     assert [a.mode for a in run.attempts] == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_SCHEMA]
+
+
+def test_without_an_output_cap_the_output_share_leaves_room_for_the_prompt() -> None:
+    model = FunctionModel(lambda p: '{"label": "positive"}', context_window=8192)
+    object.__setattr__(
+        model, "profile", rp.ModelProfile("test", "big-output", context_window=8192, max_output_tokens=8192)
+    )
+    run = classify_task().run(Review(text="x"), model=model)
+    assert run.output == Sentiment(label="positive")
+    assert run.dropped_examples == ()
