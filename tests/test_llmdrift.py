@@ -98,3 +98,50 @@ def test_gpt35_march_to_june_is_a_significant_improvement(cases: Path, tmp_path:
     change = accuracy_change(report)
     assert change["diff"] > 0 and change["p_value"] < 0.05 and not change["regressed"]
     assert code == 0, report["reasons"]
+
+
+def _paper_answer(text: str) -> str | None:
+    """The study's scorer as its repository has it: each word wrapped in brackets, then a substring search in which
+    "yes" wins wherever it appears ("[No]" becomes "[[no]]", which contains "[no]")."""
+    wrapped = " ".join(f"[{w}]" for w in text.lower().replace(",", " ").replace(".", " ").split())
+    return "yes" if "[yes]" in wrapped else "no" if "[no]" in wrapped else None
+
+
+def test_the_papers_own_scorer_gives_its_figures_on_this_recording_and_explains_the_one_gap() -> None:
+    import csv
+    from collections import defaultdict
+
+    from robustprompt._parse import ParseError, parse
+
+    csv.field_size_limit(1 << 30)
+    with RECORDING.open(encoding="utf-8", newline="") as recording:
+        rows = list(csv.DictReader(recording))
+    paper: dict[str, dict[str, str | None]] = defaultdict(dict)
+    for row in rows:
+        paper[row["model"].split("/")[1]][row["id"]] = _paper_answer(row["answer"])
+    refs = {row["id"]: row["ref_answer"].lower() for row in rows}
+    for model, published in PAPER_ACCURACY.items():
+        answers = paper[model]
+        assert round(100 * sum(answers[i] == refs[i] for i in answers) / len(answers), 1) == published
+    for family, (old, new) in {
+        "gpt-4": ("gpt-4-0314", "gpt-4-0613"),
+        "gpt-3.5": ("gpt-3.5-turbo-0301", "gpt-3.5-turbo-0613"),
+    }.items():
+        changed = sum(paper[old][i] != paper[new][i] for i in paper[old])
+        assert round(100 * changed / len(paper[old]), 1) == PAPER_MISMATCH[family]
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"enum": ["yes", "no"], "type": "string"}},
+        "required": ["answer"],
+    }
+    disagreements = []
+    for row in rows:
+        if row["model"].endswith("gpt-3.5-turbo-0301"):
+            try:
+                ours = parse(row["answer"], schema).value["answer"]
+            except ParseError:
+                ours = None
+            if ours != paper["gpt-3.5-turbo-0301"][row["id"]]:
+                disagreements.append(row["answer"])
+    assert len(disagreements) == 107
+    assert all("[no]" in answer.lower() for answer in disagreements)  # each one says "[No]" explicitly
