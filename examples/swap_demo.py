@@ -6,8 +6,8 @@ Both models run embedded (no key, no network), at temperature 0 with grammar-con
 labelled reviews of benchmarks/data/sentiment.jsonl, with the task and the four examples of
 benchmarks/local_accuracy.py. What it printed on this machine:
 
-    zero-shot: accuracy 97.5 % -> 85.0 % (n=40), B - A -12.5 pts, McNemar p=0.125: B lower, not significant at n=40
-    4 examples: accuracy 50.0 % -> 100.0 % (n=40), B - A +50.0 pts, McNemar p=1.91e-06: B better
+    zero-shot: accuracy 97.5 % -> 85.0 % (n=40), B - A -12.5 pts, McNemar p = 0.1250: B lower, not significant at n=40
+    4 examples: accuracy 50.0 % -> 100.0 % (n=40), B - A +50.0 pts, McNemar p < 0.0001: B better
 
 - Zero-shot, Gemma-3-270M (a base model) calls 6 negative reviews positive that SmolLM2 (an instruction-tuned
   chat model) gets right, and gets right the 1 that SmolLM2 misses: a drop of 12.5 points that 40 cases cannot
@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 import robustprompt as rp
-from robustprompt.evals import Case, CaseResult, Comparison, compare, load_cases, render_html
+from robustprompt.evals import Case, CaseResult, Comparison, compare, format_p, format_pct, load_cases, render_html
 
 CASES = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "sentiment.jsonl"
 OLD, NEW = "local:smollm2", "local:gemma3-270m"
@@ -80,13 +80,9 @@ def headline(label: str, c: Comparison) -> str:
     else:
         verdict = "B better" if significant and diff > 0 else "no significant change"
     return (
-        f"{label}: accuracy {_pct(c.a.accuracy.value)} -> {_pct(c.b.accuracy.value)} (n={accuracy.n}), "
-        f"B - A {100 * diff:+.1f} pts, McNemar p={p:.3g}: {verdict}"
+        f"{label}: accuracy {format_pct(c.a.accuracy.value)} -> {format_pct(c.b.accuracy.value)} (n={accuracy.n}), "
+        f"B - A {100 * diff:+.1f} pts, McNemar {format_p(p)}: {verdict}"
     )
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ from robustprompt._stats import (
 
 __all__ = [
     "ACCURACY",
-    "GATED",
     "VALID",
     "VALID_FIRST",
+    "VALID_UNSCORED",
     "ChangedCase",
     "Comparison",
     "FailedCase",
@@ -44,7 +44,7 @@ __all__ = [
 VALID_FIRST, VALID, ACCURACY = "schema-valid, 1st attempt", "schema-valid (after re-asks)", "accuracy"
 # Rates whose significant drop makes B a regression. First-attempt validity is reported but does not gate: re-asks
 # exist to repair it, and the app only sees the final value.
-GATED = (VALID, ACCURACY)  # the rates that can decide a regression; see `_gates`
+VALID_UNSCORED = "schema-valid, cases with no expected output"
 # A drop equal to max_drop is not "more than" max_drop; floats like 0.51 - 0.49 overshoot 0.02 by an ulp.
 _EPSILON = 1e-9
 
@@ -119,7 +119,7 @@ class RateDiff:
     b_only: int
     p_value: float | None
     n: int
-    gated: bool  # this rate decides the verdict (see `_gates`)
+    gated: bool  # this rate decides the verdict (see `compare`)
     regressed: bool  # a gated rate that fell beyond the thresholds
 
 
@@ -190,13 +190,18 @@ def compare(
     by_a, by_b = _by_id(a_name, a), _by_id(b_name, b)
     pairs = [(by_a[case_id], by_b[case_id]) for case_id in by_a if case_id in by_b]
     level = thresholds.level
+    # Accuracy decides on the cases with an expected output: it already counts an invalid answer as wrong, so
+    # gating validity there too would count that answer twice (and call a model that got far more right a
+    # regression). Validity decides on the cases with no expected output, which accuracy cannot see.
     scored = [p for p in pairs if _has_expected(p)]
-    gates = _gates(bool(scored))
+    unscored = [p for p in pairs if not _has_expected(p)]
     rates = [
-        _rate_diff(VALID_FIRST, pairs, lambda r: r.first_valid, thresholds, gates),
-        _rate_diff(VALID, pairs, lambda r: r.ok, thresholds, gates),
-        _rate_diff(ACCURACY, scored, lambda r: r.correct is True, thresholds, gates),
+        _rate_diff(VALID_FIRST, pairs, lambda r: r.first_valid, thresholds, gated=False),
+        _rate_diff(VALID, pairs, lambda r: r.ok, thresholds, gated=not scored),
+        _rate_diff(ACCURACY, scored, lambda r: r.correct is True, thresholds, gated=bool(scored)),
     ]
+    if scored and unscored:
+        rates.append(_rate_diff(VALID_UNSCORED, unscored, lambda r: r.ok, thresholds, gated=True))
     reasons = [_reason(d, level) for d in rates if d.regressed]
     only_a = [case_id for case_id in by_a if case_id not in by_b]
     only_b = [case_id for case_id in by_b if case_id not in by_a]
@@ -263,19 +268,13 @@ def _has_expected(pair: Pair) -> bool:
     return pair[0].expected is not None and pair[1].expected is not None
 
 
-def _gates(scored: bool) -> frozenset[str]:
-    """Accuracy decides when cases have expected outputs: it already counts an invalid answer as wrong, so gating
-    on validity too would count that answer twice (and call a model that got far more right a regression).
-    Without expected outputs, validity is what there is to decide on."""
-    return frozenset({ACCURACY} if scored else {VALID})
-
-
 def _rate_diff(
     metric: str,
     pairs: Sequence[Pair],
     passed: Callable[[CaseResult], bool],
     thresholds: Thresholds,
-    gates: frozenset[str],
+    *,
+    gated: bool,
 ) -> RateDiff:
     outcomes = [(passed(ra), passed(rb)) for ra, rb in pairs]
     both = sum(pa and pb for pa, pb in outcomes)
@@ -295,8 +294,8 @@ def _rate_diff(
         b_only=b_only,
         p_value=p_value,
         n=n,
-        gated=metric in gates,
-        regressed=metric in gates and _dropped(diff, thresholds) and p_value is not None and p_value < thresholds.alpha,
+        gated=gated,
+        regressed=gated and _dropped(diff, thresholds) and p_value is not None and p_value < thresholds.alpha,
     )
 
 

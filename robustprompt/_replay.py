@@ -99,8 +99,8 @@ class ReplaySource:
         recordings = _recordings(rows, options.get("id_column", "id"), options.get("answer_column", "answer"), spec)
         if not recordings:
             raise ConfigError(f"{spec!r}: no row matches {fragment!r}" if filters else f"{spec!r} has no rows")
-        label = f"{PREFIX}{path.name}" + (f"#{fragment}" if fragment else "")
-        return cls(label, path, recordings)
+        # The spec as given names the source: two recordings with one file name in two folders stay apart.
+        return cls(spec, path, recordings)
 
     def result(self, task: Task[Any, Any], case: Case) -> CaseResult:
         """The case as the recorded model answered it, or a failed case when the recording lacks it."""

@@ -7,6 +7,8 @@ that forbids any fetch, so it opens the same offline, in CI artefacts and in mai
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -247,8 +249,13 @@ _JS = """
 })();
 """
 
-# No fetch of any kind, even if a model's answer smuggled markup past escaping: the page can only use itself.
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+# No fetch of any kind, and no script but ours (pinned by its hash), even if a model's answer smuggled markup
+# past escaping.
+_JS_HASH = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; "
+    f"script-src 'sha256-{_JS_HASH}'; form-action 'none'; base-uri 'none'"
+)
 _A_COLOUR, _B_COLOUR = "#5b73d6", "#e0893a"
 
 

@@ -138,7 +138,7 @@ class Store:
         return {case_id: CaseResult.from_json(json.loads(text)) for case_id, text in rows}
 
     def dates(self, fingerprint: str, model: str) -> list[str]:
-        """The days with stored results for one task and model, oldest first: the history drift reads."""
+        """The days with stored results for one task and model, oldest first: its history, for tools and scripts."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT DISTINCT date FROM results WHERE fingerprint = ? AND model = ? ORDER BY date",

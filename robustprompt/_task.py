@@ -91,6 +91,7 @@ class Task(Generic[I, O]):
         unwrap: Callable[[Any], Any] = (lambda m: getattr(m, ANSWER_FIELD)) if wrapped else (lambda m: m)
         self._wrapped = wrapped
         self.validator = Validator(model, checks, unwrap)
+        self.checks = tuple(checks)
         self.spec = OutputSpec(_spec_name(name), self.validator.schema, description=instructions.strip()[:300])
         self.examples: tuple[tuple[str, str], ...] = tuple(self._example_json(i, ex) for i, ex in enumerate(examples))
         self.fingerprint = self._fingerprint()
@@ -142,6 +143,9 @@ class Task(Generic[I, O]):
             "input": self._input.json_schema(),
             "output": self.spec.schema,
             "examples": self.examples,
+            # Checks decide what is accepted: results under other checks must not be reused. Their names stand in
+            # for their code (a changed body keeps its name: bump `version` then).
+            "checks": [f"{getattr(c, '__module__', '')}.{getattr(c, '__qualname__', repr(c))}" for c in self.checks],
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 

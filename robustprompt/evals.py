@@ -10,7 +10,7 @@ to script your own migrations.
 """
 
 from robustprompt._cases import Case, CaseProblem, CaseSet, load_cases
-from robustprompt._compare import Comparison, Thresholds, compare
+from robustprompt._compare import Comparison, Thresholds, compare, format_p, format_pct
 from robustprompt._report import render_html, render_json, render_single_table, render_table
 from robustprompt._results import CaseResult
 from robustprompt._store import Store
@@ -24,6 +24,8 @@ __all__ = [
     "Store",
     "Thresholds",
     "compare",
+    "format_p",
+    "format_pct",
     "load_cases",
     "render_html",
     "render_json",

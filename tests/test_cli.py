@@ -104,7 +104,7 @@ def test_a_task_by_module_name_from_the_current_directory(
 ) -> None:
     answers = recording(project / "rec.jsonl", {"a": dict.fromkeys(PRIMES, "[No]")})
     code, out, _ = run_cli(capsys, "run", "tasks:task", "--cases", prime_cases, "--model", f"replay:{answers}#model=a")
-    assert code == 0 and "model replay:rec.jsonl#model=a" in out
+    assert code == 0 and f"model replay:{answers}#model=a" in out
 
 
 # ------------------------------------------------------------------------------------------------- cases
@@ -321,7 +321,7 @@ def test_drift_against_a_snapshot(project: Path, prime_cases: str, capsys: pytes
     right = {k: f"[{v}]" for k, v in PRIMES.items()}
     answers = "replay:" + recording(project / "rec.jsonl", {"a": right, "b": dict.fromkeys(PRIMES, "[No]")})
     code, out, _ = run_cli(capsys, "snapshot", "march", TASK, "--cases", prime_cases, "--model", f"{answers}#model=a")
-    assert code == 0 and "snapshot 'march': 20 result(s) of replay:rec.jsonl#model=a" in out
+    assert code == 0 and f"snapshot 'march': 20 result(s) of {answers}#model=a" in out
     code, out, _ = run_cli(
         capsys, "drift", TASK, "--cases", prime_cases, "--model", f"{answers}#model=b", "--baseline", "march"
     )

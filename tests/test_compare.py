@@ -305,3 +305,11 @@ def test_llmdrift_gpt4_figures_match_the_paper() -> None:
     assert c.mismatch.value == pytest.approx(0.626, abs=0.01)
     assert (round(c.a.verbosity.value or 0), round(c.b.verbosity.value or 0)) == (638, 4)
     assert c.regressed and rate(c, "accuracy").p_value < 1e-6
+
+
+def test_a_validity_collapse_on_the_cases_without_expected_outputs_is_still_a_regression() -> None:
+    a = [result(str(i), YES, YES if i < 3 else None) for i in range(40)]
+    b = [result(str(i), YES if i < 3 else None, YES if i < 3 else None) for i in range(40)]
+    c = compare("t", "A", a, "B", b)
+    assert c.regressed
+    assert [d.metric for d in c.rates if d.regressed] == ["schema-valid, cases with no expected output"]

@@ -50,7 +50,7 @@ def case(case_id: str, expected: str | None = None) -> Case:
 
 def test_a_filter_picks_one_models_rows(recording: Path) -> None:
     source = ReplaySource.open(f"replay:{recording}#model=old")
-    assert source.name == "replay:runs.csv#model=old"
+    assert source.name == f"replay:{recording}#model=old"
     assert sorted(source.recordings) == ["1", "2"]
 
 
@@ -76,7 +76,7 @@ def test_a_case_without_a_recording_is_a_failed_case(recording: Path) -> None:
     assert [r.case_id for r in results] == ["1", "3"]
     missing = results[1]
     assert not missing.ok and missing.error_kind == "ConfigError"
-    assert missing.error == "no recorded answer for case '3' in replay:runs.csv#model=new"
+    assert missing.error == f"no recorded answer for case '3' in replay:{recording}#model=new"
     assert missing.expected == {"answer": "yes"}
 
 
@@ -85,7 +85,7 @@ def test_jsonl_recordings_with_renamed_columns(tmp_path: Path) -> None:
     rows = [{"qid": 1, "text": "[yes]", "input_tokens": 11, "output_tokens": 3}, {"qid": "b", "text": "no"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     source = ReplaySource.open(f"replay:{path}#id_column=qid&answer_column=text")
-    assert source.name == "replay:runs.jsonl#id_column=qid&answer_column=text"
+    assert source.name == f"replay:{path}#id_column=qid&answer_column=text"
     first, second = source.results(YES_NO, [case("1"), case("b")])
     assert first.output == {"answer": "yes"} and (first.input_tokens, first.output_tokens) == (11, 3)
     assert second.output == {"answer": "no"}

@@ -138,3 +138,10 @@ def test_validator_messages_name_the_path() -> None:
     task = rp.Task("p", input=str, output=Person, instructions="Extract.")
     _, errors = task.validator.validate({"name": "Ann", "age": 200})
     assert any("age" in e and "150" in e for e in errors), errors
+
+
+def test_fingerprint_changes_with_the_checks() -> None:
+    def not_neutral(s: Sentiment) -> bool:
+        return s.label != "neutral"
+
+    assert classify_task(checks=[not_neutral]).fingerprint != classify_task().fingerprint
