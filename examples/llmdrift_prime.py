@@ -71,9 +71,10 @@ def main() -> None:
     out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("prime_cases.jsonl")
     count = write_cases(recording, out)
     print(f"wrote {count} cases to {out}")
+    here = os.path.relpath(Path(__file__).resolve())  # runnable from wherever this script was run
     for old, new in (("gpt-4-0314", "gpt-4-0613"), ("gpt-3.5-turbo-0301", "gpt-3.5-turbo-0613")):
         print(
-            f"robustprompt migrate {Path(__file__).name}:task --cases {out} "
+            f"robustprompt migrate {here}:task --cases {out} "
             f'--from "replay:{recording}#model=openaichat/{old}" --to "replay:{recording}#model=openaichat/{new}"'
         )
 
