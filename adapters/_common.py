@@ -66,10 +66,14 @@ def error_for_status(status: int, headers: Mapping[str, str]) -> type[ProviderEr
 
 
 def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
-    """The decoded JSON body; an unreadable one is a transport fault (truncated or garbled), so retryable."""
+    """The decoded JSON body. An error status with a body that is not JSON (a proxy's HTML page, a gateway's
+    plain text) gives None: the status then decides the error. A success that cannot be read is a transport fault
+    (truncated or garbled), so retryable; one nested absurdly deep is not a blip, so not retryable."""
     try:
         return json.loads(body)
-    except RecursionError:  # no API nests its envelope this deep: a broken or hostile server, not a blip
+    except RecursionError:
+        if not 200 <= status < 300:
+            return None
         raise ProviderError(
             f"response body nested too deeply to read ({len(body)} bytes)",
             provider=provider,
@@ -77,10 +81,9 @@ def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
             status=status,
         ) from None
     except (ValueError, UnicodeDecodeError):
+        if not 200 <= status < 300:
+            return None
         snippet = body[:200].decode("utf-8", "replace")
         raise ProviderConnectionError(
-            f"unreadable response body ({len(body)} bytes): {snippet!r}",
-            provider=provider,
-            model=model,
-            status=status,
+            f"unreadable response body ({len(body)} bytes): {snippet!r}", provider=provider, model=model, status=status
         ) from None

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import (
-    BadRequestError,
     ConfigError,
     ContextLengthError,
     ModelNotFoundError,
@@ -119,18 +118,19 @@ class OpenAIChatAdapter:
         try:
             choice = data["choices"][0]
             message = choice["message"]
-        except (KeyError, IndexError, TypeError):
-            raise BadRequestError(
-                "response has no choices[0].message",
+            refusal = message.get("refusal")
+            calls = message.get("tool_calls") or []
+            text = (calls[0]["function"]["arguments"] if calls else message.get("content")) or ""
+            usage = data.get("usage") or {}
+        except (KeyError, IndexError, TypeError, AttributeError):
+            # OpenAI-compatible servers vary: a body without this shape is the server's fault, not a blip.
+            raise ProviderError(
+                "malformed response: no choices[0].message with content or a tool call",
                 provider=self.provider,
                 model=profile.model_id,
                 status=status,
                 body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
             ) from None
-        usage = data.get("usage") or {}
-        refusal = message.get("refusal")
-        calls = message.get("tool_calls") or []
-        text = calls[0]["function"]["arguments"] if calls else (message.get("content") or "")
         finish = "refusal" if refusal else _FINISH.get(choice.get("finish_reason") or "stop", "other")
         return Completion(
             text=text,

@@ -19,7 +19,7 @@ from typing import Any
 
 from robustprompt import _catalog
 from robustprompt._completion import Completion, Usage
-from robustprompt._errors import ConfigError
+from robustprompt._errors import ConfigError, ContextLengthError
 from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, render_completion_text
@@ -123,6 +123,17 @@ def local_model(model_id: str, settings: Settings, profile: ModelProfile | None 
     return Model(f"local:{model_id}", resolved, settings, LocalBackend(path, resolved, settings))
 
 
+@contextlib.contextmanager
+def _typed_overflow(profile: ModelProfile) -> Iterator[None]:
+    """llama-cpp says a prompt does not fit with a bare ValueError; the app gets the typed error."""
+    try:
+        yield
+    except ValueError as exc:
+        if "context window" not in str(exc):
+            raise
+        raise ContextLengthError(str(exc), provider=profile.provider, model=profile.model_id) from None
+
+
 class LocalBackend:
     def __init__(self, path: Path, profile: ModelProfile, settings: Settings) -> None:
         self.path = path
@@ -162,7 +173,7 @@ class LocalBackend:
     def complete(self, prompt: Prompt) -> Completion:
         llama, lock = self._model()
         constrained = prompt.mode is OutputMode.GRAMMAR
-        with lock:
+        with lock, _typed_overflow(self.profile):
             if self.profile.prompt_style == "completion":
                 grammar = self._grammar(prompt.output.schema) if constrained else None
                 result = llama.create_completion(

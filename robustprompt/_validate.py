@@ -67,6 +67,11 @@ def drop_null_optionals(value: Any, schema: Mapping[str, Any], root: Mapping[str
     the typed model wants those fields absent so their defaults apply.
     """
     schema = _resolve(schema, root)
+    if "anyOf" in schema and value is not None:
+        # An Optional[Model] (or another union): walk the branch whose kind the value has.
+        kind = "object" if isinstance(value, dict) else "array" if isinstance(value, list) else None
+        branch = next((b for b in schema["anyOf"] if kind and _resolve(b, root).get("type") == kind), None)
+        return value if branch is None else drop_null_optionals(value, branch, root)
     if isinstance(value, dict):
         props: Mapping[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", ()))

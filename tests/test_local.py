@@ -74,3 +74,9 @@ def test_any_gguf_path() -> None:
     model = rp.model(f"local:{path}", temperature=0, max_output_tokens=32)
     assert model.profile.prompt_style == "chat"
     assert isinstance(classify_task()(Review(text="Fine."), model=model), Sentiment)
+
+
+def test_a_prompt_past_the_context_window_is_a_typed_error(smollm2: rp.Model) -> None:
+    prompt = rp.Prompt("s", (rp.Message("user", "word " * 3000),), classify_task().spec, rp.OutputMode.GRAMMAR)
+    with pytest.raises(rp.ContextLengthError, match="context window"):
+        smollm2.backend.complete(prompt)

@@ -7,11 +7,13 @@ violating request with a 400 exactly as the real API would, so a bad body cannot
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 import robustprompt as rp
 from robustprompt.testing import OpenAIServer, Reply
@@ -262,3 +264,60 @@ def test_an_envelope_nested_absurdly_deep_is_a_typed_error(server: OpenAIServer,
     server.enqueue(Reply(200, b"[" * 200_000 + b"]" * 200_000))
     with pytest.raises(rp.ProviderError, match="nested too deeply"):
         classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, rp.AuthError), (413, rp.BadRequestError), (404, rp.BadRequestError)]
+)
+def test_an_error_page_that_is_not_json_is_typed_by_its_status_and_not_retried(
+    server: OpenAIServer, client: httpx.Client, status: int, error: type[rp.ProviderError]
+) -> None:
+    server.enqueue(Reply(status, b"<html><body>Gateway says no</body></html>"), chat_reply('{"label":"positive"}'))
+    with pytest.raises(error):
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function"}]},
+        "not an object",
+    ],
+)
+def test_a_malformed_success_is_a_typed_error(server: OpenAIServer, client: httpx.Client, message: object) -> None:
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+    server.enqueue(Reply(200, json.dumps(body).encode()))
+    with pytest.raises(rp.ProviderError, match="malformed response"):
+        classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+
+
+def test_null_tool_arguments_are_an_empty_answer_not_a_crash(server: OpenAIServer, client: httpx.Client) -> None:
+    reply = json.loads(chat_reply(None, tool_arguments="{}").body)
+    reply["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = None
+    server.enqueue(Reply(200, json.dumps(reply).encode()), chat_reply('{"label":"positive"}'))
+    run = classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
+    assert run.attempts[0].raw == ""
+    assert run.output == Sentiment(label="positive")
+
+
+class Inner(BaseModel):
+    x: int = 0
+    note: str | None = None
+
+
+class Outer(BaseModel):
+    b: Inner | None = None
+    items: list[Inner] | None = None
+
+
+def test_strict_nulls_inside_optional_nested_models_are_accepted(server: OpenAIServer, client: httpx.Client) -> None:
+    server.enqueue(chat_reply('{"b": {"x": null, "note": null}, "items": [{"x": 2, "note": null}]}'))
+    task = rp.Task("nested", input=str, output=Outer, instructions="Fill it.")
+    assert task("x", model=make(server, client)) == Outer(b=Inner(), items=[Inner(x=2)])
