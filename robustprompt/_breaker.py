@@ -1,7 +1,8 @@
 """A circuit breaker per model, shared by every call in the process.
 
 Closed: calls go through; `failures` consecutive provider failures open it. Open: calls skip the model (and go to
-the fallback) until `cooldown` has passed. Half-open: one trial call goes through; success closes, failure reopens.
+the fallback) until `cooldown` has passed. Half-open: one trial call goes through; success closes, failure reopens,
+and a call that ends with no verdict (a bad answer, a cancellation) frees the trial for the next call.
 A model that answered "not found" is dead for the process: retired models do not come back, so no trial is spent.
 A model the catalog says is retired is suspect: one probe call at a time goes through (the date may have slipped),
 the rest go to the fallback, so concurrent calls waste one request at most before the model is known dead.
@@ -34,27 +35,31 @@ class Breakers:
         self._lock = threading.Lock()
 
     def allow(self, model: str, cooldown: float) -> str | None:
-        """None when a call to `model` may go ahead, else why it may not."""
+        """None when a call to `model` may go ahead, else why it may not. The caller must end every call it was
+        allowed with `success`, `failure` or `release`."""
         with self._lock:
             state = self._states.get(model)
             if state is None:
                 return None
             if state.dead is not None:
                 return state.dead
-            if state.suspect is not None:
-                if state.trial_running:
-                    return f"{state.suspect}; a probe call is under way"
-                state.trial_running = True
+            if state.opened_at is not None:
+                waited = self._clock() - state.opened_at
+                if waited < cooldown:
+                    return f"circuit open after {state.failures} failures; retry in {cooldown - waited:.1f} s"
+            elif state.suspect is None:
                 return None
-            if state.opened_at is None:
-                return None
-            waited = self._clock() - state.opened_at
-            if waited < cooldown:
-                return f"circuit open after {state.failures} failures; retry in {cooldown - waited:.1f} s"
-            if state.trial_running:
-                return "circuit half-open; a trial call is under way"
+            if state.trial_running:  # half-open, or a suspect's probe: one call at a time
+                return f"{state.suspect or 'circuit half-open'}; a trial call is under way"
             state.trial_running = True
             return None
+
+    def release(self, model: str) -> None:
+        """The allowed call ended without a verdict on the model's health (it answered badly, was cancelled...)."""
+        with self._lock:
+            state = self._states.get(model)
+            if state is not None:
+                state.trial_running = False
 
     def success(self, model: str) -> None:
         with self._lock:

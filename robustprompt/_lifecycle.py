@@ -4,6 +4,7 @@ command that proves it before the old model goes away."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 import warnings
 
@@ -44,4 +45,12 @@ def warn_retirement(profile: ModelProfile, today: dt.date | None = None) -> None
         if profile.name in _warned:
             return
         _warned.add(profile.name)
-    warnings.warn(message, ModelRetirementWarning, stacklevel=4)
+    warnings.warn(message, ModelRetirementWarning, stacklevel=_callers_level())
+
+
+def _callers_level() -> int:
+    """The stack level of the first frame outside robustprompt, so the warning points at the app's own line."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("robustprompt"):
+        frame, level = frame.f_back, level + 1
+    return level

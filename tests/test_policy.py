@@ -177,3 +177,11 @@ def test_a_retired_date_that_slipped_does_not_stop_a_model_that_still_answers() 
         runs = [classify_task().run(Review(text="x"), model=alive) for _ in range(3)]
     assert [run.model for run in runs] == ["test:slipped"] * 3
     assert len(alive.prompts) == 3
+
+
+def test_the_retirement_warning_points_at_the_callers_line() -> None:
+    old = FunctionModel(lambda p: OK, name="test:old-line")
+    object.__setattr__(old, "profile", rp.ModelProfile("test", "old-line", retired=dt.date(2026, 1, 1)))
+    with pytest.warns(ModelRetirementWarning) as caught:
+        classify_task().run(Review(text="x"), model=old)
+    assert caught[0].filename == __file__
