@@ -5,8 +5,8 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 from robustprompt._errors import (
     AuthError,
@@ -17,10 +17,32 @@ from robustprompt._errors import (
     RateLimitError,
     ServerError,
 )
+from robustprompt._prompt import OutputSpec
 
-__all__ = ["MAX_ERROR_BODY", "error_for_status", "json_body", "retry_after"]
+__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "retry_after"]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
+
+T = TypeVar("T")
+
+
+class PerSpec(Generic[T]):
+    """What a dialect makes of an output spec's schema, made once per spec rather than once per request (a schema
+    transform walks the whole schema). Keyed by identity: a spec lives as long as its task."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._limit = limit
+        self._items: dict[tuple[int, str], tuple[OutputSpec, T]] = {}
+
+    def get(self, spec: OutputSpec, make: Callable[[], T], variant: str = "") -> T:
+        hit = self._items.get((id(spec), variant))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        value = make()
+        if len(self._items) >= self._limit:
+            self._items.clear()
+        self._items[(id(spec), variant)] = (spec, value)
+        return value
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

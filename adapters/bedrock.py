@@ -47,7 +47,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -113,7 +113,7 @@ class BedrockAdapter:
         # metadata service, and botocore refreshes temporary credentials on its own.
         self._session: Session | None = None
         self._credentials: Credentials | None = None
-        self._schemas: dict[int, tuple[OutputSpec, str]] = {}
+        self._schemas: PerSpec[str] = PerSpec()
 
     def default_profile(self, model_id: str) -> ModelProfile:
         version = _claude_version(model_id)
@@ -185,16 +185,11 @@ class BedrockAdapter:
         )
 
     def _schema_text(self, spec: OutputSpec) -> str:
-        # The transform walks the whole schema: once per output spec, not once per request.
-        hit = self._schemas.get(id(spec))
-        if hit is not None and hit[0] is spec:
-            return hit[1]
-        schema = to_anthropic_schema(spec.schema, provider="Amazon Bedrock")
-        text = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
-        if len(self._schemas) > 256:
-            self._schemas.clear()
-        self._schemas[id(spec)] = (spec, text)
-        return text
+        def make() -> str:
+            schema = to_anthropic_schema(spec.schema, provider="Amazon Bedrock")
+            return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+
+        return self._schemas.get(spec, make)
 
     # ------------------------------------------------------------ auth
 

@@ -33,7 +33,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
 from robustprompt.adapters._gemini_schema import to_gemini_json_schema, to_gemini_openapi_schema
 
 __all__ = ["GeminiAdapter"]
@@ -68,7 +68,7 @@ class GeminiAdapter:
 
     def __init__(self) -> None:
         # The dialect transforms walk the whole schema; do each once per output spec, not once per request.
-        self._schemas: dict[tuple[int, str], tuple[OutputSpec, dict[str, Any]]] = {}
+        self._schemas: PerSpec[dict[str, Any]] = PerSpec()
 
     def default_profile(self, model_id: str) -> ModelProfile:
         if model_id.startswith("gemma-"):
@@ -117,15 +117,7 @@ class GeminiAdapter:
         )
 
     def _schema(self, spec: OutputSpec, transform: Callable[[Mapping[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        key = (id(spec), transform.__name__)
-        hit = self._schemas.get(key)
-        if hit is not None and hit[0] is spec:
-            return hit[1]
-        schema = transform(spec.schema)
-        if len(self._schemas) > 256:
-            self._schemas.clear()
-        self._schemas[key] = (spec, schema)
-        return schema
+        return self._schemas.get(spec, lambda: transform(spec.schema), transform.__name__)
 
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         if not 200 <= status < 300:

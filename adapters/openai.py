@@ -23,7 +23,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
 from robustprompt.adapters._openai_schema import to_strict_schema
 
 __all__ = ["MODES", "OpenAIChatAdapter"]
@@ -41,7 +41,7 @@ class OpenAIChatAdapter:
 
     def __init__(self) -> None:
         # The strict transform walks the whole schema; do it once per output spec, not once per request.
-        self._strict: dict[int, tuple[OutputSpec, dict[str, Any]]] = {}
+        self._strict: PerSpec[dict[str, Any]] = PerSpec()
 
     def default_profile(self, model_id: str) -> ModelProfile:
         return ModelProfile(
@@ -54,14 +54,7 @@ class OpenAIChatAdapter:
         )
 
     def _strict_schema(self, spec: OutputSpec) -> dict[str, Any]:
-        hit = self._strict.get(id(spec))
-        if hit is not None and hit[0] is spec:
-            return hit[1]
-        schema = to_strict_schema(spec.schema, provider=self.provider)
-        if len(self._strict) > 256:
-            self._strict.clear()
-        self._strict[id(spec)] = (spec, schema)
-        return schema
+        return self._strict.get(spec, lambda: to_strict_schema(spec.schema, provider=self.provider))
 
     def prepare(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
         messages: list[dict[str, Any]] = [{"role": profile.system_role, "content": prompt.system}]
