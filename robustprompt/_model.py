@@ -31,7 +31,13 @@ from robustprompt._tokens import TokenCount, count_tokens
 if TYPE_CHECKING:
     from robustprompt.adapters import Adapter, HttpCall
 
-__all__ = ["Backend", "HttpBackend", "Model", "default_model", "model", "resolve"]
+__all__ = ["Backend", "HttpBackend", "Model", "default_model", "model", "resolve", "routed_clients"]
+
+# Clients every HttpBackend sends through instead of its own or the user's, innermost last: how a cassette
+# (robustprompt.testing.cassette) records and replays every adapter, sync and async. Process-wide rather than a
+# context variable, so calls from threads the test did not start (a web framework's test client, an executor),
+# which a context variable would not reach, cannot slip past a replay to the network.
+routed_clients: list[tuple[httpx.Client, httpx.AsyncClient]] = []
 
 _BUILTIN_ADAPTERS = {
     "openai": "robustprompt.adapters.openai:OpenAIChatAdapter",
@@ -226,11 +232,15 @@ class HttpBackend:
         return count_tokens(text, self.profile.tokenizer)
 
     def _sync_client(self) -> httpx.Client:
+        if routed := routed_clients[-1:]:  # a slice: another thread may leave its cassette meanwhile
+            return routed[0][0]
         if self._client is None:
             self._client = httpx.Client()
         return self._client
 
     def _async_client(self) -> httpx.AsyncClient:
+        if routed := routed_clients[-1:]:
+            return routed[0][1]
         if self._given_async is not None:
             return self._given_async
         loop = asyncio.get_running_loop()

@@ -37,5 +37,10 @@ def test_wheel_contents(tmp_path: Path) -> None:
         "robustprompt/catalog/openai.json",
         "robustprompt/py.typed",
         "robustprompt/testing/__init__.py",
+        "robustprompt/pytest_plugin.py",
     ):
         assert expected in names
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[pytest11]\nrobustprompt = robustprompt.pytest_plugin" in text
+    assert "[console_scripts]\nrobustprompt = robustprompt.cli:main" in text

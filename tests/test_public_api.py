@@ -47,7 +47,15 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_testing_module_names() -> None:
-    assert set(robustprompt.testing.__all__) >= {"FunctionModel", "ScriptedModel", "OpenAIServer"}
+    assert set(robustprompt.testing.__all__) >= {
+        "FunctionModel",
+        "ScriptedModel",
+        "OpenAIServer",
+        "FaultServer",
+        "cassette",
+        "Cassette",
+        "CassetteError",
+    }
 
 
 def test_error_tree() -> None:

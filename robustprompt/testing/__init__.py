@@ -1,12 +1,14 @@
 """Test doubles, loopback servers for each provider API, and a fault-injecting provider.
 
 Every server speaks its API's real wire format (success and error bodies), answers from a script of replies,
-and records what it received.
+and records what it received. `cassette(path)` records a run's real HTTP exchanges once, keys scrubbed, and
+replays them offline; the pytest fixture `rp_cassette` does the same per test.
 """
 
 from robustprompt.testing._anthropic_server import AnthropicServer
 from robustprompt.testing._azure_server import AzureServer
 from robustprompt.testing._bedrock_server import BedrockServer
+from robustprompt.testing._cassette import Cassette, CassetteError, cassette
 from robustprompt.testing._cohere_server import CohereServer
 from robustprompt.testing._doubles import FunctionModel, ScriptedModel
 from robustprompt.testing._faults import Fault, FaultPlan, FaultServer, answer_from
@@ -21,6 +23,8 @@ __all__ = [
     "AnthropicServer",
     "AzureServer",
     "BedrockServer",
+    "Cassette",
+    "CassetteError",
     "CohereServer",
     "Fault",
     "FaultPlan",
@@ -36,4 +40,5 @@ __all__ = [
     "ResponsesServer",
     "ScriptedModel",
     "answer_from",
+    "cassette",
 ]
