@@ -31,6 +31,7 @@ from robustprompt._errors import (
 )
 from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model, model
+from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
 from robustprompt._profile import ModelProfile, Policy, Settings
 from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt
 from robustprompt._run import Attempt, Run
@@ -46,6 +47,8 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "Example",
+    "Link",
+    "LinkTrace",
     "Message",
     "Model",
     "ModelNotFoundError",
@@ -55,6 +58,10 @@ __all__ = [
     "OutputMode",
     "OutputSpec",
     "OverloadedError",
+    "Pipeline",
+    "PipelineBatch",
+    "PipelineError",
+    "PipelineRun",
     "Policy",
     "Prompt",
     "ProviderConnectionError",
@@ -68,6 +75,7 @@ __all__ = [
     "SchemaRejectedError",
     "ServerError",
     "Settings",
+    "Step",
     "Task",
     "Usage",
     "__version__",

@@ -16,8 +16,10 @@ RobustPromptError
 │   ├── QuotaExceededError     out of credit (not a rate limit)                permanent
 │   ├── BadRequestError        any other 4xx                                   permanent
 │   └── RefusalError           the model refused to answer                     permanent for this input
-└── OutputError            the model answered, but no valid output within the budget (carries the Run)
+├── OutputError            the model answered, but no valid output within the budget (carries the Run)
+└── PipelineError          a pipeline link failed and declared no default (names the link; .input, .run)
 ```
+(PipelineError lives with the pipelines, in _pipeline.py.)
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     robustprompt run TASK --cases FILE --model M
     robustprompt migrate TASK --cases FILE --from A --to B [--max-drop 2pts] [--report out.html] [--json out.json]
+    robustprompt migrate PIPELINE --link NAME --cases FILE --from A --to B [...]
     robustprompt snapshot NAME TASK --cases FILE --model M
     robustprompt drift TASK --cases FILE --model M --baseline NAME
     robustprompt models
@@ -9,6 +10,11 @@
 TASK is `module:attribute` or `path/to/file.py:attribute`. A model is a catalog name (`openai:gpt-4.1-mini`) or
 recorded answers (`replay:answers.csv#model=...`). Exit status: 0 no regression, 1 B regresses beyond the
 thresholds, 2 a usage or configuration error.
+
+With `--link`, migrate tries model B on one task link of an rp.Pipeline, every other link fixed: the cases hold
+the pipeline's input and, optionally, its expected end output. The verdict compares the pipeline's end outputs
+(what the app sees); how often the link's own answer changed, and its fallbacks and defaults on each side, are
+notes of the report.
 """
 
 from __future__ import annotations
@@ -27,14 +33,15 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from robustprompt._batch import Outcome, map_task
+from robustprompt._batch import Outcome, _limited, _SystemClock, map_task
 from robustprompt._cases import CaseSet, load_cases
 from robustprompt._catalog import all_profiles
-from robustprompt._compare import Comparison, Thresholds, compare
+from robustprompt._compare import Comparison, Thresholds, compare, format_pct
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import model as make_model
+from robustprompt._pipeline import Pipeline, PipelineBatch, link_case_results
 from robustprompt._profile import ModelProfile
 from robustprompt._replay import ReplaySource, is_replay
 from robustprompt._report import render_html, render_json, render_single_table, render_table
@@ -43,6 +50,8 @@ from robustprompt._store import Store, default_store_path, is_final, today
 from robustprompt._task import Task
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_REGRESSED, EXIT_USAGE = 0, 1, 2
 _MAX_NOTED_PROBLEMS = 20
@@ -91,6 +100,15 @@ def _positive_float(text: str) -> float:
 
 def load_task(spec: str) -> Task[Any, Any]:
     """The Task named by `module:attribute` or `path/to/file.py:attribute` (attribute may be dotted)."""
+    return _load_object(spec, Task, "declare it with rp.Task(...) or @rp.task")
+
+
+def load_pipeline(spec: str) -> Pipeline:
+    """The Pipeline named by `module:attribute` or `path/to/file.py:attribute`, for `migrate --link`."""
+    return _load_object(spec, Pipeline, "--link migrates one link of an rp.Pipeline(...)")
+
+
+def _load_object(spec: str, cls: type[T], fix: str) -> T:
     location, sep, attribute = spec.rpartition(":")
     if not sep or not location or not attribute:
         raise ConfigError(f"TASK must be module:attribute or path/to/file.py:attribute, got {spec!r}")
@@ -98,19 +116,19 @@ def load_task(spec: str) -> Task[Any, Any]:
     value: Any = module
     for part in attribute.split("."):
         if not hasattr(value, part):
-            raise ConfigError(f"{location} has no attribute {attribute!r}{_task_hint(module)}")
+            raise ConfigError(f"{location} has no attribute {attribute!r}{_hint(module, cls)}")
         value = getattr(value, part)
-    if not isinstance(value, Task):
+    if not isinstance(value, cls):
         raise ConfigError(
-            f"{spec} is a {type(value).__name__}, not a robustprompt Task{_task_hint(module)}: declare it with "
-            "rp.Task(...) or @rp.task"
+            f"{spec} is a {type(value).__name__}, not a robustprompt {cls.__name__}{_hint(module, cls)}: {fix}"
         )
     return value
 
 
-def _task_hint(module: Any) -> str:
-    names = sorted(name for name, value in vars(module).items() if isinstance(value, Task))
-    return f" (its tasks: {', '.join(names)})" if names else " (it defines no Task)"
+def _hint(module: Any, cls: type[Any]) -> str:
+    names = sorted(name for name, value in vars(module).items() if isinstance(value, cls))
+    kind = cls.__name__
+    return f" (its {kind.lower()}s: {', '.join(names)})" if names else f" (it defines no {kind})"
 
 
 def _import_file(location: str) -> Any:
@@ -220,13 +238,19 @@ def _report_failures(model: str, results: Sequence[CaseResult]) -> None:
 
 def _load(args: argparse.Namespace, stack: contextlib.ExitStack) -> _Options:
     task = load_task(args.task)
+    cases = _read_cases(args, task)
+    store = stack.enter_context(Store(args.store or default_store_path()))
+    return _Options(task, cases, store, args.concurrency, args.rpm, args.tpm)
+
+
+def _read_cases(args: argparse.Namespace, task: Task[Any, Any]) -> CaseSet:
+    """The runnable cases, expected outputs read as `task`'s; each problem in the file is printed."""
     cases = load_cases(args.cases, task).limited(args.limit)
     for problem in cases.problems:
         print(f"robustprompt: {problem}", file=sys.stderr)
     if not cases.cases:
         raise ConfigError(f"{args.cases} holds no case that can run")
-    store = stack.enter_context(Store(args.store or default_store_path()))
-    return _Options(task, cases, store, args.concurrency, args.rpm, args.tpm)
+    return cases
 
 
 def _noted(c: Comparison, cases: CaseSet) -> Comparison:
@@ -272,12 +296,70 @@ def _cmd_run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    if args.link is not None:
+        return _migrate_link(args)
     options = _load(args, stack)
     a_name, a = _results(options, args.from_model)
     b_name, b = _results(options, args.to_model)
     for name, results in ((a_name, a), (b_name, b)):
         _report_failures(name, results)
     return _finish(args, compare(options.task.name, a_name, a, b_name, b, _thresholds(args)), options.cases)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LinkSide:
+    """One model on the link under test: the pipeline's end results, the link's own, and the runs' outcomes."""
+
+    name: str
+    end: list[CaseResult]
+    link: list[CaseResult]
+    batch: PipelineBatch
+
+
+def _migrate_link(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.task)
+    cases = _read_cases(args, pipeline.end_task)
+    a, b = (_link_side(args, pipeline, name, cases) for name in (args.from_model, args.to_model))
+    for side in (a, b):
+        _report_failures(side.name, side.end)
+    title = f"{pipeline.name} (link {args.link})"
+    c = compare(title, a.name, a.end, b.name, b.end, _thresholds(args))
+    notes = _link_notes(args.link, a, b, compare(title, a.name, a.link, b.name, b.link, _thresholds(args)))
+    return _finish(args, dataclasses.replace(c, notes=[*notes, *c.notes]), cases)
+
+
+def _link_side(args: argparse.Namespace, pipeline: Pipeline, model_name: str, cases: CaseSet) -> _LinkSide:
+    """Every case through the pipeline with link `args.link` on `model_name`. Not stored: a pipeline's Python
+    steps can change without any fingerprint showing it, so yesterday's results may not be today's pipeline's."""
+    if is_replay(model_name):
+        raise ConfigError(
+            f"{model_name} replays answers to a task's cases; with --link the link's inputs come from the pipeline: "
+            "give a model"
+        )
+    # --rpm / --tpm pace the model under trial: the fixed links already run at the app's usual rate.
+    model = _limited(make_model(model_name), args.rpm, args.tpm, _SystemClock())
+    trial = pipeline.with_model(args.link, model)
+    print(f"{model.name}: running {len(cases.cases)} case(s) through pipeline {pipeline.name}", file=sys.stderr)
+    batch = trial.map([case.input for case in cases.cases], concurrency=args.concurrency)
+    pairs = [
+        link_case_results(trial, args.link, case.id, item, model=model.name, expected=case.expected)
+        for case, item in zip(cases.cases, batch.items, strict=True)
+    ]
+    return _LinkSide(model.name, [end for end, _ in pairs], [link for _, link in pairs], batch)
+
+
+def _link_notes(link: str, a: _LinkSide, b: _LinkSide, own: Comparison) -> list[str]:
+    """What the link itself did on each side: how often its answer changed, and what the runs did with it."""
+    notes = [
+        f"link {link}'s own output changed in {own.mismatch.k} of {own.mismatch.n} paired case(s); its valid rate "
+        f"{format_pct(own.a.valid.value)} on A, {format_pct(own.b.valid.value)} on B"
+    ]
+    for label, side in (("A", a), ("B", b)):
+        counts = side.batch.outcomes()[link]
+        if set(counts) - {"ok"}:
+            shown = ", ".join(f"{outcome} {count}" for outcome, count in sorted(counts.items()))
+            notes.append(f"link {link} on {label} ({side.name}): {shown}")
+    return notes
 
 
 def _cmd_snapshot(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
@@ -399,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     _case_arguments(migrate)
     migrate.add_argument("--from", dest="from_model", required=True, metavar="A", help="the model in use")
     migrate.add_argument("--to", dest="to_model", required=True, metavar="B", help="the candidate")
+    migrate.add_argument(
+        "--link",
+        metavar="NAME",
+        help="TASK is an rp.Pipeline: try A and B on its link NAME, the other links fixed, and compare the "
+        "pipeline's end outputs (cases: the pipeline's input and expected end output; --rpm/--tpm pace the link's "
+        "model; results are not stored)",
+    )
     _comparison_arguments(migrate)
     migrate.set_defaults(handler=_cmd_migrate)
 

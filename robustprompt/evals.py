@@ -11,6 +11,7 @@ to script your own migrations.
 
 from robustprompt._cases import Case, CaseProblem, CaseSet, load_cases
 from robustprompt._compare import Comparison, Thresholds, compare, format_p, format_pct
+from robustprompt._pipeline import link_case_results
 from robustprompt._report import render_html, render_json, render_single_table, render_table
 from robustprompt._results import CaseResult
 from robustprompt._store import Store
@@ -26,6 +27,7 @@ __all__ = [
     "compare",
     "format_p",
     "format_pct",
+    "link_case_results",
     "load_cases",
     "render_html",
     "render_json",
