@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,10 +187,11 @@ def _recordings(rows: Iterator[dict[str, Any]], id_column: str, answer_column: s
 
 
 def _number(value: Any) -> float | None:
-    """A measurement from a CSV cell or a JSON value; None when absent or not a number."""
+    """A measurement from a CSV cell or a JSON value; None when absent, not a number, or not finite."""
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None

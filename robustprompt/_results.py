@@ -39,6 +39,7 @@ class CaseResult:
     cost: float | None
     mode: str | None
     created: str  # ISO 8601, UTC
+    input_sha: str | None = None  # of the input JSON: a stored result is reused only for the same input
 
     @property
     def correct(self) -> bool | None:

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,16 +146,18 @@ class Store:
             ).fetchall()
         return [date for (date,) in rows]
 
-    def snapshot(self, name: str, fingerprint: str, model: str, date: str) -> int:
-        """Copy one day's results under `name` (replacing a snapshot of that name for this task); the count."""
+    def snapshot(self, name: str, task: str, fingerprint: str, date: str, results: Sequence[CaseResult]) -> int:
+        """Keep exactly these results under `name`, replacing a snapshot of that name for this task; the count.
+        An empty set is refused rather than allowed to wipe a baseline."""
+        if not results:
+            raise ConfigError(f"snapshot {name!r}: no results to keep; the earlier snapshot, if any, is unchanged")
         with self._transaction() as db:
             db.execute("DELETE FROM snapshots WHERE name = ? AND fingerprint = ?", (name, fingerprint))
-            cursor = db.execute(
-                "INSERT INTO snapshots SELECT ?, fingerprint, case_id, model, date, task, result FROM results "
-                "WHERE fingerprint = ? AND model = ? AND date = ?",
-                (name, fingerprint, model, date),
+            db.executemany(
+                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(name, fingerprint, r.case_id, r.model, date, task, json.dumps(r.to_json())) for r in results],
             )
-            return cursor.rowcount
+        return len(results)
 
     def snapshot_results(self, name: str, fingerprint: str) -> list[CaseResult]:
         with self._lock:

@@ -27,16 +27,18 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import re
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from robustprompt._batch import Outcome, _limited, _SystemClock, map_task
-from robustprompt._cases import CaseSet, load_cases
+from robustprompt._cases import Case, CaseSet, load_cases
 from robustprompt._catalog import all_profiles
 from robustprompt._compare import Comparison, Thresholds, compare, format_pct
 from robustprompt._errors import ConfigError, RobustPromptError
@@ -181,23 +183,29 @@ class _Options:
     tpm: float | None
 
 
-def _results(options: _Options, model_name: str) -> tuple[str, list[CaseResult]]:
-    """(the model's name in results, one result per case in case order): today's stored ones, the rest run now."""
+def _input_sha(case: Case) -> str:
+    return hashlib.sha256(json.dumps(case.input, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _results(options: _Options, model_name: str) -> tuple[str, str, list[CaseResult]]:
+    """(the model's name in results, the day they count for, one result per case in case order): today's stored
+    ones for the same inputs, the rest run now."""
     task, cases = options.task, options.cases.cases
+    date = today()  # read once: a run that crosses midnight stays one day's results
     if is_replay(model_name):
         source = ReplaySource.open(model_name)
         # Replay is free and the file may have changed: always recomputed, stored for snapshots and history.
         replayed = source.results(task, cases)
-        options.store.put(task.name, task.fingerprint, replayed, date=today())
-        return source.name, replayed
+        options.store.put(task.name, task.fingerprint, replayed, date=date)
+        return source.name, date, replayed
     model = make_model(model_name)
-    date = today()
     stored = options.store.get(task.fingerprint, model.name, date)
-    # The case file's expected output wins over the stored one: it may have been corrected since.
+    # A stored answer counts only for the input it answered (a case file's line may have changed under its id);
+    # the case file's expected output wins over the stored one: it may have been corrected since.
     done = {
         case.id: dataclasses.replace(stored[case.id], expected=case.expected)
         for case in cases
-        if case.id in stored and is_final(stored[case.id])
+        if case.id in stored and is_final(stored[case.id]) and stored[case.id].input_sha == _input_sha(case)
     }
     missing = [case for case in cases if case.id not in done]
     if missing:
@@ -209,6 +217,7 @@ def _results(options: _Options, model_name: str) -> tuple[str, list[CaseResult]]
         result = CaseResult.from_outcome(
             case.id, task, outcome, model=model.name, expected=case.expected, profile=model.profile
         )
+        result = dataclasses.replace(result, input_sha=_input_sha(case))
         options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
         done[case.id] = result
 
@@ -221,7 +230,7 @@ def _results(options: _Options, model_name: str) -> tuple[str, list[CaseResult]]
         tpm=options.tpm,
         on_result=keep,
     )
-    return model.name, [done[case.id] for case in cases]
+    return model.name, date, [done[case.id] for case in cases]
 
 
 def _report_failures(model: str, results: Sequence[CaseResult]) -> None:
@@ -289,7 +298,7 @@ def _thresholds(args: argparse.Namespace) -> Thresholds:
 
 def _cmd_run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     options = _load(args, stack)
-    name, results = _results(options, args.model)
+    name, _, results = _results(options, args.model)
     _report_failures(name, results)
     print(render_single_table(name, results), end="")
     return EXIT_OK
@@ -299,8 +308,8 @@ def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if args.link is not None:
         return _migrate_link(args)
     options = _load(args, stack)
-    a_name, a = _results(options, args.from_model)
-    b_name, b = _results(options, args.to_model)
+    a_name, _, a = _results(options, args.from_model)
+    b_name, _, b = _results(options, args.to_model)
     for name, results in ((a_name, a), (b_name, b)):
         _report_failures(name, results)
     return _finish(args, compare(options.task.name, a_name, a, b_name, b, _thresholds(args)), options.cases)
@@ -364,10 +373,10 @@ def _link_notes(link: str, a: _LinkSide, b: _LinkSide, own: Comparison) -> list[
 
 def _cmd_snapshot(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     options = _load(args, stack)
-    name, results = _results(options, args.model)
+    name, date, results = _results(options, args.model)
     _report_failures(name, results)
-    count = options.store.snapshot(args.name, options.task.fingerprint, name, today())
-    print(f"snapshot {args.name!r}: {count} result(s) of {name} on {today()} for task {options.task.name}")
+    count = options.store.snapshot(args.name, options.task.name, options.task.fingerprint, date, results)
+    print(f"snapshot {args.name!r}: {count} result(s) of {name} on {date} for task {options.task.name}")
     return EXIT_OK
 
 
@@ -377,11 +386,16 @@ def _cmd_drift(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     info = next((s for s in options.store.snapshots(args.baseline) if s.fingerprint == task.fingerprint), None)
     if info is None:
         raise ConfigError(_no_snapshot(options.store, args.baseline, task))
-    baseline = options.store.snapshot_results(args.baseline, task.fingerprint)
-    name, current = _results(options, args.model)
+    # Both sides are scored against the case file as it is now: a corrected expected output must not read as drift.
+    expected = {case.id: case.expected for case in options.cases.cases}
+    baseline = [
+        dataclasses.replace(r, expected=expected[r.case_id]) if r.case_id in expected else r
+        for r in options.store.snapshot_results(args.baseline, task.fingerprint)
+    ]
+    name, date, current = _results(options, args.model)
     _report_failures(name, current)
     a_name = f"{info.model} on {info.date} (snapshot {args.baseline})"
-    c = compare(task.name, a_name, baseline, f"{name} on {today()}", current, _thresholds(args))
+    c = compare(task.name, a_name, baseline, f"{name} on {date}", current, _thresholds(args))
     return _finish(args, c, options.cases)
 
 
@@ -524,3 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("robustprompt: interrupted; results so far are stored", file=sys.stderr)
         return 130
+    except Exception as exc:  # a crash must never read as a verdict: 1 means "B regresses"
+        print(f"robustprompt: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return EXIT_USAGE

@@ -396,3 +396,45 @@ def test_the_module_runs_as_a_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("model ") and "openai:gpt-4.1-mini" in done.stdout
+
+
+def test_an_edited_case_input_is_run_again_not_answered_from_the_store(
+    project: Path, capsys: pytest.CaptureFixture[str], live_server: OpenAIServer
+) -> None:
+    args = ["run", TASK, "--model", "openai:gpt-4.1-mini", "--cases"]
+    first = cases(project / "edit.jsonl", {"id": "c1", "input": 7, "expected": "yes"})
+    assert run_cli(capsys, *args, first)[0] == 0
+    edited = cases(project / "edit.jsonl", {"id": "c1", "input": 8, "expected": "no"})
+    assert run_cli(capsys, *args, edited)[0] == 0
+    assert len(live_server.requests) == 2
+
+
+def test_drift_scores_the_baseline_against_todays_expected_outputs(
+    project: Path, prime_cases: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = "replay:" + recording(project / "rec.jsonl", {"a": {k: f"[{v}]" for k, v in PRIMES.items()}})
+    assert run_cli(capsys, "snapshot", "base", TASK, "--cases", prime_cases, "--model", f"{answers}#model=a")[0] == 0
+    flipped = cases(
+        project / "flipped.jsonl",
+        *({"id": k, "input": int(k), "expected": "no" if v == "yes" else "yes"} for k, v in PRIMES.items()),
+    )
+    code, out, _ = run_cli(
+        capsys, "drift", TASK, "--cases", flipped, "--model", f"{answers}#model=a", "--baseline", "base"
+    )
+    assert code == 0, out  # the same answers: no drift, whatever the expected outputs say now
+    assert "mismatch (answer changed)" in out
+
+
+def test_a_crash_exits_2_never_1(
+    project: Path, prime_cases: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("robustprompt.cli.compare", explode)
+    answers = "replay:" + recording(project / "rec.jsonl", {"a": {"2": "[Yes]"}, "b": {"2": "[Yes]"}})
+    code, _, err = run_cli(
+        capsys, "migrate", TASK, "--cases", prime_cases, "--from", f"{answers}#model=a", "--to", f"{answers}#model=b"
+    )
+    assert code == 2
+    assert "internal error: RuntimeError: disk on fire" in err

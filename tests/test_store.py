@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import robustprompt as rp
+from robustprompt._errors import ConfigError
 from robustprompt._results import CaseResult
 from robustprompt._store import SCHEMA_VERSION, Store, default_store_path, is_final, today
 
@@ -67,9 +68,10 @@ def test_history_lists_the_days_in_order(store: Store) -> None:
     assert store.dates(FP, "m:2") == []
 
 
-def test_a_snapshot_keeps_that_days_results(store: Store) -> None:
-    store.put("t", FP, [result("1", answer="yes"), result("2")], date="2025-01-01")
-    assert store.snapshot("base", FP, "m:1", "2025-01-01") == 2
+def test_a_snapshot_keeps_exactly_the_results_given(store: Store) -> None:
+    kept = [result("1", answer="yes"), result("2")]
+    store.put("t", FP, [*kept, result("3")], date="2025-01-01")
+    assert store.snapshot("base", "t", FP, "2025-01-01", kept) == 2  # not case 3, stored that day too
     store.put("t", FP, [result("1", answer="no")], date="2025-01-01")  # later runs do not move it
     assert [r.output for r in store.snapshot_results("base", FP)] == [{"answer": "yes"}, {"answer": "yes"}]
     [info] = store.snapshots()
@@ -77,27 +79,25 @@ def test_a_snapshot_keeps_that_days_results(store: Store) -> None:
 
 
 def test_taking_a_snapshot_again_replaces_it(store: Store) -> None:
-    store.put("t", FP, [result("1"), result("2")], date="2025-01-01")
-    store.put("t", FP, [result("3")], date="2025-01-02")
-    store.snapshot("base", FP, "m:1", "2025-01-01")
-    assert store.snapshot("base", FP, "m:1", "2025-01-02") == 1
+    store.snapshot("base", "t", FP, "2025-01-01", [result("1"), result("2")])
+    assert store.snapshot("base", "t", FP, "2025-01-02", [result("3")]) == 1
     assert [r.case_id for r in store.snapshot_results("base", FP)] == ["3"]
 
 
 def test_snapshots_are_per_task_version(store: Store) -> None:
     other = "0" * 64
-    store.put("t", FP, [result("1")], date="2025-01-01")
-    store.put("t", other, [result("1"), result("2")], date="2025-01-01")
-    store.snapshot("base", FP, "m:1", "2025-01-01")
-    store.snapshot("base", other, "m:1", "2025-01-01")
+    store.snapshot("base", "t", FP, "2025-01-01", [result("1")])
+    store.snapshot("base", "t", other, "2025-01-01", [result("1"), result("2")])
     assert len(store.snapshot_results("base", FP)) == 1
     assert sorted(s.cases for s in store.snapshots("base")) == [1, 2]
     assert store.snapshots("nope") == []
 
 
-def test_a_snapshot_of_nothing_is_empty(store: Store) -> None:
-    assert store.snapshot("base", FP, "m:1", "2025-01-01") == 0
-    assert store.snapshot_results("base", FP) == []
+def test_a_snapshot_of_nothing_is_refused_and_keeps_the_old_one(store: Store) -> None:
+    store.snapshot("base", "t", FP, "2025-01-01", [result("1")])
+    with pytest.raises(ConfigError, match="no results to keep"):
+        store.snapshot("base", "t", FP, "2025-01-02", [])
+    assert [r.case_id for r in store.snapshot_results("base", FP)] == ["1"]
 
 
 @pytest.mark.parametrize(
