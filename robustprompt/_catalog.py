@@ -14,10 +14,11 @@ from robustprompt._errors import ConfigError
 from robustprompt._profile import ModelProfile
 from robustprompt._prompt import OutputMode
 
-__all__ = ["all_profiles", "close_matches", "lookup", "register"]
+__all__ = ["all_profiles", "close_matches", "generation", "lookup", "register"]
 
 _lock = threading.Lock()
 _user: dict[str, ModelProfile] = {}
+_generation = [0]  # bumped by every register: model names resolved before must be resolved again
 
 _DATES = ("released", "deprecated", "retired")
 
@@ -49,6 +50,12 @@ def register(profile: ModelProfile) -> None:
     """Add a model to the catalog, or override a shipped profile, for this process."""
     with _lock:
         _user[profile.name] = profile
+        _generation[0] += 1
+
+
+def generation() -> int:
+    """Changes whenever the catalog does."""
+    return _generation[0]
 
 
 def lookup(name: str) -> ModelProfile | None:

