@@ -9,6 +9,7 @@ classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment
 ```
 """
 
+from robustprompt._cache import Cache
 from robustprompt._catalog import register as register_model
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import (
@@ -29,6 +30,7 @@ from robustprompt._errors import (
     SchemaRejectedError,
     ServerError,
 )
+from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd, hooks
 from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model, model
 from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
@@ -41,12 +43,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "AttemptEnd",
+    "AttemptStart",
     "AuthError",
     "BadRequestError",
+    "Cache",
+    "CallInfo",
     "Completion",
     "ConfigError",
     "ContextLengthError",
     "Example",
+    "Hook",
     "Link",
     "LinkTrace",
     "Message",
@@ -72,6 +79,7 @@ __all__ = [
     "RefusalError",
     "RobustPromptError",
     "Run",
+    "RunEnd",
     "SchemaRejectedError",
     "ServerError",
     "Settings",
@@ -79,6 +87,7 @@ __all__ = [
     "Task",
     "Usage",
     "__version__",
+    "hooks",
     "model",
     "register_model",
     "task",

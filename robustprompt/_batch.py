@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TextIO, TypeAlias
 
+from robustprompt._cache import Cache
 from robustprompt._completion import Completion
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Backend, Model, resolve
@@ -165,9 +166,9 @@ def _progress_stream(progress: bool | None) -> TextIO | None:
     return sys.stderr if show else None
 
 
-async def _one(task: Task[Any, Any], value: Any, model: Model, policy: Policy | None) -> Outcome:
+async def _one(task: Task[Any, Any], value: Any, model: Model, policy: Policy | None, cache: Cache | None) -> Outcome:
     try:
-        return await task.arun(value, model=model, policy=policy)
+        return await task.arun(value, model=model, policy=policy, cache=cache)
     except RobustPromptError as exc:
         return exc
 
@@ -185,6 +186,7 @@ async def amap_task(
     on_result: OnResult | None = None,
     clock: Clock | None = None,
     keep_runs: bool = True,
+    cache: Cache | None = None,
 ) -> list[Any]:
     """Run `task` on every input; item i of the result is input i's Run or the error that ended it.
 
@@ -208,7 +210,7 @@ async def amap_task(
 
     async def worker() -> None:
         for index in pending:
-            outcome = await _one(task, items[index], resolved, policy)
+            outcome = await _one(task, items[index], resolved, policy, cache)
             results[index] = outcome if keep_runs or isinstance(outcome, RobustPromptError) else outcome.output
             bar.update(outcome)
             if on_result is not None:
@@ -240,6 +242,7 @@ def map_task(
     on_result: OnResult | None = None,
     clock: Clock | None = None,
     keep_runs: bool = True,
+    cache: Cache | None = None,
 ) -> list[Any]:
     """The blocking form of `amap_task`, for code with no event loop running (a script, a worker thread)."""
     try:
@@ -258,6 +261,7 @@ def map_task(
                 on_result=on_result,
                 clock=clock,
                 keep_runs=keep_runs,
+                cache=cache,
             )
         )
     raise ConfigError("map_task() was called inside a running event loop: use `await amap_task(...)` there")

@@ -3,8 +3,9 @@
 `_flow` is a pure state machine for one model: it yields the next request and receives what came back (a
 completion or a provider error, after transport retries). It parses, validates, re-asks within budget and
 downgrades the output mode when a server rejects or ignores it. `_chain` runs the flow over the model and its
-fallbacks, consulting each model's circuit breaker. The sync and async drivers only carry requests to the
-backend and back.
+fallbacks, consulting each model's circuit breaker. The sync and async drivers carry requests to the backend and
+back; around the flow they read and fill the response cache (`_cache`) and tell the hooks (`_hooks`) when the call
+and each attempt start and end.
 
 Budgets stay apart: transport retries (the same request again, in `_retry`), re-asks (the model answered but
 the answer failed validation), mode downgrades (at most one per mode, remembered per model for the process) and
@@ -13,14 +14,17 @@ fallbacks (one pass down the chain); over all of them, optional caps on requests
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from robustprompt._breaker import breakers
+from robustprompt._cache import Cache, enabled
 from robustprompt._completion import Completion
 from robustprompt._errors import (
     ConfigError,
@@ -33,6 +37,7 @@ from robustprompt._errors import (
     RobustPromptError,
     SchemaRejectedError,
 )
+from robustprompt._hooks import CallInfo, hooks
 from robustprompt._lifecycle import warn_retirement
 from robustprompt._model import Model, resolve
 from robustprompt._parse import ParseError, parse
@@ -256,10 +261,10 @@ def _count_against_breaker(model: Model, error: RobustPromptError, policy: Polic
         breakers.failure(model.key, policy.breaker_failures)
 
 
-def _chain(task: Task[Any, Any], value: Any, models: list[Model], policy: Policy) -> Generator[Request, Sent, Run[Any]]:
-    input_json = task.input_json(value)
+def _chain(
+    task: Task[Any, Any], input_json: str, models: list[Model], policy: Policy, run: Run[Any]
+) -> Generator[Request, Sent, Run[Any]]:
     budget = _Budget(policy.max_attempts, None if policy.deadline is None else time.monotonic() + policy.deadline)
-    run: Run[Any] = Run(task.name, task.fingerprint, models[0].name)
     error: RobustPromptError | None = None
     for model in models:
         warn_retirement(model.profile)
@@ -295,25 +300,95 @@ def _models(model: Model | str | None, policy: Policy) -> list[Model]:
     return [resolve(model), *(resolve(m) for m in policy.fallbacks)]
 
 
-def run_sync(task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None) -> Run[O]:
-    policy = policy or Policy()
-    flow = _chain(task, value, _models(model, policy), policy)
-    request = next(flow)
-    while True:
-        try:
-            request = flow.send(send(request, policy))
-        except StopIteration as done:
-            result: Run[O] = done.value
-            return result
+# The drivers. Around the pure flow they carry requests, read and fill the response cache, and tell the hooks.
 
 
-async def run_async(task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None) -> Run[O]:
-    policy = policy or Policy()
-    flow = _chain(task, value, _models(model, policy), policy)
-    request = next(flow)
-    while True:
+class _Call:
+    """One call as both drivers run it; they differ only in how they send a request and reach the cache file."""
+
+    def __init__(
+        self, task: Task[Any, Any], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
+    ) -> None:
+        self.task = task
+        self.policy = policy or Policy()
+        self.models = _models(model, self.policy)
+        self.input_json = task.input_json(value)
+        self.cache = enabled(cache)
+        self.run: Run[Any] = Run(task.name, task.fingerprint, self.models[0].name)
+        self.result = self.run  # what the caller gets: the flow's run, or one served from the cache
+        self.cached = False
+        self.hooks = hooks.notifier(CallInfo(task, self.models[0], self.policy))
+        self._flow = _chain(task, self.input_json, self.models, self.policy, self.run)
+        self._answered_by: Model | None = None
+
+    @contextlib.contextmanager
+    def observed(self) -> Iterator[None]:
+        """Tell the hooks the call started, and how it ended, whatever ends it."""
+        self.hooks.run_start()
         try:
-            request = flow.send(await asend(request, policy))
-        except StopIteration as done:
-            result: Run[O] = done.value
-            return result
+            yield
+        except BaseException as exc:
+            self.hooks.run_end(self.run, exc)
+            raise
+        self.hooks.run_end(self.result, None, cached=self.cached)
+
+    def lookup(self) -> bool:
+        """Whether the cache served the call (file I/O)."""
+        served = (
+            None if self.cache is None else self.cache.get(self.task, self.models[0], self.policy.mode, self.input_json)
+        )
+        if served is not None:
+            self.result, self.cached = served, True
+        return self.cached
+
+    def store(self) -> None:
+        """Keep the output in the cache, under the model that gave it (file I/O)."""
+        if self.cache is not None and self._answered_by is not None:
+            self.cache.put(self.task, self._answered_by, self.policy.mode, self.input_json, self.run)
+
+    def first(self) -> Request:
+        return self._started(next(self._flow))
+
+    def step(self, request: Request, sent: Sent) -> Request | None:
+        """Give the flow what `request` brought back: the next request, or None once the run has its output."""
+        attempts = len(self.run.attempts)
+        try:
+            following: Request | None = self._flow.send(sent)
+        except StopIteration:
+            following, self._answered_by = None, request.model
+        finally:
+            if len(self.run.attempts) > attempts:  # the flow records every attempt, unless a bug broke it
+                self.hooks.attempt_end(request.model, self.run.attempts[-1], sent.result)
+        return None if following is None else self._started(following)
+
+    def _started(self, request: Request) -> Request:
+        self.hooks.attempt_start(len(self.run.attempts) + 1, request.model, request.prompt.mode)
+        return request
+
+
+def run_sync(
+    task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None = None
+) -> Run[O]:
+    call = _Call(task, value, model, policy, cache)
+    with call.observed():
+        if not call.lookup():
+            request: Request | None = call.first()
+            while request is not None:
+                request = call.step(request, send(request, call.policy))
+            call.store()
+    return call.result
+
+
+async def run_async(
+    task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None = None
+) -> Run[O]:
+    call = _Call(task, value, model, policy, cache)
+    with call.observed():
+        # SQLite may wait on another writer: off the event loop, and only when there is a cache to read.
+        if call.cache is None or not await asyncio.to_thread(call.lookup):
+            request: Request | None = call.first()
+            while request is not None:
+                request = call.step(request, await asend(request, call.policy))
+            if call.cache is not None:
+                await asyncio.to_thread(call.store)
+    return call.result

@@ -246,12 +246,6 @@ class HttpBackend:
             return routed[0][1]
         if self._given_async is not None:
             return self._given_async
-        if self._given_sync:
-            # Building our own would send this call (and its key) around the user's transport or proxy.
-            raise ConfigError(
-                f"{self.profile.name} was given http_client= but is called asynchronously: "
-                "pass async_http_client= to robustprompt.model() too"
-            )
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
@@ -271,6 +265,10 @@ class HttpBackend:
         return self._read(response.status_code, response.headers, body)
 
     async def acomplete(self, prompt: Prompt) -> Completion:
+        if self._given_sync and self._given_async is None and not routed_clients:
+            # The user's own client (a proxy, a mock transport) must carry every call: run it in a thread rather
+            # than build an async client that would go around it.
+            return await asyncio.to_thread(self.complete, prompt)
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
         client = self._async_client()
         request = self._request(client, call)

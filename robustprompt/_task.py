@@ -18,6 +18,7 @@ from robustprompt._prompt import RENDER_VERSION, OutputSpec
 from robustprompt._validate import Check, Validator
 
 if TYPE_CHECKING:
+    from robustprompt._cache import Cache
     from robustprompt._model import Model
     from robustprompt._profile import Policy
     from robustprompt._run import Run
@@ -151,23 +152,35 @@ class Task(Generic[I, O]):
 
     # Calling. The engine does the work; these are the four doors into it.
 
-    def run(self, value: I, *, model: Model | str | None = None, policy: Policy | None = None) -> Run[O]:
-        """Call the model and return the whole Run (output, attempts, usage). Raises on failure."""
+    def run(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> Run[O]:
+        """Call the model and return the whole Run (output, attempts, usage). Raises on failure.
+
+        With a `cache`, an answer stored for the same task, model, settings and input is served without a call
+        (its Run says "served from cache"), and a new valid output is stored.
+        """
         from robustprompt._engine import run_sync
 
-        return run_sync(self, value, model, policy)
+        return run_sync(self, value, model, policy, cache)
 
-    async def arun(self, value: I, *, model: Model | str | None = None, policy: Policy | None = None) -> Run[O]:
+    async def arun(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> Run[O]:
         from robustprompt._engine import run_async
 
-        return await run_async(self, value, model, policy)
+        return await run_async(self, value, model, policy, cache)
 
-    def __call__(self, value: I, *, model: Model | str | None = None, policy: Policy | None = None) -> O:
+    def __call__(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> O:
         """Call the model and return the validated output."""
-        return cast("O", self.run(value, model=model, policy=policy).output)
+        return cast("O", self.run(value, model=model, policy=policy, cache=cache).output)
 
-    async def acall(self, value: I, *, model: Model | str | None = None, policy: Policy | None = None) -> O:
-        return cast("O", (await self.arun(value, model=model, policy=policy)).output)
+    async def acall(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> O:
+        return cast("O", (await self.arun(value, model=model, policy=policy, cache=cache)).output)
 
     def map(
         self,
@@ -180,6 +193,7 @@ class Task(Generic[I, O]):
         tpm: float | None = None,
         progress: bool | None = None,
         runs: bool = False,
+        cache: Cache | None = None,
     ) -> list[O | RobustPromptError]:
         """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
 
@@ -199,6 +213,7 @@ class Task(Generic[I, O]):
             tpm=tpm,
             progress=progress,
             keep_runs=runs,
+            cache=cache,
         )
 
     async def amap(
@@ -212,6 +227,7 @@ class Task(Generic[I, O]):
         tpm: float | None = None,
         progress: bool | None = None,
         runs: bool = False,
+        cache: Cache | None = None,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
         from robustprompt._batch import amap_task
@@ -226,6 +242,7 @@ class Task(Generic[I, O]):
             tpm=tpm,
             progress=progress,
             keep_runs=runs,
+            cache=cache,
         )
 
 

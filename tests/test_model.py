@@ -77,14 +77,22 @@ def test_a_name_resolves_again_after_the_catalog_changes(monkeypatch: pytest.Mon
     rp.register_model(before)
 
 
-def test_an_async_call_on_a_handle_given_only_a_sync_client_is_refused() -> None:
+def test_an_async_call_on_a_handle_given_only_a_sync_client_goes_through_that_client() -> None:
     import asyncio
 
     import httpx
 
-    from tests.models import Review, classify_task
+    from robustprompt.testing._openai_server import chat_reply
+    from tests.models import Review, Sentiment, classify_task
 
-    with httpx.Client() as client:
-        model = rp.model("openai:gpt-4.1-mini", api_key="k", base_url="http://127.0.0.1:9/v1", http_client=client)
-        with pytest.raises(rp.ConfigError, match="async_http_client"):
-            asyncio.run(classify_task().arun(Review(text="x"), model=model))
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        reply = chat_reply('{"label": "positive"}')
+        return httpx.Response(200, content=reply.body, headers={"content-type": "application/json"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        model = rp.model("openai:gpt-4.1-mini", api_key="k", http_client=client)
+        assert asyncio.run(classify_task().acall(Review(text="x"), model=model)) == Sentiment(label="positive")
+    assert seen == ["api.openai.com"]  # the mock answered: nothing went around it to the network

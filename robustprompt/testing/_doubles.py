@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,6 +15,9 @@ from robustprompt._prompt import OutputMode, Prompt
 from robustprompt._tokens import TokenCount, count_tokens
 
 __all__ = ["FunctionModel", "ScriptedModel"]
+
+
+_serial = itertools.count()
 
 
 class _FunctionBackend:
@@ -56,7 +60,8 @@ class FunctionModel(Model):
             provider, model_id or name, modes=(mode,), context_window=context_window, max_output_tokens=1024
         )
         backend = _FunctionBackend(fn)
-        super().__init__(name, profile, Settings(), backend, key=f"{name}#{id(backend):x}")
+        # A fresh key per double (id() repeats after garbage collection): no double inherits another's memory.
+        super().__init__(name, profile, Settings(), backend, key=f"{name}#{next(_serial)}")
 
     @property
     def prompts(self) -> list[Prompt]:
