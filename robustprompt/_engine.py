@@ -8,7 +8,8 @@ back; around the flow they read and fill the response cache (`_cache`) and tell 
 and each attempt start and end.
 
 Budgets stay apart: transport retries (the same request again, in `_retry`), re-asks (the model answered but
-the answer failed validation), mode downgrades (at most one per mode, remembered per model for the process) and
+the answer failed validation), mode downgrades (at most one per mode, remembered per model and task for the
+process) and
 fallbacks (one pass down the chain); over all of them, optional caps on requests in all and on wall time.
 """
 
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 from robustprompt._breaker import breakers
 from robustprompt._cache import Cache, enabled
 from robustprompt._completion import Completion
+from robustprompt._deadline import DEADLINE
 from robustprompt._errors import (
     ConfigError,
     ContextLengthError,
@@ -153,12 +155,15 @@ def _with_truncation(completion: Completion, errors: list[str]) -> tuple[str, ..
 
 
 def _spent_error(reason: str, run: Run[Any], last: RobustPromptError | None, model: Model) -> RobustPromptError:
-    if reason.startswith("the call's deadline"):
-        err = ProviderTimeout(reason, provider=model.profile.provider, model=model.profile.model_id)
-        err.run = run
-        return err
+    """The error that ends a call whose budget ran out: the last failure's kind, else a timeout for the deadline."""
+    if isinstance(last, OutputError):  # the model answered, only never validly
+        return OutputError(f"{run.task} on {model.name}: {reason} ({last})", run)
     if isinstance(last, ProviderError):
         return last
+    if reason.startswith("the call's deadline"):
+        err = ProviderTimeout(reason, provider=model.profile.provider, model=model.profile.model_id, code=DEADLINE)
+        err.run = run
+        return err
     return OutputError(f"{run.task} on {model.name}: {reason}", run)
 
 
@@ -190,6 +195,8 @@ def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, r
                 _remember_rejected(model, task, mode)
                 mode = modes.pop(0)
                 prompt = base = _render(task, input_json, model, mode)
+                run.dropped_examples = base.dropped_examples
+                last = result
                 continue
             result.run = run
             raise result
@@ -240,6 +247,7 @@ def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, r
         if ignored and modes:
             mode = modes.pop(0)
             base = _render(task, input_json, model, mode)
+            run.dropped_examples = base.dropped_examples
         elif reasks >= policy.reasks:
             raise last
         else:
@@ -253,12 +261,20 @@ def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, r
         )
 
 
-def _count_against_breaker(model: Model, error: RobustPromptError, policy: Policy) -> None:
-    """Provider failures trip the breaker; a model's bad answers do not (they are the re-ask's business)."""
+def _count_against_breaker(model: Model, error: RobustPromptError, policy: Policy) -> bool:
+    """Provider failures trip the breaker; a model's bad answers do not (they are the re-ask's business), nor does
+    the call's own deadline. True when the breaker got a verdict."""
     if isinstance(error, ModelNotFoundError):
         breakers.dead(model.key, f"{model.name} answered: {error.message}")
-    elif isinstance(error, ProviderError) and not isinstance(error, (RefusalError, ContextLengthError)):
+        return True
+    if (
+        isinstance(error, ProviderError)
+        and not isinstance(error, (RefusalError, ContextLengthError))
+        and error.code != DEADLINE
+    ):
         breakers.failure(model.key, policy.breaker_failures)
+        return True
+    return False
 
 
 def _chain(
@@ -277,14 +293,19 @@ def _chain(
             run.notes.append(f"skipped {model.name}: {closed}")
             continue
         run.model = model.name
+        judged = False  # an allowed call must end with a verdict for the breaker, or free its trial slot
         try:
             run.output = yield from _flow(task, input_json, model, policy, run, budget)
+            breakers.success(model.key)
+            judged = True
         except (ProviderError, OutputError) as exc:
-            _count_against_breaker(model, exc, policy)
+            judged = _count_against_breaker(model, exc, policy)
             run.notes.append(f"{model.name} failed: {type(exc).__name__}: {exc}")
             error = exc
             continue
-        breakers.success(model.key)
+        finally:  # also when the call is cancelled or a bug escapes
+            if not judged:
+                breakers.release(model.key)
         run.latency = time.monotonic() - budget.started
         return run
     run.latency = time.monotonic() - budget.started

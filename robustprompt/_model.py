@@ -23,6 +23,7 @@ import httpx
 
 from robustprompt import _catalog
 from robustprompt._completion import Completion
+from robustprompt._deadline import remaining
 from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
@@ -282,7 +283,9 @@ class HttpBackend:
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, call: HttpCall) -> httpx.Request:
         body = {"json": call.body} if call.content is None else {"content": call.content}
-        return client.build_request(call.method, call.url, headers=call.headers, timeout=self.settings.timeout, **body)
+        left = remaining()  # a request in flight must not outlive the call's deadline
+        timeout = self.settings.timeout if left is None else max(min(self.settings.timeout, left), 0.001)
+        return client.build_request(call.method, call.url, headers=call.headers, timeout=timeout, **body)
 
     def _too_large(self, response: httpx.Response) -> ProviderError:
         limit = self.settings.max_response_bytes

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from robustprompt._errors import ProviderError
+from robustprompt._deadline import DEADLINE, bounded
+from robustprompt._errors import ProviderError, ProviderTimeout
 
 if TYPE_CHECKING:
     from robustprompt._completion import Completion
@@ -105,13 +106,27 @@ def _retrying_args(request: Request, policy: Policy, log: list[str]) -> dict[str
     }
 
 
+def _not_past_deadline(request: Request) -> None:
+    """No request starts once the call's deadline has passed (a trimmed backoff may end right on it)."""
+    if request.deadline is not None and time.monotonic() >= request.deadline:
+        profile = request.model.profile
+        raise ProviderTimeout(
+            "the call's deadline passed", provider=profile.provider, model=profile.model_id, code=DEADLINE
+        )
+
+
 def send(request: Request, policy: Policy) -> Sent:
     log: list[str] = []
     start = time.perf_counter()
     result: Completion | ProviderError
+
+    def once() -> Completion:
+        _not_past_deadline(request)
+        return request.model.backend.complete(request.prompt)
+
     try:
-        retrying = tenacity.Retrying(**_retrying_args(request, policy, log))
-        result = retrying(request.model.backend.complete, request.prompt)
+        with bounded(request.deadline):
+            result = tenacity.Retrying(**_retrying_args(request, policy, log))(once)
     except ProviderError as exc:
         result = exc
     return Sent(result, tuple(log), time.perf_counter() - start)
@@ -121,9 +136,14 @@ async def asend(request: Request, policy: Policy) -> Sent:
     log: list[str] = []
     start = time.perf_counter()
     result: Completion | ProviderError
+
+    async def once() -> Completion:
+        _not_past_deadline(request)
+        return await request.model.backend.acomplete(request.prompt)
+
     try:
-        retrying = tenacity.AsyncRetrying(**_retrying_args(request, policy, log))
-        result = await retrying(request.model.backend.acomplete, request.prompt)
+        with bounded(request.deadline):
+            result = await tenacity.AsyncRetrying(**_retrying_args(request, policy, log))(once)
     except ProviderError as exc:
         result = exc
     return Sent(result, tuple(log), time.perf_counter() - start)

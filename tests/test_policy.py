@@ -82,7 +82,7 @@ def test_the_deadline_ends_a_call_that_keeps_failing_validation() -> None:
         return "nope"
 
     model = FunctionModel(slow_and_wrong, name="test:slow")
-    with pytest.raises(rp.ProviderTimeout, match="deadline"):
+    with pytest.raises(rp.OutputError, match="deadline"):  # the model answered, only never validly
         classify_task().run(Review(text="x"), model=model, policy=policy(deadline=0.12, reasks=50))
     assert 2 <= len(model.prompts) <= 4
 
@@ -185,3 +185,51 @@ def test_the_retirement_warning_points_at_the_callers_line() -> None:
     with pytest.warns(ModelRetirementWarning) as caught:
         classify_task().run(Review(text="x"), model=old)
     assert caught[0].filename == __file__
+
+
+def test_a_half_open_trial_that_ends_without_a_verdict_frees_the_slot() -> None:
+    answers = iter([rp.ServerError("down", status=500), rp.ServerError("down", status=500), "not json", OK, OK])
+
+    def answer(prompt: rp.Prompt) -> str:
+        item = next(answers)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    model = FunctionModel(answer, name="test:flaky-trial")
+    p = policy(transport_retries=0, reasks=0, breaker_failures=2, breaker_cooldown=0.05)
+    for _ in range(2):
+        with pytest.raises(rp.ServerError):
+            classify_task().run(Review(text="x"), model=model, policy=p)
+    time.sleep(0.06)
+    with pytest.raises(rp.OutputError):  # the half-open trial: the model answers, badly
+        classify_task().run(Review(text="x"), model=model, policy=p)
+    assert classify_task().run(Review(text="x"), model=model, policy=p).output == Sentiment(label="positive")
+
+
+def test_a_deadline_bounds_a_request_already_in_flight() -> None:
+    import httpx
+
+    from robustprompt.testing import OpenAIServer, Reply
+    from robustprompt.testing._openai_server import chat_reply
+
+    slow = chat_reply('{"label": "positive"}')
+    with OpenAIServer(api_key="k") as server, httpx.Client() as client:
+        server.enqueue(Reply(slow.status, slow.body, slow.headers, delay=3.0))
+        model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key="k", http_client=client)
+        start = time.monotonic()
+        with pytest.raises(rp.ProviderTimeout):
+            classify_task().run(Review(text="x"), model=model, policy=policy(deadline=0.4))
+        assert time.monotonic() - start < 2.0  # not the 3 s the server took
+        assert len(server.requests) == 1  # and no retry started past the deadline
+
+
+def test_a_spent_budget_after_a_schema_rejection_raises_the_rejection() -> None:
+    def reject(prompt: rp.Prompt) -> str:
+        raise rp.SchemaRejectedError("Invalid schema for response_format 'x'", status=400)
+
+    model = FunctionModel(reject, name="test:rejects")
+    profile = rp.ModelProfile("test", "rejects", modes=(rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT))
+    object.__setattr__(model, "profile", profile)
+    with pytest.raises(rp.SchemaRejectedError):
+        classify_task().run(Review(text="x"), model=model, policy=policy(max_attempts=1))
