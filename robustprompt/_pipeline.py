@@ -43,7 +43,6 @@ from robustprompt._engine import _models
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Model, resolve
 from robustprompt._profile import Policy
-from robustprompt._report import _grid
 from robustprompt._results import CaseResult, _run_of
 from robustprompt._run import Attempt, Run
 from robustprompt._task import Task, _type_adapter
@@ -309,7 +308,7 @@ class PipelineRun:
         rows = [_trace_cells(t) for t in self.trace.values()]
         lines = [
             f"pipeline {self.pipeline}: {status} ({self.latency:.2f} s, {self.usage.total_tokens} tokens)",
-            _grid(header, rows),
+            _table(header, rows),
         ]
         lines += [f"  {t.name}: {t.error}" for t in self.trace.values() if t.error is not None]
         return "\n".join(lines) + "\n"
@@ -630,7 +629,7 @@ class PipelineBatch:
     def format_outcomes(self) -> str:
         rows = [[name, *(str(c[o]) for o in OUTCOMES)] for name, c in self.outcomes().items()]
         stopped = f"{self.failed} of {len(self.items)} run(s) stopped"
-        return f"pipeline {self.pipeline}: {stopped}\n{_grid(['link', *OUTCOMES], rows)}\n"
+        return f"pipeline {self.pipeline}: {stopped}\n{_table(['link', *OUTCOMES], rows)}\n"
 
 
 def _pipeline_run_of(item: PipelineRun | RobustPromptError) -> PipelineRun | None:
@@ -729,3 +728,10 @@ def _no_answer(case_id: str, model: str, kind: str, message: str, now: dt.dateti
         mode=None,
         created=now.isoformat(),
     )
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    # The report module (and its statistics) loads only when a trace is printed, not with every import.
+    from robustprompt._report import _grid
+
+    return _grid(header, rows)
