@@ -6,12 +6,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import difflib
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import weakref
@@ -30,6 +27,8 @@ from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount, count_tokens
 
 if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
     from robustprompt.adapters import Adapter, HttpCall
 
 __all__ = ["Backend", "HttpBackend", "Model", "default_model", "model", "resolve", "routed_clients"]
@@ -83,7 +82,9 @@ class Model:
 def _load_adapter(provider: str) -> Adapter | None:
     target = _BUILTIN_ADAPTERS.get(provider)
     if target is None:
-        found = [ep for ep in importlib.metadata.entry_points(group=_ENTRY_POINT_GROUP) if ep.name == provider]
+        from importlib import metadata  # only for a provider that is not built in
+
+        found = [ep for ep in metadata.entry_points(group=_ENTRY_POINT_GROUP) if ep.name == provider]
         if not found:
             return None
         cls: Any = found[0].load()
@@ -96,7 +97,9 @@ def _load_adapter(provider: str) -> Adapter | None:
 
 def _providers() -> list[str]:
     names = {"local", *_BUILTIN_ADAPTERS}
-    names.update(ep.name for ep in importlib.metadata.entry_points(group=_ENTRY_POINT_GROUP))
+    from importlib import metadata
+
+    names.update(ep.name for ep in metadata.entry_points(group=_ENTRY_POINT_GROUP))
     return sorted(names)
 
 
@@ -155,6 +158,8 @@ def model(
         return local_model(model_id, settings, profile)
     adapter = _load_adapter(provider)
     if adapter is None:
+        import difflib
+
         hint = _did_you_mean(difflib.get_close_matches(provider, _providers(), n=2))
         raise ConfigError(f"unknown provider {provider!r} in {name!r}{hint} Known: {', '.join(_providers())}")
     resolved = profile or _catalog.lookup(f"{provider}:{model_id}") or adapter.default_profile(model_id)
@@ -221,7 +226,7 @@ class HttpBackend:
         self._given_sync = client is not None
         self._given_async = async_client
         # An AsyncClient's pool belongs to one event loop: keep one per loop unless the user gave theirs.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+        self._async_clients: weakref.WeakKeyDictionary[AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -247,6 +252,8 @@ class HttpBackend:
             return routed[0][1]
         if self._given_async is not None:
             return self._given_async
+        import asyncio
+
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
@@ -269,6 +276,8 @@ class HttpBackend:
         if self._given_sync and self._given_async is None and not routed_clients:
             # The user's own client (a proxy, a mock transport) must carry every call: run it in a thread rather
             # than build an async client that would go around it.
+            import asyncio
+
             return await asyncio.to_thread(self.complete, prompt)
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
         client = self._async_client()

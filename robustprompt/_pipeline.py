@@ -39,7 +39,6 @@ from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar
 import pydantic
 
 from robustprompt._completion import Usage
-from robustprompt._engine import _models
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Model, resolve
 from robustprompt._profile import Policy
@@ -702,6 +701,8 @@ def _link_result(node: Link[Any], case_id: str, run: PipelineRun | None, model: 
     outcome: Run[Any] | RobustPromptError | None = error or trace.run
     if outcome is None:
         return _no_answer(case_id, model, "Skipped", "the link was not called", now)
+    from robustprompt._engine import _models  # the call path loads on first use, not with `import robustprompt`
+
     answered = next((m for m in _models(node.model, node.effective_policy or Policy()) if m.name == trace.model), None)
     profile = answered.profile if answered is not None else None
     return CaseResult.from_outcome(case_id, node.task, outcome, model=model, profile=profile, now=now)
