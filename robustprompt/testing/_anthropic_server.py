@@ -15,7 +15,7 @@ types), with the messages the real API sends where they are known.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
@@ -220,15 +220,4 @@ class AnthropicWire:
 class AnthropicServer(LoopbackServer):
     """The Messages API on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        check: Callable[[Any], list[str]] | None = None,
-        responder: Callable[[Received], Reply] | None = None,
-    ) -> None:
-        super().__init__(AnthropicWire(), api_key=api_key, check=check, responder=responder)
-
-    def __enter__(self) -> AnthropicServer:
-        super().__enter__()
-        return self
+    wire_factory = AnthropicWire

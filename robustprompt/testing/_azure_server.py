@@ -151,10 +151,6 @@ class AzureServer(LoopbackServer):
         self.deployments = None if deployments is None else frozenset(deployments)
         self.api_versions = api_versions
 
-    def __enter__(self) -> AzureServer:
-        super().__enter__()
-        return self
-
     def next_reply(self, received: Received) -> Reply:
         # Azure checks the version and the deployment before the model sees the request.
         versions = parse_qs(received.query).get("api-version", [])

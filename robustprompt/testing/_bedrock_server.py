@@ -341,7 +341,3 @@ class BedrockServer(LoopbackServer):
         # LoopbackServer checks auth when it has a key; a bearer-only server names no access key id ("").
         expected = access_key_id if access_key_id is not None else ("" if bearer_token is not None else None)
         super().__init__(wire, api_key=expected, check=check, responder=responder)
-
-    def __enter__(self) -> BedrockServer:
-        super().__enter__()
-        return self

@@ -13,7 +13,7 @@ Cohere's errors reference (400 "invalid request: ...", "too many tokens: ...", 4
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
@@ -141,15 +141,4 @@ class CohereWire:
 class CohereServer(LoopbackServer):
     """`/v2/chat` on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        check: Callable[[Any], list[str]] | None = None,
-        responder: Callable[[Received], Reply] | None = None,
-    ) -> None:
-        super().__init__(CohereWire(), api_key=api_key, check=check, responder=responder)
-
-    def __enter__(self) -> CohereServer:
-        super().__enter__()
-        return self
+    wire_factory = CohereWire

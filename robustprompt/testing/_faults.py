@@ -149,10 +149,6 @@ class FaultServer(LoopbackServer):
         self._index = 0
         super().__init__(self.shapes.wire, api_key=api_key, responder=self._respond)
 
-    def __enter__(self) -> FaultServer:
-        super().__enter__()
-        return self
-
     @property
     def counts(self) -> Mapping[str, int]:
         return dict(self._ledger.counts)

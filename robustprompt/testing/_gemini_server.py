@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
@@ -281,15 +281,4 @@ class GeminiWire:
 class GeminiServer(LoopbackServer):
     """generateContent on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        check: Callable[[Any], list[str]] | None = None,
-        responder: Callable[[Received], Reply] | None = None,
-    ) -> None:
-        super().__init__(GeminiWire(), api_key=api_key, check=check, responder=responder)
-
-    def __enter__(self) -> GeminiServer:
-        super().__enter__()
-        return self
+    wire_factory = GeminiWire

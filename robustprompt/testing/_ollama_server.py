@@ -12,7 +12,7 @@ to play Ollama Cloud, which wants a Bearer key.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
@@ -134,15 +134,4 @@ class OllamaWire:
 class OllamaServer(LoopbackServer):
     """`/api/chat` on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        check: Callable[[Any], list[str]] | None = None,
-        responder: Callable[[Received], Reply] | None = None,
-    ) -> None:
-        super().__init__(OllamaWire(), api_key=api_key, check=check, responder=responder)
-
-    def __enter__(self) -> OllamaServer:
-        super().__enter__()
-        return self
+    wire_factory = OllamaWire

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
@@ -207,15 +207,4 @@ class OpenAIWire:
 class OpenAIServer(LoopbackServer):
     """Chat Completions on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        check: Callable[[Any], list[str]] | None = None,
-        responder: Callable[[Received], Reply] | None = None,
-    ) -> None:
-        super().__init__(OpenAIWire(), api_key=api_key, check=check, responder=responder)
-
-    def __enter__(self) -> OpenAIServer:
-        super().__enter__()
-        return self
+    wire_factory = OpenAIWire

@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from robustprompt.testing._openai_server import OpenAIWire, error_reply
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Reply, json_reply
 
 __all__ = [
     "RESPONSES_PATH",
@@ -162,15 +161,4 @@ class ResponsesWire(OpenAIWire):
 class ResponsesServer(LoopbackServer):
     """The Responses API on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        check: Callable[[Any], list[str]] | None = None,
-        responder: Callable[[Received], Reply] | None = None,
-    ) -> None:
-        super().__init__(ResponsesWire(), api_key=api_key, check=check, responder=responder)
-
-    def __enter__(self) -> ResponsesServer:
-        super().__enter__()
-        return self
+    wire_factory = ResponsesWire

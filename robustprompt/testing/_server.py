@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -85,17 +85,27 @@ class Wire(Protocol):
     def server_error(self, message: str) -> Reply: ...
 
 
+_Server = TypeVar("_Server", bound="LoopbackServer")
+
+
 class LoopbackServer:
     """An API on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
+    wire_factory: ClassVar[Callable[[], Wire] | None] = None  # a subclass for one API names its Wire here
+
     def __init__(
         self,
-        wire: Wire,
+        wire: Wire | None = None,
         *,
         api_key: str | None = None,
         check: Callable[[Any], list[str]] | None = None,
         responder: Callable[[Received], Reply] | None = None,
     ) -> None:
+        if wire is None:
+            factory = type(self).wire_factory  # read from the class: a plain function would bind to self
+            if factory is None:
+                raise TypeError(f"{type(self).__name__} needs a wire: LoopbackServer(wire, ...) or a wire_factory")
+            wire = factory()
         self.wire = wire
         self.api_key = api_key
         self.check = check
@@ -113,7 +123,7 @@ class LoopbackServer:
         with self._lock:
             self._script.extend(replies)
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self: _Server) -> _Server:
         self._closing.clear()
         self._httpd = _HTTPServer(self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
