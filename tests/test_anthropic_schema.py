@@ -7,7 +7,6 @@ limits), independently of the transform; the body checker in test_anthropic.py u
 from __future__ import annotations
 
 import copy
-import enum
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
@@ -19,8 +18,8 @@ from pydantic import BaseModel, Field, TypeAdapter, create_model
 
 from robustprompt._errors import ConfigError
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
+from tests.schema_shapes import Address, Node, Person, Tree, random_models
 from tests.spec_check import _nodes
-from tests.test_openai_schema import Tree, _models
 
 # ---------------------------------------------------------------- the dialect, from PROVIDERS.md §3
 
@@ -155,32 +154,6 @@ def anthropic(model: type[BaseModel]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- shapes
-
-
-class Color(enum.Enum):
-    RED = "red"
-    GREEN = "green"
-
-
-class Address(BaseModel):
-    street: str
-    city: str = "Paris"
-
-
-class Person(BaseModel):
-    name: str = Field(description="Full name")
-    age: int | None = None
-    nickname: str | None
-    address: Address
-    previous: list[Address] = []
-    color: Color = Color.RED
-    kind: Literal["a", "b"] = "a"
-    tag: Literal["person"]
-
-
-class Node(BaseModel):
-    value: int
-    children: list[Node] = []
 
 
 def test_objects_are_closed_and_optional_fields_stay_optional() -> None:
@@ -372,7 +345,7 @@ def test_tool_input_needs_an_object_root() -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models, data=st.data())
+@given(tree=random_models, data=st.data())
 def test_random_models_become_dialect_schemas_their_instances_still_match(tree: Tree, data: st.DataObject) -> None:
     schema = tree.annotation.model_json_schema()
     before = copy.deepcopy(schema)
@@ -390,7 +363,7 @@ def test_random_models_become_dialect_schemas_their_instances_still_match(tree: 
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models, data=st.data())
+@given(tree=random_models, data=st.data())
 def test_random_models_as_tool_input_accept_their_instances(tree: Tree, data: st.DataObject) -> None:
     out = tool_input_schema(tree.annotation.model_json_schema())
     Draft202012Validator.check_schema(out)

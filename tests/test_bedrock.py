@@ -48,7 +48,7 @@ from robustprompt.testing._bedrock_server import (
 )
 from robustprompt.testing._server import Reply
 from tests.models import Person, Review, Sentiment, classify_task
-from tests.test_openai_schema import Tree, _models
+from tests.schema_shapes import Tree, random_models
 
 KEY_ID = "AKIDROBUSTPROMPTTEST"
 SECRET = "planted-secret-4f2a9c/never+shown"
@@ -622,7 +622,7 @@ def _profile(model_id: str = "global.anthropic.claude-sonnet-4-5-20250929-v1:0")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models, data=st.data())
+@given(tree=random_models, data=st.data())
 def test_random_models_make_bodies_bedrock_accepts(tree: Tree, data: st.DataObject) -> None:
     adapter, spec = BedrockAdapter(), OutputSpec("out", tree.annotation.model_json_schema())
     endpoint = Endpoint("http://127.0.0.1:9", "k")

@@ -37,7 +37,7 @@ from robustprompt.testing._cohere_server import (
     too_many_tokens,
 )
 from tests.models import Person, Review, Sentiment, classify_task
-from tests.test_openai_schema import Tree, _models
+from tests.schema_shapes import Tree, random_models
 
 KEY = "co-test-planted-2a9f"
 FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
@@ -487,7 +487,7 @@ def _fieldless(schema: Any) -> bool:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models, data=st.data())
+@given(tree=random_models, data=st.data())
 def test_random_models_become_cohere_schemas_their_instances_still_match(tree: Tree, data: st.DataObject) -> None:
     assume(tree.depth <= 9)
     schema = tree.annotation.model_json_schema()

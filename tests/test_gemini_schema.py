@@ -7,7 +7,6 @@ transforms' code, word them as Gemini's 400s do, and back the request checker in
 from __future__ import annotations
 
 import copy
-import enum
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, Field, create_model
 
 from robustprompt._errors import ConfigError
 from robustprompt.adapters._gemini_schema import to_gemini_json_schema, to_gemini_openapi_schema
-from tests.test_openai_schema import Tree, _models
+from tests.schema_shapes import Address, Color, Node, Tree, random_models
 
 # ---------------------------------------------------------------- the rules, restated
 
@@ -177,16 +176,6 @@ def as_openapi(model: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-class Color(enum.Enum):
-    RED = "red"
-    GREEN = "green"
-
-
-class Address(BaseModel):
-    street: str
-    city: str = "Paris"
-
-
 class Person(BaseModel):
     name: str = Field(description="Full name")
     age: int | None = Field(default=None, ge=0, le=150)
@@ -195,11 +184,6 @@ class Person(BaseModel):
     color: Color = Color.RED
     tag: Literal["person"]
     when: str = Field(json_schema_extra={"format": "date-time"})
-
-
-class Node(BaseModel):
-    value: int
-    children: list[Node] = []
 
 
 class Chain(BaseModel):
@@ -411,7 +395,7 @@ def test_the_checkers_flag_what_the_transforms_fix() -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models, data=st.data())
+@given(tree=random_models, data=st.data())
 def test_random_models_fit_the_json_dialect_and_their_instances_still_match(tree: Tree, data: st.DataObject) -> None:
     schema = tree.annotation.model_json_schema()
     before = copy.deepcopy(schema)
@@ -423,7 +407,7 @@ def test_random_models_fit_the_json_dialect_and_their_instances_still_match(tree
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models, data=st.data())
+@given(tree=random_models, data=st.data())
 def test_random_models_fit_the_openapi_subset_unless_they_hold_a_dict(tree: Tree, data: st.DataObject) -> None:
     schema = tree.annotation.model_json_schema()
     if tree.has_dict or any(_is_empty_object(node) for node in _walk(schema)):

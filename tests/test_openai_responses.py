@@ -38,8 +38,8 @@ from robustprompt.testing._responses_server import (
     response_reply,
 )
 from tests.models import Person, Review, Sentiment, classify_task
+from tests.schema_shapes import Tree, random_models
 from tests.spec_check import OPENAI_SPEC, openapi_errors, strict_violations
-from tests.test_openai_schema import Tree, _models
 
 KEY = "sk-test-planted-7c1e5d"
 FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
@@ -382,7 +382,7 @@ def test_async_call_through_the_server(server: ResponsesServer) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=_models)
+@given(tree=random_models)
 def test_random_models_give_bodies_the_api_accepts(tree: Tree) -> None:
     assume(tree.depth <= 9 and not tree.has_dict)  # dict fields are refused before any request (ConfigError)
     adapter = OpenAIResponsesAdapter()
