@@ -70,10 +70,14 @@ class _Budget:
     used: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def spent(self) -> str | None:
         if self.max_attempts is not None and self.used >= self.max_attempts:
             return f"the attempt budget of {self.max_attempts} request(s) is spent"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.timed_out:
             return f"the call's deadline passed after {time.monotonic() - self.started:.1f} s"
         return None
 
@@ -154,13 +158,15 @@ def _with_truncation(completion: Completion, errors: list[str]) -> tuple[str, ..
     return tuple(errors)
 
 
-def _spent_error(reason: str, run: Run[Any], last: RobustPromptError | None, model: Model) -> RobustPromptError:
+def _spent_error(
+    reason: str, run: Run[Any], last: RobustPromptError | None, model: Model, budget: _Budget
+) -> RobustPromptError:
     """The error that ends a call whose budget ran out: the last failure's kind, else a timeout for the deadline."""
     if isinstance(last, OutputError):  # the model answered, only never validly
         return OutputError(f"{run.task} on {model.name}: {reason} ({last})", run)
     if isinstance(last, ProviderError):
         return last
-    if reason.startswith("the call's deadline"):
+    if budget.timed_out:
         err = ProviderTimeout(reason, provider=model.profile.provider, model=model.profile.model_id, code=DEADLINE)
         err.run = run
         return err
@@ -184,7 +190,7 @@ def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, r
     last: RobustPromptError | None = None
     while True:
         if reason := budget.spent():
-            raise _spent_error(reason, run, last, model)
+            raise _spent_error(reason, run, last, model, budget)
         sent = yield Request(model, prompt, budget.tries(policy.transport_retries), budget.deadline)
         budget.used += sent.requests
         number = len(run.attempts) + 1
@@ -287,7 +293,7 @@ def _chain(
         if model.profile.retired is not None and model.profile.retired <= dt.date.today():
             breakers.suspect(model.key, f"{model.name} was retired on {model.profile.retired} (catalog)")
         if (reason := budget.spent()) is not None:
-            error = error or _spent_error(reason, run, None, model)
+            error = error or _spent_error(reason, run, None, model, budget)
             break
         if (closed := breakers.allow(model.key, policy.breaker_cooldown)) is not None:
             run.notes.append(f"skipped {model.name}: {closed}")
