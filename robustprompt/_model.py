@@ -78,6 +78,20 @@ class Model:
         if not self.key:
             object.__setattr__(self, "key", self.name)
 
+    def close(self) -> None:
+        """Close the connection pool robustprompt opened for blocking calls (clients you passed stay open)."""
+        closer = getattr(self.backend, "close", None)
+        if closer is not None:
+            closer()
+
+    async def aclose(self) -> None:
+        """Close the connection pool robustprompt opened for async calls in the running event loop. Pools also
+        close by themselves when `asyncio.run` (or a test runner) shuts the loop down; call this before closing
+        an event loop by hand with `loop.close()`."""
+        closer = getattr(self.backend, "aclose", None)
+        if closer is not None:
+            await closer()
+
 
 def _load_adapter(provider: str) -> Adapter | None:
     target = _BUILTIN_ADAPTERS.get(provider)
@@ -257,8 +271,22 @@ class HttpBackend:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = self._async_clients[loop] = httpx.AsyncClient()
+            from robustprompt._transport import default_async_client
+
+            client = self._async_clients[loop] = default_async_client()
         return client
+
+    def close(self) -> None:
+        if self._client is not None and not self._given_sync:
+            client, self._client = self._client, None
+            client.close()
+
+    async def aclose(self) -> None:
+        import asyncio
+
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     def complete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -79,6 +80,18 @@ def test_transport_faults_are_retried_and_succeed(fault: Fault, error: str, serv
     assert server.early_retries == 0
 
 
+@pytest.mark.parametrize(("fault", "error"), RETRIED.items())
+def test_transport_faults_are_retried_on_the_default_async_transport(
+    fault: Fault, error: str, serve: Serve, api: str
+) -> None:
+    with serve((fault,)) as server:
+        model = rp.model(MODELS[api], base_url=server.base_url, api_key=KEY, timeout=0.3, max_output_tokens=100)
+        run = asyncio.run(classify_task().arun(Review(text="bad phone"), model=model, policy=POLICY))
+    assert run.output == Sentiment(label="negative")
+    assert run.attempts[0].transport_errors[0].startswith(error)
+    assert server.early_retries == 0
+
+
 @pytest.mark.parametrize("fault", [Fault.SCHEMA_INVALID, Fault.LENGTH])
 def test_answer_faults_are_reasked_and_succeed(fault: Fault, serve: Serve, model: Make) -> None:
     with serve((fault,)) as server:
@@ -121,15 +134,17 @@ def test_the_schedule_is_reproducible() -> None:
     kinds=st.lists(st.sampled_from([f for f in TRANSIENT if f is not Fault.HANG]), min_size=1, unique=True),
     retries=st.integers(0, 2),
     reasks=st.integers(0, 2),
+    own_client=st.booleans(),  # the user's sync httpx client, or the default async transport
 )
 def test_under_any_fault_schedule_no_item_is_lost_and_budgets_hold(
-    seed: int, rate: float, kinds: list[Fault], retries: int, reasks: int, client: httpx.Client
+    seed: int, rate: float, kinds: list[Fault], retries: int, reasks: int, own_client: bool, client: httpx.Client
 ) -> None:
     plan = FaultPlan(rate=rate, kinds=tuple(kinds), seed=seed, retry_after=0.01)
     policy = rp.Policy(transport_retries=retries, reasks=reasks, backoff_initial=0.001, backoff_max=0.002)
     inputs = [Review(text=f"review {i} {'bad' if i % 2 else 'good'}") for i in range(12)]
     with FaultServer("openai", plan, label, api_key=KEY) as server:
-        model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, timeout=2, http_client=client)
+        given = client if own_client else None
+        model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, timeout=2, http_client=given)
         results = classify_task().map(inputs, model=model, policy=policy, concurrency=4, runs=True)
     assert len(results) == len(inputs)  # every input accounted for, in order
     per_call = (retries + 1) * (reasks + 1)  # sends per attempt, times attempts (no other mode to move to)
