@@ -115,20 +115,47 @@ def _not_past_deadline(request: Request) -> None:
         )
 
 
+def _retried_sync(request: Request, policy: Policy, log: list[str], first: ProviderError) -> Completion:
+    for attempt in tenacity.Retrying(**_retrying_args(request, policy, log)):
+        with attempt:
+            if attempt.retry_state.attempt_number == 1:
+                raise first  # the send already made: tenacity counts it, logs it and waits after it
+            _not_past_deadline(request)
+            return request.model.backend.complete(request.prompt)
+    raise AssertionError("unreachable: tenacity re-raises the last error when it stops")
+
+
+async def _retried_async(request: Request, policy: Policy, log: list[str], first: ProviderError) -> Completion:
+    async for attempt in tenacity.AsyncRetrying(**_retrying_args(request, policy, log)):
+        with attempt:
+            if attempt.retry_state.attempt_number == 1:
+                raise first
+            _not_past_deadline(request)
+            return await request.model.backend.acomplete(request.prompt)
+    raise AssertionError("unreachable: tenacity re-raises the last error when it stops")
+
+
+def _retry_worth(request: Request, error: ProviderError) -> bool:
+    return error.retryable and request.tries > 1
+
+
+# Most requests succeed the first time, so the first send is made directly: tenacity, whose set-up costs about as
+# much as all the engine's other work for a call, takes over only after a retryable failure.
+
+
 def send(request: Request, policy: Policy) -> Sent:
     log: list[str] = []
     start = time.perf_counter()
     result: Completion | ProviderError
-
-    def once() -> Completion:
-        _not_past_deadline(request)
-        return request.model.backend.complete(request.prompt)
-
-    try:
-        with bounded(request.deadline):
-            result = tenacity.Retrying(**_retrying_args(request, policy, log))(once)
-    except ProviderError as exc:
-        result = exc
+    with bounded(request.deadline):
+        try:
+            _not_past_deadline(request)
+            result = request.model.backend.complete(request.prompt)
+        except ProviderError as first:
+            try:
+                result = _retried_sync(request, policy, log, first) if _retry_worth(request, first) else first
+            except ProviderError as exc:
+                result = exc
     return Sent(result, tuple(log), time.perf_counter() - start)
 
 
@@ -136,14 +163,13 @@ async def asend(request: Request, policy: Policy) -> Sent:
     log: list[str] = []
     start = time.perf_counter()
     result: Completion | ProviderError
-
-    async def once() -> Completion:
-        _not_past_deadline(request)
-        return await request.model.backend.acomplete(request.prompt)
-
-    try:
-        with bounded(request.deadline):
-            result = await tenacity.AsyncRetrying(**_retrying_args(request, policy, log))(once)
-    except ProviderError as exc:
-        result = exc
+    with bounded(request.deadline):
+        try:
+            _not_past_deadline(request)
+            result = await request.model.backend.acomplete(request.prompt)
+        except ProviderError as first:
+            try:
+                result = await _retried_async(request, policy, log, first) if _retry_worth(request, first) else first
+            except ProviderError as exc:
+                result = exc
     return Sent(result, tuple(log), time.perf_counter() - start)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import warnings
 
 import pytest
+import tenacity
 
 import robustprompt as rp
 from robustprompt._breaker import Breakers
@@ -233,3 +235,29 @@ def test_a_spent_budget_after_a_schema_rejection_raises_the_rejection() -> None:
     object.__setattr__(model, "profile", profile)
     with pytest.raises(rp.SchemaRejectedError):
         classify_task().run(Review(text="x"), model=model, policy=policy(max_attempts=1))
+
+
+def test_tenacity_takes_over_only_after_a_retryable_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+    real_sync, real_async = tenacity.Retrying, tenacity.AsyncRetrying
+
+    def sync(**kw: object) -> tenacity.Retrying:
+        built.append("sync")
+        return real_sync(**kw)  # type: ignore[arg-type]
+
+    def asyn(**kw: object) -> tenacity.AsyncRetrying:
+        built.append("async")
+        return real_async(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tenacity, "Retrying", sync)
+    monkeypatch.setattr(tenacity, "AsyncRetrying", asyn)
+    task = classify_task()
+    assert task(Review(text="x"), model=ScriptedModel([OK]), policy=FAST) == Sentiment(label="positive")
+    assert built == []  # the common case: one send, no retry machinery
+    busy = rp.OverloadedError("overloaded", status=529)
+    run = task.run(Review(text="x"), model=ScriptedModel([busy, busy, OK]), policy=FAST)
+    assert run.output == Sentiment(label="positive")
+    assert run.attempts[0].transport_errors == ("OverloadedError: overloaded (HTTP 529)",) * 2
+    run = asyncio.run(task.arun(Review(text="x"), model=ScriptedModel([busy, OK]), policy=FAST))
+    assert len(run.attempts[0].transport_errors) == 1
+    assert built == ["sync", "async"]
