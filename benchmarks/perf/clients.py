@@ -90,6 +90,15 @@ async def httpx_aiohttp_raw(url: str) -> tuple[Call, Close]:
     return _httpx_like(httpx, httpx.AsyncClient(transport=AiohttpTransport()), url)
 
 
+async def httpx_rp_transport_raw(url: str) -> tuple[Call, Close]:
+    """The floor under robustprompt's default: a bare httpx client on the transport robustprompt builds."""
+    import httpx
+
+    from robustprompt._transport import default_async_client
+
+    return _httpx_like(httpx, default_async_client(), url)
+
+
 # ----------------------------------------------------------------------------------------------- peers
 
 
@@ -215,11 +224,16 @@ async def robustprompt_aiohttp(url: str) -> tuple[Call, Close]:
     return await _robustprompt(url, httpx.AsyncClient(transport=AiohttpTransport()))
 
 
+async def robustprompt_httpx(url: str) -> tuple[Call, Close]:
+    import httpx
+
+    return await _robustprompt(url, httpx.AsyncClient())  # httpx's own pool, as before the aiohttp transport
+
+
 async def robustprompt_httpx2(url: str) -> tuple[Call, Close]:
     import httpx2
 
-    httpx2.alias_httpx()  # `import httpx` is httpx2 from here on; robustprompt is imported after this line
-    return await _robustprompt(url)
+    return await _robustprompt(url, httpx2.AsyncClient())
 
 
 CLIENTS: dict[str, Callable[[str], Awaitable[tuple[Call, Close]]]] = {
@@ -228,12 +242,14 @@ CLIENTS: dict[str, Callable[[str], Awaitable[tuple[Call, Close]]]] = {
     "httpx-pool100": httpx_raw_pool,
     "httpx2": httpx2_raw,
     "httpx+aiohttp": httpx_aiohttp_raw,
+    "httpx+rp-transport": httpx_rp_transport_raw,
     "openai": openai_sdk,
     "instructor": instructor_json_schema,
     "instructor-tools": instructor_tools,
     "pydantic-ai": pydantic_ai_native,
     "pydantic-ai-tool": pydantic_ai_tool,
     "robustprompt": robustprompt_default,
+    "robustprompt-httpx": robustprompt_httpx,
     "robustprompt-pool100": robustprompt_pool,
     "robustprompt+aiohttp": robustprompt_aiohttp,
     "robustprompt+httpx2": robustprompt_httpx2,

@@ -63,39 +63,34 @@ PINS = {
     "httpx2": "httpx2==2.16.2",
     "aiohttp": "aiohttp==3.14.5",
     "httpx_aiohttp": "httpx-aiohttp==0.2.0",
-    "sniffio": "sniffio==1.3.1",
 }
 
-# (row label, client in clients.py, venv, transport it runs on, in the default run?, extra sys.path)
-# "+sniffio" rows add sniffio to the path: anyio >= 4.12 no longer installs it, and httpcore then retries a
-# failed `import sniffio` (a full sys.path scan) every time it sets up a lock, several times per request.
-CLIENTS: list[tuple[str, str, str, str, bool, str | None]] = [
-    ("aiohttp", "aiohttp", "transports", "aiohttp (raw, server check)", True, None),
-    ("httpx", "httpx", "rp", "httpx 0.28 default pool", True, None),
-    ("httpx +sniffio", "httpx", "rp", "httpx 0.28 default pool", True, "sniffio"),
-    ("httpx-pool100", "httpx-pool100", "rp", "httpx 0.28, 100 kept alive", False, None),
-    ("httpx2", "httpx2", "transports", "httpx2 default pool", True, None),
-    ("httpx+aiohttp", "httpx+aiohttp", "transports", "httpx 0.28 + AiohttpTransport", True, None),
-    ("openai", "openai", "openai", "httpx2 (openai's own client)", True, None),
-    ("instructor", "instructor", "instructor", "httpx2 (via openai)", True, None),
-    ("instructor-tools", "instructor-tools", "instructor", "httpx2 (via openai)", False, None),
-    ("pydantic-ai", "pydantic-ai", "pydantic_ai", "httpx2 (via openai)", True, None),
-    ("pydantic-ai-tool", "pydantic-ai-tool", "pydantic_ai", "httpx2 (via openai)", False, None),
-    ("robustprompt", "robustprompt", "rp", "httpx 0.28 default pool", True, None),
-    ("robustprompt +sniffio", "robustprompt", "rp", "httpx 0.28 default pool", True, "sniffio"),
-    ("robustprompt-amap", "robustprompt-amap", "rp", "httpx 0.28 default pool", True, None),
-    ("robustprompt-pool100", "robustprompt-pool100", "rp", "httpx 0.28, 100 kept alive", False, None),
-    ("robustprompt+aiohttp", "robustprompt+aiohttp", "transports", "httpx 0.28 + AiohttpTransport", True, None),
-    ("robustprompt+httpx2", "robustprompt+httpx2", "transports", "httpx2 (alias_httpx)", True, None),
+# (row label, client in clients.py, venv, transport it runs on, in the default run?)
+CLIENTS: list[tuple[str, str, str, str, bool]] = [
+    ("aiohttp", "aiohttp", "transports", "aiohttp (raw, server check)", True),
+    ("httpx", "httpx", "rp", "httpx 0.28 default pool", True),
+    ("httpx-pool100", "httpx-pool100", "rp", "httpx 0.28, 100 kept alive", False),
+    ("httpx2", "httpx2", "transports", "httpx2 default pool", True),
+    ("httpx+aiohttp", "httpx+aiohttp", "transports", "httpx 0.28 + httpx-aiohttp's transport", True),
+    ("httpx+rp-transport", "httpx+rp-transport", "rp", "httpx 0.28 + robustprompt's aiohttp transport", True),
+    ("openai", "openai", "openai", "httpx2 (openai's own client)", True),
+    ("instructor", "instructor", "instructor", "httpx2 (via openai)", True),
+    ("instructor-tools", "instructor-tools", "instructor", "httpx2 (via openai)", False),
+    ("pydantic-ai", "pydantic-ai", "pydantic_ai", "httpx2 (via openai)", True),
+    ("pydantic-ai-tool", "pydantic-ai-tool", "pydantic_ai", "httpx2 (via openai)", False),
+    ("robustprompt", "robustprompt", "rp", "default: httpx 0.28 + robustprompt's aiohttp transport", True),
+    ("robustprompt-amap", "robustprompt-amap", "rp", "default (task.amap)", True),
+    ("robustprompt +httpx pool", "robustprompt-httpx", "rp", "injected httpx.AsyncClient(): httpx's own pool", True),
+    ("robustprompt-pool100", "robustprompt-pool100", "rp", "injected httpx 0.28, 100 kept alive", False),
+    ("robustprompt +httpx-aiohttp", "robustprompt+aiohttp", "transports", "injected httpx-aiohttp transport", False),
+    ("robustprompt +httpx2", "robustprompt+httpx2", "transports", "injected httpx2.AsyncClient()", True),
 ]
 # (client, venv, calls): enough calls for a few thousand samples at 1 kHz
 PROFILED = [
-    ("robustprompt", "rp", 2000),
+    ("robustprompt", "rp", 10000),
+    ("httpx+rp-transport", "rp", 10000),
+    ("robustprompt-httpx", "rp", 2000),
     ("httpx", "rp", 2000),
-    ("robustprompt+aiohttp", "transports", 10000),
-    ("httpx+aiohttp", "transports", 10000),
-    ("robustprompt+httpx2", "transports", 6000),
-    ("httpx2", "transports", 6000),
 ]
 
 # name -> venv for the import section
@@ -164,18 +159,6 @@ class Venvs:
                 raise SystemExit(f"pip install into {name} failed:\n{done.stdout}\n{done.stderr}")
         stamp_file.write_text(stamp)
 
-    def env(self, extra: str | None) -> dict[str, str] | None:
-        """The environment for a client run: with `extra` (a --target install under the venvs) on the path."""
-        if extra is None:
-            return None
-        return {**os.environ, "PYTHONPATH": str(self.root / f"extra-{extra}")}
-
-    def _extras(self) -> None:
-        target = self.root / "extra-sniffio"
-        if not (target / "sniffio").exists():
-            cmd = [self.python("rp"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target"]
-            subprocess.run([*cmd, str(target), PINS["sniffio"]], check=True, capture_output=True)
-
     def setup(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.httpx2 = _on_pypi(self.base_python, PINS["httpx2"])
@@ -183,7 +166,6 @@ class Venvs:
             log("httpx2 is not on the package index: its rows are skipped")
         with ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(lambda item: self.ensure(*item), self.specs().items()))
-        self._extras()
 
     def versions(self, name: str) -> dict[str, str]:
         done = subprocess.run(
@@ -269,11 +251,11 @@ def throughput(
     client_cpu = [] if cpus[1] is None else ["--cpu", str(cpus[1])]
     runs: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in chosen}
     for rep in range(args.reps):  # interleaved, so a slow patch of the machine does not hit one client only
-        for name, client, venv, _, _, extra in chosen:
+        for name, client, venv, _, _ in chosen:
             cmd = [venvs.python(venv), str(HERE / "clients.py"), "--client", client, "--url", server.url]
             cmd += ["--n", str(args.n), "--concurrency", str(args.concurrency), "--warmup", str(args.warmup)]
             before, stats = server.cpu_seconds(), server.stats()
-            row = _json_line(cmd + client_cpu, env=venvs.env(extra))
+            row = _json_line(cmd + client_cpu)
             after = server.stats()
             requests = max(after["served"] - stats["served"], 1)
             row["server_us_per_request"] = 1e6 * (server.cpu_seconds() - before) / requests
@@ -283,11 +265,10 @@ def throughput(
                 raise RuntimeError(f"{name}: {row['wrong']} results did not match the expected Person")
             runs[name].append(row)
             log(f"  rep {rep + 1} {name:22} {row['rps']:8.0f} req/s  {row['cpu_ms_per_call']:.3f} ms CPU/call")
-    for name, _, venv, transport, _, extra in chosen:
+    for name, _, venv, transport, _ in chosen:
         rows = runs[name]
         out["clients"][name] = {
             "venv": venv,
-            "extra_path": extra,
             "transport": transport,
             **{k: _median(rows, k) for k in ("rps", "cpu_ms_per_call", "p50_ms", "p99_ms", "peak_rss_mb")},
             "server_us_per_request": _median(rows, "server_us_per_request"),
@@ -650,16 +631,16 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
         met = value <= goal if less else value >= goal
         lines.append(f"| {label} | {value:.2f}{unit} | {'yes' if met else '**no**'} |")
 
-    for rp_name in ("robustprompt", "robustprompt+httpx2", "robustprompt+aiohttp"):
+    for rp_name in ("robustprompt", "robustprompt +httpx pool", "robustprompt +httpx2"):
         if rp_name not in c:
             continue
         for peer, goal in (("openai", 2), ("instructor", 4), ("pydantic-ai", 7)):
             if peer in c:
                 row(f"{rp_name} req/s ÷ {peer} (≥ {goal}×)", c[rp_name]["rps"] / c[peer]["rps"], goal)
     for rp_name, transport in (
-        ("robustprompt", "httpx"),
-        ("robustprompt+aiohttp", "httpx+aiohttp"),
-        ("robustprompt+httpx2", "httpx2"),
+        ("robustprompt", "httpx+rp-transport"),
+        ("robustprompt +httpx pool", "httpx"),
+        ("robustprompt +httpx2", "httpx2"),
     ):
         if rp_name in c and transport in c:
             delta = c[rp_name]["cpu_ms_per_call"] - c[transport]["cpu_ms_per_call"]
