@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS answers (
 
 def enabled(cache: Cache | None, env: Mapping[str, str] | None = None) -> Cache | None:
     """`cache`, unless ROBUSTPROMPT_NO_CACHE is set (to anything but "" or "0")."""
+    if cache is None:  # the common case: no environment read on every call
+        return None
     switch = (os.environ if env is None else env).get(NO_CACHE_ENV, "")
     return None if switch not in ("", "0") else cache
 

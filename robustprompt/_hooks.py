@@ -171,11 +171,15 @@ class Notifier:
             _safely(hook.run_start, self.call)
 
     def attempt_start(self, number: int, model: Model, mode: OutputMode) -> None:
+        if not self._targets:  # no hook and no tracing: build no event
+            return
         event = AttemptStart(self.call, number, model, mode)
         for hook in self._targets:
             _safely(hook.attempt_start, event)
 
     def attempt_end(self, model: Model, attempt: Attempt, result: Completion | ProviderError) -> None:
+        if not self._targets:
+            return
         if isinstance(result, ProviderError):
             event = AttemptEnd(self.call, model, attempt, None, result)
         else:
@@ -184,6 +188,8 @@ class Notifier:
             _safely(hook.attempt_end, event)
 
     def run_end(self, run: Run[Any], error: BaseException | None, *, cached: bool = False) -> None:
+        if not self._targets:
+            return
         event = RunEnd(self.call, run, error, cached)
         for hook in reversed(self._targets):
             _safely(hook.run_end, event)

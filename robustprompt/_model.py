@@ -295,7 +295,10 @@ class HttpBackend:
         with self._transport_errors():
             response = client.send(request, stream=True)
             try:
-                body = self._bounded(response, response.iter_bytes())
+                if self._stated_within_cap(response):
+                    body = response.read()
+                else:
+                    body = self._bounded(response, response.iter_bytes())
             finally:
                 response.close()
         return self._read(response.status_code, response.headers, body)
@@ -313,10 +316,13 @@ class HttpBackend:
         with self._transport_errors():
             response = await client.send(request, stream=True)
             try:
-                chunks = [chunk async for chunk in self._abounded(response)]
+                if self._stated_within_cap(response):
+                    body = await response.aread()
+                else:
+                    body = b"".join([chunk async for chunk in self._abounded(response)])
             finally:
                 await response.aclose()
-        return self._read(response.status_code, response.headers, b"".join(chunks))
+        return self._read(response.status_code, response.headers, body)
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, call: HttpCall) -> httpx.Request:
         body = {"json": call.body} if call.content is None else {"content": call.content}
@@ -331,6 +337,16 @@ class HttpBackend:
             provider=self.profile.provider,
             model=self.profile.model_id,
             status=response.status_code,
+        )
+
+    def _stated_within_cap(self, response: httpx.Response) -> bool:
+        """Whether the headers fix the body's size within the cap: HTTP framing then stops the read there. A
+        compressed body can inflate far beyond its stated length, so it is always read with the bound."""
+        length = response.headers.get("content-length", "")
+        return (
+            length.isdigit()
+            and int(length) <= self.settings.max_response_bytes
+            and "content-encoding" not in response.headers
         )
 
     def _bounded(self, response: httpx.Response, chunks: Iterator[bytes]) -> bytes:

@@ -138,6 +138,16 @@ def test_a_body_over_the_cap_is_refused() -> None:
             arun(model)
 
 
+def test_a_compressed_body_is_bounded_by_its_inflated_size() -> None:
+    bomb = gzip.compress(json.dumps({"pad": "x" * 200_000}).encode())  # ~0.2 MB inflated from a few hundred bytes
+    with OpenAIServer(api_key=KEY) as server:
+        server.enqueue(Reply(200, bomb, (("content-encoding", "gzip"),)))
+        model = model_at(server.base_url)
+        object.__setattr__(model.backend, "settings", rp.Settings(max_response_bytes=len(bomb) * 10))
+        with pytest.raises(rp.ProviderError, match="max_response_bytes"):
+            arun(model)
+
+
 def test_the_environment_proxy_carries_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
     with OpenAIServer(api_key=KEY) as proxy:
         proxy.enqueue(chat_reply('{"label": "positive"}'))
