@@ -1,18 +1,19 @@
-"""Does a candidate default transport keep robustprompt's fault handling? The faults benchmark, per transport.
+"""Does each transport keep robustprompt's fault handling? The faults benchmark, per transport.
 
-    .bench-venvs/transports/bin/python transport_faults.py --transport aiohttp [--n 2000]
+    .bench-venvs/transports/bin/python transport_faults.py --transport default [--n 2000]
 
 Runs scenario 1 of benchmarks/faults.py (the loopback fault server faulting 30 % of requests with every
 transient kind: 429s with Retry-After, 5xx, hangs past the timeout, resets, truncated and malformed bodies,
-invalid answers) through `task.map` with the async client built on the given transport: `httpx` (robustprompt's
-default today), `aiohttp` (httpx.AsyncClient over httpx_aiohttp.AiohttpTransport), or `httpx2` (alias_httpx).
+invalid answers) through `task.map` with the async client built on the given transport: `default`
+(robustprompt's own aiohttp-backed transport), `httpx` (an injected httpx.AsyncClient: httpx's own pool),
+`httpx-aiohttp` (httpx.AsyncClient over httpx_aiohttp.AiohttpTransport), or `httpx2` (alias_httpx, then an
+injected client).
 Prints one JSON line: outcomes by kind, whether every input is accounted for, the most requests one call
 sent against its budget, retries sent before the server's Retry-After, and wall time. The fault schedule is
 seeded per request, and requests arrive in a different order under each transport, so the outcome counts are
 close, not identical; what must hold for every transport is all inputs accounted for, no call over its budget,
-no early retry. With the aiohttp transport, aiohttp logs "Unclosed client session" at exit: the client outlives
-the event loop `task.map` ran in, which is exactly what a default aiohttp-backed client must handle (close its
-session with its loop).
+no early retry. (httpx-aiohttp's transport, injected, logs "Unclosed client session" at exit: its session
+outlives the event loop `task.map` ran in. robustprompt's own closes its session with its loop.)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _faults_module() -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--transport", choices=("httpx", "aiohttp", "httpx2"), default="httpx")
+    parser.add_argument("--transport", choices=("default", "httpx", "httpx-aiohttp", "httpx2"), default="default")
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()
     if args.transport == "httpx2":
@@ -54,10 +55,12 @@ def main() -> None:
 
     faults = _faults_module()
     client: Any = None
-    if args.transport == "aiohttp":
+    if args.transport == "httpx-aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
         client = httpx.AsyncClient(transport=AiohttpTransport())
+    elif args.transport in ("httpx", "httpx2"):
+        client = httpx.AsyncClient()
     plan = FaultPlan(rate=0.3, kinds=(*TRANSIENT, Fault.REFUSAL), seed=2026, retry_after=0.2, hang=2 * faults.TIMEOUT)
     items = faults.inputs(args.n)
     with FaultServer("openai", plan, faults.answer, api_key="bench") as server:
