@@ -3,20 +3,27 @@
     runs = map_task(classify, reviews, model="openai:gpt-4.1-mini", concurrency=8, rpm=500)
     # runs[i] is the Run for reviews[i], or the RobustPromptError that ended it
 
-A fixed pool of `concurrency` workers takes the inputs in order, so no more than that many calls are in flight
-and nothing is queued beyond the inputs themselves. Rate limits are token buckets applied to every request the
-engine sends (re-asks and transport retries included), by wrapping the model's backend: limiting whole task
-calls instead would let re-asks through uncounted.
+    for index, outcome in stream_task(classify, read_reviews(), model="openai:gpt-4.1-mini", keep_runs=False):
+        save(index, outcome)  # in completion order, each as its call ends; the batch keeps none of them
+
+One pool of `concurrency` call slots serves every form: it takes an input only when a slot is free and hands each
+outcome over as its call ends, so no more than that many calls are in flight, no more than that many inputs are
+taken ahead, and nothing is kept once handed over. `astream_task` is that pool; `stream_task` drives it from blocking
+code; `amap_task` and `map_task` collect it into a list in input order. Rate limits are token buckets applied to
+every request the engine sends (re-asks and transport retries included), by wrapping the model's backend: limiting
+whole task calls instead would let re-asks through uncounted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TextIO, TypeAlias
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sized
+from typing import Any, Protocol, TextIO, TypeAlias, TypeVar
 
 from robustprompt._cache import Cache
 from robustprompt._completion import Completion
@@ -28,10 +35,13 @@ from robustprompt._run import Run
 from robustprompt._task import Task
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Clock", "Outcome", "amap_task", "map_task"]
+__all__ = ["Clock", "Outcome", "amap_task", "astream_task", "map_task", "stream_task"]
 
 Outcome: TypeAlias = "Run[Any] | RobustPromptError"
 OnResult: TypeAlias = Callable[[int, Outcome], None]
+Landed: TypeAlias = tuple[int, Any]  # an input's index and its outcome, as a stream hands them over
+
+T = TypeVar("T")
 
 _BAR_WIDTH = 30
 
@@ -132,9 +142,9 @@ def _limited(model: Model, rpm: float | None, tpm: float | None, clock: Clock) -
 
 
 class _Progress:
-    """`label [#####     ] 12/40, 1 failed` redrawn in place on stderr."""
+    """`label [#####     ] 12/40, 1 failed` redrawn in place on stderr; `label 12 done` when the total is unknown."""
 
-    def __init__(self, label: str, total: int, stream: TextIO | None) -> None:
+    def __init__(self, label: str, total: int | None, stream: TextIO | None) -> None:
         self._label = label
         self._total = total
         self._stream = stream
@@ -149,14 +159,17 @@ class _Progress:
     def _draw(self) -> None:
         if self._stream is None:
             return
-        filled = _BAR_WIDTH * self._done // max(self._total, 1)
         failed = f", {self._failed} failed" if self._failed else ""
-        bar = "#" * filled + " " * (_BAR_WIDTH - filled)
-        self._stream.write(f"\r{self._label} [{bar}] {self._done}/{self._total}{failed}")
+        if self._total is None:
+            self._stream.write(f"\r{self._label} {self._done} done{failed}")
+        else:
+            filled = _BAR_WIDTH * self._done // max(self._total, 1)
+            bar = "#" * filled + " " * (_BAR_WIDTH - filled)
+            self._stream.write(f"\r{self._label} [{bar}] {self._done}/{self._total}{failed}")
         self._stream.flush()
 
     def close(self) -> None:
-        if self._stream is not None and self._total:
+        if self._stream is not None and self._done:  # end the line the bar was drawn on, if it was
             self._stream.write("\n")
             self._stream.flush()
 
@@ -166,11 +179,162 @@ def _progress_stream(progress: bool | None) -> TextIO | None:
     return sys.stderr if show else None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """The settings every batch form takes, checked when the batch is made rather than at its first call."""
+
+    model: Model | str | None
+    policy: Policy | None
+    concurrency: int
+    rpm: float | None
+    tpm: float | None
+    progress: bool | None
+    clock: Clock | None
+    cache: Cache | None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        _positive("rpm", self.rpm)
+        _positive("tpm", self.tpm)
+
+
 async def _one(task: Task[Any, Any], value: Any, model: Model, policy: Policy | None, cache: Cache | None) -> Outcome:
     try:
         return await task.arun(value, model=model, policy=policy, cache=cache)
     except RobustPromptError as exc:
         return exc
+
+
+def _kept(outcome: Outcome, keep_runs: bool) -> Any:
+    return outcome if keep_runs or isinstance(outcome, RobustPromptError) else outcome.output
+
+
+async def _landed(
+    task: Task[Any, Any], inputs: Iterable[Any], batch: _Batch, total: int | None, keep_runs: bool
+) -> AsyncGenerator[Landed, None]:
+    """The pool: (index, outcome) for each input as its call ends. Inputs are taken only when the consumer asks
+    for the next outcome, one per freed slot, so a consumer that pauses holds the batch at `concurrency` calls."""
+    # Resolved here, under the loop that runs the calls: a backend's connection pool belongs to one loop.
+    model = _limited(resolve(batch.model), batch.rpm, batch.tpm, batch.clock or _SystemClock())
+    bar = _Progress(model.name, total, _progress_stream(batch.progress))
+    todo = enumerate(inputs)
+    ended: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()  # never more than `concurrency` calls in it
+    calls: dict[asyncio.Task[Outcome], int] = {}
+
+    # The two steps are functions of their own so that no local of the suspended generator keeps an input or an
+    # outcome alive while the consumer holds the batch.
+    def take_inputs() -> None:
+        for index, value in itertools.islice(todo, batch.concurrency - len(calls)):
+            call = asyncio.create_task(_one(task, value, model, batch.policy, batch.cache))
+            call.add_done_callback(ended.put_nowait)
+            calls[call] = index
+
+    def hand_over(call: asyncio.Task[Outcome]) -> Landed:
+        index = calls.pop(call)
+        outcome = call.result()  # a bug outside robustprompt's errors escapes here and ends the batch
+        bar.update(outcome)
+        return index, _kept(outcome, keep_runs)
+
+    try:
+        while True:
+            take_inputs()
+            if not calls:
+                return
+            yield hand_over(await ended.get())
+    finally:
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        bar.close()
+
+
+def _total(inputs: Iterable[Any]) -> int | None:
+    return len(inputs) if isinstance(inputs, Sized) else None
+
+
+def _require_no_loop(message: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise ConfigError(message)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return  # gather() of nothing would look for the thread's current loop, which may be none or another
+    for pending in tasks:
+        pending.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def _blocking(landed: AsyncGenerator[T, None]) -> Generator[T, None, None]:
+    """Step `landed` on a loop of its own, one item per `next`. The loop runs only inside a step, so while the
+    consumer handles an item no call advances and no input is taken: the consumer sets the pace."""
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(landed.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        try:
+            _cancel_all(loop)  # what a step cut short (Ctrl-C) or a consumer that stopped early left running
+            loop.run_until_complete(landed.aclose())
+            loop.run_until_complete(loop.shutdown_asyncgens())  # e.g. HTTP sessions that close with their loop
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+def astream_task(
+    task: Task[Any, Any],
+    inputs: Iterable[Any],
+    *,
+    model: Model | str | None,
+    policy: Policy | None = None,
+    concurrency: int = 8,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    progress: bool | None = None,
+    clock: Clock | None = None,
+    keep_runs: bool = True,
+    cache: Cache | None = None,
+) -> AsyncGenerator[Landed, None]:
+    """Run `task` on every input, yielding `(index, outcome)` as each call ends (completion order).
+
+    The outcome is the input's Run (or, with `keep_runs=False`, its validated output) or the error that ended it.
+    Inputs are taken lazily, any iterable: at most `concurrency` calls in flight and as many inputs taken ahead,
+    and nothing kept once yielded. The limits and `progress` are those of `amap_task` (the bar has a total when
+    `len(inputs)` works). Stopping early (`break`, `aclose()`) cancels the calls in flight; `contextlib.aclosing`
+    makes that happen at once rather than when the generator is collected.
+    """
+    batch = _Batch(model, policy, concurrency, rpm, tpm, progress, clock, cache)
+    return _landed(task, inputs, batch, _total(inputs), keep_runs)
+
+
+def stream_task(
+    task: Task[Any, Any],
+    inputs: Iterable[Any],
+    *,
+    model: Model | str | None,
+    policy: Policy | None = None,
+    concurrency: int = 8,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    progress: bool | None = None,
+    clock: Clock | None = None,
+    keep_runs: bool = True,
+    cache: Cache | None = None,
+) -> Generator[Landed, None, None]:
+    """The blocking form of `astream_task`, for code with no event loop running. Calls advance only while the
+    consumer waits for the next item; closing the generator (or leaving the loop) cancels those in flight."""
+    _require_no_loop("stream() was called inside a running event loop: use `async for ... in astream(...)` there")
+    batch = _Batch(model, policy, concurrency, rpm, tpm, progress, clock, cache)
+    return _blocking(_landed(task, inputs, batch, _total(inputs), keep_runs))
 
 
 async def amap_task(
@@ -198,35 +362,15 @@ async def amap_task(
     stderr is a terminal). `on_result(index, outcome)` sees each result as it lands, e.g. to store it at once.
     Only cancellation, or a bug outside robustprompt's errors, escapes; the other calls are then cancelled.
     """
-    if concurrency < 1:
-        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-    _positive("rpm", rpm)
-    _positive("tpm", tpm)
+    batch = _Batch(model, policy, concurrency, rpm, tpm, progress, clock, cache)
     items = list(inputs)
-    resolved = _limited(resolve(model), rpm, tpm, clock or _SystemClock())
     results: list[Any] = [None] * len(items)
-    pending = iter(range(len(items)))  # shared by the workers: each index is taken once
-    bar = _Progress(resolved.name, len(items), _progress_stream(progress))
-
-    async def worker() -> None:
-        for index in pending:
-            outcome = await _one(task, items[index], resolved, policy, cache)
-            results[index] = outcome if keep_runs or isinstance(outcome, RobustPromptError) else outcome.output
-            bar.update(outcome)
+    async with contextlib.aclosing(_landed(task, items, batch, len(items), keep_runs=True)) as landed:
+        async for index, outcome in landed:
+            results[index] = _kept(outcome, keep_runs)
             if on_result is not None:
                 on_result(index, outcome)
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(items)))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for running in workers:
-            running.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    finally:
-        bar.close()
-    return results  # every worker ran to the end: each slot is filled
+    return results  # the stream ran to its end: each slot is filled
 
 
 def map_task(
@@ -245,23 +389,20 @@ def map_task(
     cache: Cache | None = None,
 ) -> list[Any]:
     """The blocking form of `amap_task`, for code with no event loop running (a script, a worker thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(
-            amap_task(
-                task,
-                inputs,
-                model=model,
-                policy=policy,
-                concurrency=concurrency,
-                rpm=rpm,
-                tpm=tpm,
-                progress=progress,
-                on_result=on_result,
-                clock=clock,
-                keep_runs=keep_runs,
-                cache=cache,
-            )
+    _require_no_loop("map_task() was called inside a running event loop: use `await amap_task(...)` there")
+    return asyncio.run(
+        amap_task(
+            task,
+            inputs,
+            model=model,
+            policy=policy,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            progress=progress,
+            on_result=on_result,
+            clock=clock,
+            keep_runs=keep_runs,
+            cache=cache,
         )
-    raise ConfigError("map_task() was called inside a running event loop: use `await amap_task(...)` there")
+    )

@@ -7,7 +7,7 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
@@ -233,6 +233,74 @@ class Task(Generic[I, O]):
         from robustprompt._batch import amap_task
 
         return await amap_task(
+            self,
+            inputs,
+            model=model,
+            policy=policy,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            progress=progress,
+            keep_runs=runs,
+            cache=cache,
+        )
+
+    def stream(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+        cache: Cache | None = None,
+    ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
+        """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
+
+        The outcome is what item `index` of `map` would be. Inputs are read lazily from any iterable (a generator
+        of a million lines is fine): at most `concurrency` calls run, as many inputs are taken ahead, and calls
+        wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
+        loop running; inside one, use `astream`.
+        """
+        from robustprompt._batch import stream_task
+
+        return stream_task(
+            self,
+            inputs,
+            model=model,
+            policy=policy,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            progress=progress,
+            keep_runs=runs,
+            cache=cache,
+        )
+
+    def astream(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+        cache: Cache | None = None,
+    ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
+        """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
+
+        `break` cancels the calls in flight once the generator is collected; `async with
+        contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
+        """
+        from robustprompt._batch import astream_task
+
+        return astream_task(
             self,
             inputs,
             model=model,

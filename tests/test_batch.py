@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import io
 import itertools
 import json
 import random
 import threading
-from collections.abc import Callable
-from typing import Literal
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
+import pydantic
 import pytest
 
 import robustprompt as rp
-from robustprompt._batch import amap_task, map_task
+from robustprompt._batch import amap_task, map_task, stream_task
 from robustprompt._completion import Completion, Usage
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount, count_tokens
@@ -256,3 +260,235 @@ def test_a_bug_outside_robustprompt_escapes_and_stops_the_rest() -> None:
     with pytest.raises(KeyError):
         map_task(ECHO, [str(i) for i in range(50)], model=FunctionModel(answer), concurrency=2)
     assert calls < 50
+
+
+# Streaming: the same pool, handed over in completion order, inputs taken lazily, nothing kept.
+
+
+class Counted:
+    """A generator of `n` inputs that counts how many were taken: a stream must not read ahead of its slots."""
+
+    def __init__(self, n: int = 1_000_000) -> None:
+        self.n = n
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for i in range(self.n):
+            self.taken += 1
+            yield str(i)
+
+
+class Hanging(AsyncBackend):
+    """Answers the inputs in `quick` at once and leaves every other call waiting until it is cancelled."""
+
+    def __init__(self, quick: set[str]) -> None:
+        super().__init__(echo)
+        self.quick = quick
+        self.cancelled = 0
+
+    async def acomplete(self, prompt: Prompt) -> Completion:
+        self.calls += 1
+        if input_of(prompt) in self.quick:
+            return Completion(echo(prompt))
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        raise AssertionError("never answered")
+
+
+@pytest.fixture
+def loops(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.AbstractEventLoop]:
+    """Every event loop `stream` opens, to check it is closed."""
+    opened: list[asyncio.AbstractEventLoop] = []
+    new_event_loop = asyncio.new_event_loop
+
+    def recording() -> asyncio.AbstractEventLoop:
+        opened.append(new_event_loop())
+        return opened[-1]
+
+    monkeypatch.setattr(asyncio, "new_event_loop", recording)
+    return opened
+
+
+def test_stream_hands_over_every_index_once_as_its_call_ends(loops: list[asyncio.AbstractEventLoop]) -> None:
+    inputs = [f"case {i}" for i in range(40)]
+    answered: list[str] = []  # the order the backend answered in
+
+    def answer(prompt: Prompt) -> str:
+        answered.append(input_of(prompt))
+        return echo(prompt)
+
+    pairs = list(ECHO.stream(inputs, model=async_model(AsyncBackend(answer, seed=2)), concurrency=7))
+    assert sorted(index for index, _ in pairs) == list(range(40))
+    assert all(output == inputs[index] for index, output in pairs)
+    assert [output for _, output in pairs] == answered != inputs  # completion order, not input order
+    assert len(loops) == 1 and loops[0].is_closed()
+
+
+def test_stream_yields_errors_as_outcomes() -> None:
+    def answer(prompt: Prompt) -> str:
+        text = input_of(prompt)
+        if text == "down":
+            raise rp.ServerError("boom", provider="test", model="async", status=500)
+        return '{"answer": "maybe"}' if text == "bad" else '{"answer": "yes"}'
+
+    inputs: list[Any] = ["ok", "bad", "down", 42, "ok"]  # 42 is no str: a ConfigError for that input alone
+    policy = rp.Policy(reasks=0, transport_retries=0)
+    outcomes = dict(YES_NO.stream(inputs, model=FunctionModel(answer), policy=policy))
+    kinds = [type(outcomes[i]).__name__ for i in range(len(inputs))]
+    assert kinds == ["str", "OutputError", "ServerError", "ConfigError", "str"]
+
+
+def test_stream_takes_an_input_only_when_a_slot_is_free() -> None:
+    inputs = Counted()
+    for handed, _ in enumerate(ECHO.stream(inputs, model=async_model(AsyncBackend(echo, seed=5)), concurrency=5)):
+        assert inputs.taken <= handed + 5  # those handed over before this one, and the calls in flight
+        if handed == 29:
+            break
+    assert inputs.taken <= 29 + 5
+
+
+def test_astream_holds_the_batch_while_the_consumer_is_busy() -> None:
+    inputs = Counted(200)
+    backend = AsyncBackend(echo, seed=6)
+
+    async def consume() -> int:
+        handed = 0
+        async for _ in ECHO.astream(inputs, model=async_model(backend), concurrency=4):
+            for _ in range(100):  # long enough for every call in flight to end
+                await asyncio.sleep(0)
+            assert backend.calls <= inputs.taken <= handed + 4
+            handed += 1
+        return handed
+
+    assert asyncio.run(consume()) == 200
+    assert backend.calls == 200
+
+
+def test_leaving_a_stream_early_cancels_the_calls_in_flight(loops: list[asyncio.AbstractEventLoop]) -> None:
+    backend = Hanging(quick={"0"})
+    inputs = Counted()
+    for index, _ in ECHO.stream(inputs, model=async_model(backend), concurrency=3):
+        assert index == 0
+        break
+    assert backend.calls == inputs.taken == 3
+    assert backend.cancelled == 2
+    assert len(loops) == 1 and loops[0].is_closed()
+
+
+@pytest.mark.parametrize("closing", [True, False], ids=["aclosing", "break"])
+def test_leaving_an_astream_early_cancels_the_calls_in_flight(closing: bool, caplog: pytest.LogCaptureFixture) -> None:
+    backend = Hanging(quick={"0"})
+    inputs = Counted()
+
+    async def scenario() -> None:
+        outcomes = ECHO.astream(inputs, model=async_model(backend), concurrency=3)
+        async with contextlib.AsyncExitStack() as stack:
+            if closing:
+                await stack.enter_async_context(contextlib.aclosing(outcomes))
+            async for index, _ in outcomes:
+                assert index == 0
+                break
+        del outcomes  # without aclosing, the loop closes the generator once it is collected
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert backend.cancelled == 2
+
+    asyncio.run(scenario())
+    assert backend.calls == inputs.taken == 3
+    assert not caplog.records  # no "Task was destroyed but it is pending"
+
+
+def test_a_bug_outside_robustprompt_escapes_a_stream_and_closes_its_loop(
+    loops: list[asyncio.AbstractEventLoop],
+) -> None:
+    def answer(prompt: Prompt) -> str:
+        raise KeyError("a bug in the user's function")
+
+    with pytest.raises(KeyError):
+        list(ECHO.stream(Counted(), model=FunctionModel(answer), concurrency=2))
+    assert loops[0].is_closed()
+
+
+def test_an_interrupted_stream_still_cancels_its_calls_and_closes_its_loop(
+    loops: list[asyncio.AbstractEventLoop],
+) -> None:
+    class Interrupting(Hanging):
+        async def acomplete(self, prompt: Prompt) -> Completion:
+            if input_of(prompt) == "2":
+                raise KeyboardInterrupt  # Ctrl-C landing in the middle of a step
+            return await super().acomplete(prompt)
+
+    backend = Interrupting(quick=set())
+    with pytest.raises(KeyboardInterrupt):
+        list(ECHO.stream(Counted(), model=async_model(backend), concurrency=3))
+    assert backend.cancelled == 2
+    assert loops[0].is_closed()
+
+
+class Box(pydantic.BaseModel):
+    text: str
+
+
+def test_stream_keeps_nothing_it_handed_over() -> None:
+    boxes: rp.Task[str, Box] = rp.Task("box", input=str, output=Box, instructions="Box the input.")
+    model = async_model(AsyncBackend(lambda prompt: json.dumps({"text": input_of(prompt)})))
+    handed: list[weakref.ref[Box]] = []
+    for _, box in boxes.stream(Counted(20), model=model, concurrency=3):
+        assert isinstance(box, Box)
+        handed.append(weakref.ref(box))
+        del box
+        gc.collect()
+        assert [ref() for ref in handed] == [None] * len(handed)
+    assert len(handed) == 20
+
+
+def test_stream_with_runs_yields_runs() -> None:
+    pairs: list[tuple[int, object]] = list(ECHO.stream(["a", "b"], model=async_model(AsyncBackend(echo)), runs=True))
+    assert sorted((index, run.output) for index, run in pairs if isinstance(run, rp.Run)) == [(0, "a"), (1, "b")]
+
+    async def collect() -> list[tuple[int, object]]:
+        return [pair async for pair in ECHO.astream(["a"], model=async_model(AsyncBackend(echo)), runs=True)]
+
+    assert [type(outcome) for _, outcome in asyncio.run(collect())] == [rp.Run]
+
+
+def test_stream_inside_a_running_loop_says_to_use_astream() -> None:
+    async def inside() -> None:
+        ECHO.stream(["x"], model=async_model(AsyncBackend(echo)))
+
+    with pytest.raises(rp.ConfigError, match="astream"):
+        asyncio.run(inside())
+
+
+@pytest.mark.parametrize("form", ["stream", "astream"])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"concurrency": 0}, "concurrency must be at least 1"), ({"rpm": 0}, "rpm must be > 0"), ({"tpm": -1}, "tpm")],
+)
+def test_a_stream_checks_its_limits_when_made(form: str, options: dict[str, float], message: str) -> None:
+    with pytest.raises(rp.ConfigError, match=message):
+        getattr(ECHO, form)(["x"], model=async_model(AsyncBackend(echo)), **options)
+
+
+def test_rpm_paces_a_stream() -> None:
+    clock = FakeClock()
+    backend = AsyncBackend(echo, seed=3, clock=clock)
+    stream = stream_task(ECHO, Counted(12), model=async_model(backend), rpm=30, concurrency=4, clock=clock)
+    assert sum(1 for _ in stream) == 12
+    gaps = [b - a for a, b in itertools.pairwise(backend.started)]
+    assert len(backend.started) == 12 and min(gaps) >= 2.0 - 1e-9  # 30 a minute: one every 2 s
+
+
+def test_the_progress_bar_counts_a_stream_of_unknown_length() -> None:
+    stream = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", stream)
+        list(ECHO.stream(Counted(3), model=async_model(AsyncBackend(echo)), progress=True))
+        list(ECHO.stream(["a", "b"], model=async_model(AsyncBackend(echo)), progress=True))
+    first, second, rest = stream.getvalue().split("\n")  # each bar redraws in place, then ends its line
+    assert rest == ""
+    assert first.endswith("test:async 3 done")
+    assert second.endswith("2/2") and "test:async [" in second
