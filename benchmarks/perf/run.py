@@ -397,6 +397,14 @@ def scale(
     if result["ok"] != args.map_n:
         raise RuntimeError(f"map: only {result['ok']} of {args.map_n} results were the expected Person")
     log(f"  {args.map_n} inputs in {result['wall_s']:.1f} s, RSS +{result['growth_mb']:.0f} MB")
+    streamed = _json_line(
+        [python, script, "--url", server.url, "--n", str(args.map_n), "--concurrency", "64", "--stream", *pin],
+        timeout=1800,
+    )
+    if streamed["stream_ok"] != args.map_n:
+        raise RuntimeError(f"stream: only {streamed['stream_ok']} of {args.map_n} outputs were the expected Person")
+    result.update({k: v for k, v in streamed.items() if k.startswith("stream_")})
+    log(f"  stream: {result['stream_wall_s']:.1f} s, RSS +{result['stream_growth_mb']:.0f} MB")
     return result
 
 
@@ -587,6 +595,14 @@ def render(results: dict[str, Any]) -> str:
             f"(growth without them: {s['growth_without_outputs_mb']:.0f} MB).",
             "",
         ]
+        if "stream_growth_mb" in s:
+            lines += [
+                f"`task.stream` over a generator of the same {s['n']:,} inputs, each output checked and dropped on "
+                f"arrival: {s['stream_wall_s']:.1f} s wall ({_f(s['stream_rps'])} req/s, "
+                f"{s['stream_cpu_ms_per_call']:.3f} ms CPU/call), RSS {s['stream_baseline_rss_mb']:.0f} MB before → "
+                f"peak {s['stream_peak_rss_mb']:.0f} MB: growth **{s['stream_growth_mb']:.0f} MB**.",
+                "",
+            ]
     loc = results.get("local")
     if loc:
         lines += [
