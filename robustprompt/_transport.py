@@ -13,31 +13,26 @@ test runner finalise before closing the loop), or sooner with `aclose()`.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING
 
+import aiohttp  # this module loads on the first async call, never on `import robustprompt`
 import httpx
+import yarl
 
 from robustprompt._errors import ConfigError
-
-if TYPE_CHECKING:
-    import aiohttp
 
 __all__ = ["AiohttpTransport", "default_async_client"]
 
 
 def default_async_client() -> httpx.AsyncClient:
-    """An httpx client with httpx's default limits on the aiohttp-backed transport."""
+    """An httpx client on the aiohttp-backed transport (with httpx's default pool limits)."""
     return httpx.AsyncClient(transport=AiohttpTransport())
 
 
 def _httpx_error(exc: Exception) -> httpx.TransportError:
     """The httpx exception that httpx's own transport would have raised for an aiohttp failure."""
-    import asyncio
-
-    import aiohttp
-
     message = str(exc) or type(exc).__name__
     kind: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -59,18 +54,7 @@ def _httpx_error(exc: Exception) -> httpx.TransportError:
     return kind(message)
 
 
-_FAILURES: tuple[type[Exception], ...] = ()
-
-
-def _failures() -> tuple[type[Exception], ...]:
-    global _FAILURES
-    if not _FAILURES:
-        import asyncio
-
-        import aiohttp
-
-        _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
-    return _FAILURES
+_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -81,7 +65,7 @@ class _Body(httpx.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except _failures() as exc:
+        except _FAILURES as exc:
             raise _httpx_error(exc) from exc
 
     async def aclose(self) -> None:
@@ -92,19 +76,16 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 through aiohttp, with httpx's limits, timeouts, TLS defaults and proxy variables."""
 
-    def __init__(self, limits: httpx.Limits | None = None) -> None:
-        self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._closer: AsyncGenerator[None, None] | None = None
         self._proxies: dict[str, str] = {}
         self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
 
     async def _open(self) -> aiohttp.ClientSession:
-        import aiohttp
-
         connector = aiohttp.TCPConnector(
-            limit=self._limits.max_connections or 0,  # 0: no limit, as httpx's None
-            keepalive_timeout=self._limits.keepalive_expiry,
+            limit=100,  # httpx's default pool: 100 connections, idle ones dropped after 5 s
+            keepalive_timeout=5.0,
             ssl=httpx.create_ssl_context(),  # httpx's verification: certifi, or SSL_CERT_FILE / SSL_CERT_DIR
         )
         # trust_env stays off: aiohttp would also add .netrc credentials, which httpx does not. Proxies from
@@ -145,8 +126,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (given.get("connect"), given.get("read"), given.get("pool"))
         timeout = self._timeouts.get(key)
         if timeout is None:
-            import aiohttp
-
             # aiohttp's `connect` covers waiting for a pooled connection and opening one, as httpx's pool wait.
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1], connect=key[2])
             if len(self._timeouts) < 64:  # a deadline makes every timeout different: keep only the common ones
@@ -154,8 +133,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return timeout
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import yarl
-
         session = self._session or await self._open()
         content = await request.aread()
         try:
@@ -169,7 +146,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(request),
                 proxy=self._proxy(request.url),
             )
-        except _failures() as exc:
+        except _FAILURES as exc:
             raise _httpx_error(exc) from exc
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
         return httpx.Response(

@@ -7,6 +7,9 @@ import gc
 import gzip
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -237,3 +240,16 @@ def test_model_close_closes_only_the_pool_it_opened() -> None:
             classify_task().run(Review(text="x"), model=given, policy=NO_RETRY)
             given.close()
             assert not client.is_closed
+
+
+def test_import_and_a_blocking_call_load_no_aiohttp() -> None:
+    code = (
+        "import sys, robustprompt as rp\n"
+        "from robustprompt.testing import FunctionModel\n"
+        "from tests.models import Review, classify_task\n"
+        "heavy = ('aiohttp', 'tiktoken', 'jsonschema', 'llama_cpp', 'sqlite3', 'robustprompt._report')\n"
+        "assert not [m for m in heavy if m in sys.modules], sorted(m for m in heavy if m in sys.modules)\n"
+        "classify_task().run(Review(text='x'), model=FunctionModel(lambda p: '{\"label\": \"positive\"}'))\n"
+        "assert not [m for m in heavy if m in sys.modules], sorted(m for m in heavy if m in sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
