@@ -1,9 +1,10 @@
 """Run one task over many inputs: concurrent, bounded, rate-limited, every input accounted for.
 
-    runs = map_task(classify, reviews, model="openai:gpt-4.1-mini", concurrency=8, rpm=500)
+    batch = Batch("openai:gpt-4.1-mini", concurrency=8, rpm=500)
+    runs = map_task(classify, reviews, batch)
     # runs[i] is the Run for reviews[i], or the RobustPromptError that ended it
 
-    for index, outcome in stream_task(classify, read_reviews(), model="openai:gpt-4.1-mini", keep_runs=False):
+    for index, outcome in stream_task(classify, read_reviews(), batch, keep_runs=False):
         save(index, outcome)  # in completion order, each as its call ends; the batch keeps none of them
 
 One pool of `concurrency` call slots serves every form: it takes an input only when a slot is free and hands each
@@ -35,7 +36,7 @@ from robustprompt._run import Run
 from robustprompt._task import Task
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Clock", "Outcome", "amap_task", "astream_task", "map_task", "stream_task"]
+__all__ = ["Batch", "Clock", "Outcome", "amap_task", "astream_task", "map_task", "stream_task"]
 
 Outcome: TypeAlias = "Run[Any] | RobustPromptError"
 OnResult: TypeAlias = Callable[[int, Outcome], None]
@@ -180,17 +181,22 @@ def _progress_stream(progress: bool | None) -> TextIO | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Batch:
-    """The settings every batch form takes, checked when the batch is made rather than at its first call."""
+class Batch:
+    """How a batch runs, whatever form it takes (list or stream), checked when it is made.
 
-    model: Model | str | None
-    policy: Policy | None
-    concurrency: int
-    rpm: float | None
-    tpm: float | None
-    progress: bool | None
-    clock: Clock | None
-    cache: Cache | None
+    `rpm` / `tpm` cap requests and tokens per minute (tokens estimated on each prompt with the model's
+    tokenizer, corrected by the usage each answer reports). `progress` draws a bar on stderr (default: when
+    stderr is a terminal). `clock` is for tests: time as the rate limiter sees it.
+    """
+
+    model: Model | str | None = None
+    policy: Policy | None = None
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    progress: bool | None = None
+    clock: Clock | None = None
+    cache: Cache | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -211,7 +217,7 @@ def _kept(outcome: Outcome, keep_runs: bool) -> Any:
 
 
 async def _landed(
-    task: Task[Any, Any], inputs: Iterable[Any], batch: _Batch, total: int | None, keep_runs: bool
+    task: Task[Any, Any], inputs: Iterable[Any], batch: Batch, total: int | None, keep_runs: bool
 ) -> AsyncGenerator[Landed, None]:
     """The pool: (index, outcome) for each input as its call ends. Inputs are taken only when the consumer asks
     for the next outcome, one per freed slot, so a consumer that pauses holds the batch at `concurrency` calls."""
@@ -291,78 +297,43 @@ def _blocking(landed: AsyncGenerator[T, None]) -> Generator[T, None, None]:
 
 
 def astream_task(
-    task: Task[Any, Any],
-    inputs: Iterable[Any],
-    *,
-    model: Model | str | None,
-    policy: Policy | None = None,
-    concurrency: int = 8,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    progress: bool | None = None,
-    clock: Clock | None = None,
-    keep_runs: bool = True,
-    cache: Cache | None = None,
+    task: Task[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
 ) -> AsyncGenerator[Landed, None]:
     """Run `task` on every input, yielding `(index, outcome)` as each call ends (completion order).
 
     The outcome is the input's Run (or, with `keep_runs=False`, its validated output) or the error that ended it.
-    Inputs are taken lazily, any iterable: at most `concurrency` calls in flight and as many inputs taken ahead,
-    and nothing kept once yielded. The limits and `progress` are those of `amap_task` (the bar has a total when
-    `len(inputs)` works). Stopping early (`break`, `aclose()`) cancels the calls in flight; `contextlib.aclosing`
-    makes that happen at once rather than when the generator is collected.
+    Inputs are taken lazily, any iterable: at most `batch.concurrency` calls in flight and as many inputs taken
+    ahead, and nothing kept once yielded (the progress bar has a total when `len(inputs)` works). Stopping early
+    (`break`, `aclose()`) cancels the calls in flight; `contextlib.aclosing` makes that happen at once rather than
+    when the generator is collected.
     """
-    batch = _Batch(model, policy, concurrency, rpm, tpm, progress, clock, cache)
     return _landed(task, inputs, batch, _total(inputs), keep_runs)
 
 
 def stream_task(
-    task: Task[Any, Any],
-    inputs: Iterable[Any],
-    *,
-    model: Model | str | None,
-    policy: Policy | None = None,
-    concurrency: int = 8,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    progress: bool | None = None,
-    clock: Clock | None = None,
-    keep_runs: bool = True,
-    cache: Cache | None = None,
+    task: Task[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
 ) -> Generator[Landed, None, None]:
     """The blocking form of `astream_task`, for code with no event loop running. Calls advance only while the
     consumer waits for the next item; closing the generator (or leaving the loop) cancels those in flight."""
     _require_no_loop("stream() was called inside a running event loop: use `async for ... in astream(...)` there")
-    batch = _Batch(model, policy, concurrency, rpm, tpm, progress, clock, cache)
     return _blocking(_landed(task, inputs, batch, _total(inputs), keep_runs))
 
 
 async def amap_task(
     task: Task[Any, Any],
     inputs: Iterable[Any],
+    batch: Batch,
     *,
-    model: Model | str | None,
-    policy: Policy | None = None,
-    concurrency: int = 8,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    progress: bool | None = None,
-    on_result: OnResult | None = None,
-    clock: Clock | None = None,
     keep_runs: bool = True,
-    cache: Cache | None = None,
+    on_result: OnResult | None = None,
 ) -> list[Any]:
     """Run `task` on every input; item i of the result is input i's Run or the error that ended it.
 
     With `keep_runs=False` item i is the validated output itself, or the error: a large batch then holds no
-    answer texts or attempt records (an error still carries its Run).
-
-    `rpm` / `tpm` cap requests and tokens per minute (tokens estimated on each prompt with the model's
-    tokenizer, corrected by the usage each answer reports). `progress` draws a bar on stderr (default: when
-    stderr is a terminal). `on_result(index, outcome)` sees each result as it lands, e.g. to store it at once.
-    Only cancellation, or a bug outside robustprompt's errors, escapes; the other calls are then cancelled.
+    answer texts or attempt records (an error still carries its Run). `on_result(index, outcome)` sees each
+    result as it lands, e.g. to store it at once. Only cancellation, or a bug outside robustprompt's errors,
+    escapes; the other calls are then cancelled.
     """
-    batch = _Batch(model, policy, concurrency, rpm, tpm, progress, clock, cache)
     items = list(inputs)
     results: list[Any] = [None] * len(items)
     async with contextlib.aclosing(_landed(task, items, batch, len(items), keep_runs=True)) as landed:
@@ -376,33 +347,11 @@ async def amap_task(
 def map_task(
     task: Task[Any, Any],
     inputs: Iterable[Any],
+    batch: Batch,
     *,
-    model: Model | str | None,
-    policy: Policy | None = None,
-    concurrency: int = 8,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    progress: bool | None = None,
-    on_result: OnResult | None = None,
-    clock: Clock | None = None,
     keep_runs: bool = True,
-    cache: Cache | None = None,
+    on_result: OnResult | None = None,
 ) -> list[Any]:
     """The blocking form of `amap_task`, for code with no event loop running (a script, a worker thread)."""
     _require_no_loop("map_task() was called inside a running event loop: use `await amap_task(...)` there")
-    return asyncio.run(
-        amap_task(
-            task,
-            inputs,
-            model=model,
-            policy=policy,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            progress=progress,
-            on_result=on_result,
-            clock=clock,
-            keep_runs=keep_runs,
-            cache=cache,
-        )
-    )
+    return asyncio.run(amap_task(task, inputs, batch, keep_runs=keep_runs, on_result=on_result))

@@ -201,20 +201,10 @@ class Task(Generic[I, O]):
         error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
         whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
         """
-        from robustprompt._batch import map_task
+        from robustprompt._batch import Batch, map_task
 
-        return map_task(
-            self,
-            inputs,
-            model=model,
-            policy=policy,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            progress=progress,
-            keep_runs=runs,
-            cache=cache,
-        )
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return map_task(self, inputs, batch, keep_runs=runs)
 
     async def amap(
         self,
@@ -230,20 +220,10 @@ class Task(Generic[I, O]):
         cache: Cache | None = None,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
-        from robustprompt._batch import amap_task
+        from robustprompt._batch import Batch, amap_task
 
-        return await amap_task(
-            self,
-            inputs,
-            model=model,
-            policy=policy,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            progress=progress,
-            keep_runs=runs,
-            cache=cache,
-        )
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return await amap_task(self, inputs, batch, keep_runs=runs)
 
     def stream(
         self,
@@ -265,20 +245,10 @@ class Task(Generic[I, O]):
         wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
         loop running; inside one, use `astream`.
         """
-        from robustprompt._batch import stream_task
+        from robustprompt._batch import Batch, stream_task
 
-        return stream_task(
-            self,
-            inputs,
-            model=model,
-            policy=policy,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            progress=progress,
-            keep_runs=runs,
-            cache=cache,
-        )
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return stream_task(self, inputs, batch, keep_runs=runs)
 
     def astream(
         self,
@@ -298,20 +268,10 @@ class Task(Generic[I, O]):
         `break` cancels the calls in flight once the generator is collected; `async with
         contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
         """
-        from robustprompt._batch import astream_task
+        from robustprompt._batch import Batch, astream_task
 
-        return astream_task(
-            self,
-            inputs,
-            model=model,
-            policy=policy,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            progress=progress,
-            keep_runs=runs,
-            cache=cache,
-        )
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return astream_task(self, inputs, batch, keep_runs=runs)
 
 
 def _type_name(tp: object) -> str:

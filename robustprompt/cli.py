@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from robustprompt._batch import Outcome, _limited, _SystemClock, map_task
+from robustprompt._batch import Batch, Outcome, _limited, _SystemClock, map_task
 from robustprompt._cases import Case, CaseSet, load_cases
 from robustprompt._catalog import all_profiles
 from robustprompt._compare import Comparison, Thresholds, compare, format_pct
@@ -221,15 +221,8 @@ def _results(options: _Options, model_name: str) -> tuple[str, str, list[CaseRes
         options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
         done[case.id] = result
 
-    map_task(
-        task,
-        [case.input for case in missing],
-        model=model,
-        concurrency=options.concurrency,
-        rpm=options.rpm,
-        tpm=options.tpm,
-        on_result=keep,
-    )
+    batch = Batch(model, concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
+    map_task(task, [case.input for case in missing], batch, on_result=keep)
     return model.name, date, [done[case.id] for case in cases]
 
 

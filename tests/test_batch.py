@@ -18,7 +18,7 @@ import pydantic
 import pytest
 
 import robustprompt as rp
-from robustprompt._batch import amap_task, map_task, stream_task
+from robustprompt._batch import Batch, amap_task, map_task, stream_task
 from robustprompt._completion import Completion, Usage
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount, count_tokens
@@ -98,13 +98,13 @@ def echo(prompt: Prompt) -> str:
 @pytest.mark.parametrize("seed", range(5))
 def test_results_keep_input_order_under_random_delays(seed: int) -> None:
     inputs = [f"case {i}" for i in range(40)]
-    runs = map_task(ECHO, inputs, model=async_model(AsyncBackend(echo, seed)), concurrency=7)
+    runs = map_task(ECHO, inputs, Batch(async_model(AsyncBackend(echo, seed)), concurrency=7))
     assert [run.output for run in runs if isinstance(run, rp.Run)] == inputs
 
 
 def test_concurrency_is_bounded_and_used() -> None:
     backend = AsyncBackend(echo, seed=1)
-    map_task(ECHO, [str(i) for i in range(30)], model=async_model(backend), concurrency=4)
+    map_task(ECHO, [str(i) for i in range(30)], Batch(async_model(backend), concurrency=4))
     assert backend.most_in_flight == 4
     assert backend.calls == 30
 
@@ -117,7 +117,7 @@ def test_every_input_is_a_run_or_the_error_that_ended_it() -> None:
         return '{"answer": "maybe"}' if text == "bad" else '{"answer": "yes"}'
 
     inputs = ["ok", "bad", "down", 42, "ok"]
-    outcomes = map_task(YES_NO, inputs, model=FunctionModel(answer), policy=rp.Policy(reasks=0, transport_retries=0))
+    outcomes = map_task(YES_NO, inputs, Batch(FunctionModel(answer), rp.Policy(reasks=0, transport_retries=0)))
     assert len(outcomes) == len(inputs)
     kinds = [type(o).__name__ for o in outcomes]
     assert kinds == ["Run", "OutputError", "ServerError", "ConfigError", "Run"]
@@ -127,14 +127,14 @@ def test_every_input_is_a_run_or_the_error_that_ended_it() -> None:
 
 def test_on_result_sees_each_index_once() -> None:
     seen: list[int] = []
-    map_task(ECHO, ["a", "b", "c"], model=async_model(AsyncBackend(echo)), on_result=lambda i, _: seen.append(i))
+    map_task(ECHO, ["a", "b", "c"], Batch(async_model(AsyncBackend(echo))), on_result=lambda i, _: seen.append(i))
     assert sorted(seen) == [0, 1, 2]
 
 
 def test_rpm_spaces_every_request() -> None:
     clock = FakeClock()
     backend = AsyncBackend(echo, seed=3, clock=clock)
-    map_task(ECHO, [str(i) for i in range(12)], model=async_model(backend), rpm=30, clock=clock)
+    map_task(ECHO, [str(i) for i in range(12)], Batch(async_model(backend), rpm=30, clock=clock))
     started = backend.started
     assert len(started) == 12
     gaps = [b - a for a, b in itertools.pairwise(started)]
@@ -151,7 +151,7 @@ def test_rpm_counts_re_asks_as_requests() -> None:
         started.append(clock.now())
         return next(answers)
 
-    runs = map_task(YES_NO, ["a", "b", "c"], model=FunctionModel(answer), rpm=60, concurrency=1, clock=clock)
+    runs = map_task(YES_NO, ["a", "b", "c"], Batch(FunctionModel(answer), rpm=60, concurrency=1, clock=clock))
     assert all(isinstance(run, rp.Run) and len(run.attempts) == 2 for run in runs)
     assert started == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
@@ -161,7 +161,7 @@ def test_tpm_keeps_tokens_within_the_rate() -> None:
     backend = AsyncBackend(echo, tokens=5, clock=clock)
     tpm = 600.0  # 10 tokens a second, in a bucket of 10
     inputs = [f"input number {i}" for i in range(10)]
-    runs = map_task(ECHO, inputs, model=async_model(backend), tpm=tpm, concurrency=1, clock=clock)
+    runs = map_task(ECHO, inputs, Batch(async_model(backend), tpm=tpm, concurrency=1, clock=clock))
     used = [run.usage.total_tokens for run in runs if isinstance(run, rp.Run)]
     assert len(used) == len(backend.started) == 10
     for i, start in enumerate(backend.started):
@@ -174,8 +174,8 @@ def test_the_progress_bar_draws_on_request() -> None:
     stream = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", stream)
-        map_task(ECHO, ["a", "b"], model=async_model(AsyncBackend(echo)), progress=True)
-        map_task(ECHO, ["a", "b"], model=async_model(AsyncBackend(echo)), progress=False)
+        map_task(ECHO, ["a", "b"], Batch(async_model(AsyncBackend(echo)), progress=True))
+        map_task(ECHO, ["a", "b"], Batch(async_model(AsyncBackend(echo)), progress=False))
     drawn = stream.getvalue()
     assert drawn.count("\n") == 1
     assert drawn.rstrip().endswith("2/2") and "test:async [" in drawn
@@ -185,14 +185,14 @@ def test_the_progress_bar_counts_failures() -> None:
     stream = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", stream)
-        map_task(YES_NO, ["a"], model=FunctionModel(lambda _: "?"), policy=rp.Policy(reasks=0), progress=True)
+        map_task(YES_NO, ["a"], Batch(FunctionModel(lambda _: "?"), rp.Policy(reasks=0), progress=True))
     assert stream.getvalue().rstrip().endswith("1/1, 1 failed")
 
 
 def test_map_task_runs_in_a_thread_with_no_loop() -> None:
     found: list[object] = []
     model = async_model(AsyncBackend(echo))
-    worker = threading.Thread(target=lambda: found.extend(map_task(ECHO, ["x"], model=model)))
+    worker = threading.Thread(target=lambda: found.extend(map_task(ECHO, ["x"], Batch(model))))
     worker.start()
     worker.join()
     assert [run.output for run in found if isinstance(run, rp.Run)] == ["x"]
@@ -200,7 +200,7 @@ def test_map_task_runs_in_a_thread_with_no_loop() -> None:
 
 def test_map_task_inside_a_running_loop_says_to_await() -> None:
     async def inside() -> None:
-        map_task(ECHO, ["x"], model=async_model(AsyncBackend(echo)))
+        map_task(ECHO, ["x"], Batch(async_model(AsyncBackend(echo))))
 
     with pytest.raises(rp.ConfigError, match="await amap_task"):
         asyncio.run(inside())
@@ -212,12 +212,12 @@ def test_map_task_inside_a_running_loop_says_to_await() -> None:
 )
 def test_bad_limits_are_config_errors(options: dict[str, float], message: str) -> None:
     with pytest.raises(rp.ConfigError, match=message):
-        map_task(ECHO, ["x"], model=async_model(AsyncBackend(echo)), **options)  # type: ignore[arg-type]
+        map_task(ECHO, ["x"], Batch(async_model(AsyncBackend(echo)), **options))  # type: ignore[arg-type]
 
 
 def test_no_inputs_no_calls() -> None:
     backend = AsyncBackend(echo)
-    assert map_task(ECHO, [], model=async_model(backend)) == []
+    assert map_task(ECHO, [], Batch(async_model(backend))) == []
     assert backend.calls == 0
 
 
@@ -237,7 +237,7 @@ def test_cancelling_the_batch_cancels_the_calls_in_flight() -> None:
 
     async def scenario() -> None:
         batch = asyncio.ensure_future(
-            amap_task(ECHO, ["a", "b", "c", "d"], model=async_model(Hanging(echo)), concurrency=3)
+            amap_task(ECHO, ["a", "b", "c", "d"], Batch(async_model(Hanging(echo)), concurrency=3))
         )
         while started < 3:
             await asyncio.sleep(0)
@@ -258,7 +258,7 @@ def test_a_bug_outside_robustprompt_escapes_and_stops_the_rest() -> None:
         raise KeyError("a bug in the user's function")
 
     with pytest.raises(KeyError):
-        map_task(ECHO, [str(i) for i in range(50)], model=FunctionModel(answer), concurrency=2)
+        map_task(ECHO, [str(i) for i in range(50)], Batch(FunctionModel(answer), concurrency=2))
     assert calls < 50
 
 
@@ -476,7 +476,7 @@ def test_a_stream_checks_its_limits_when_made(form: str, options: dict[str, floa
 def test_rpm_paces_a_stream() -> None:
     clock = FakeClock()
     backend = AsyncBackend(echo, seed=3, clock=clock)
-    stream = stream_task(ECHO, Counted(12), model=async_model(backend), rpm=30, concurrency=4, clock=clock)
+    stream = stream_task(ECHO, Counted(12), Batch(async_model(backend), rpm=30, concurrency=4, clock=clock))
     assert sum(1 for _ in stream) == 12
     gaps = [b - a for a, b in itertools.pairwise(backend.started)]
     assert len(backend.started) == 12 and min(gaps) >= 2.0 - 1e-9  # 30 a minute: one every 2 s
