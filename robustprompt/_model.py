@@ -121,12 +121,22 @@ def _did_you_mean(candidates: list[str]) -> str:
     return f" — did you mean {' or '.join(repr(c) for c in candidates)}?" if candidates else ""
 
 
+def _clean_key(key: str, where: str) -> str:
+    # A key read from a file often keeps its newline; no server accepts it, and the HTTP layer would quote the
+    # whole header, key included, in its error.
+    if key != key.strip() or not key.isprintable():
+        raise ConfigError(
+            f"the API key from {where} has whitespace or a control character (a trailing newline?): strip it"
+        )
+    return key
+
+
 def _api_key(adapter: Adapter, explicit: str | None) -> str | None:
     if explicit is not None:
-        return explicit
+        return _clean_key(explicit, "api_key=")
     for var in adapter.api_key_env:
         if value := os.environ.get(var):
-            return value
+            return _clean_key(value, var)
     if adapter.api_key_required:
         names = " or ".join(adapter.api_key_env)
         raise ConfigError(f"no API key for {adapter.provider}: set {names}, or pass api_key= to robustprompt.model()")
@@ -342,11 +352,13 @@ class HttpBackend:
     def _stated_within_cap(self, response: httpx.Response) -> bool:
         """Whether the headers fix the body's size within the cap: HTTP framing then stops the read there. A
         compressed body can inflate far beyond its stated length, so it is always read with the bound."""
-        length = response.headers.get("content-length", "")
+        headers = response.headers
+        length = headers.get("content-length", "")
         return (
             length.isdigit()
             and int(length) <= self.settings.max_response_bytes
-            and "content-encoding" not in response.headers
+            and "content-encoding" not in headers
+            and "transfer-encoding" not in headers  # with both, httpx reads the body as chunked: any length
         )
 
     def _bounded(self, response: httpx.Response, chunks: Iterator[bytes]) -> bytes:

@@ -105,15 +105,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             yield
         finally:
             if self._session is session:
-                self._session = None
+                # Drop this finished generator too: it still refers to the loop, and the per-loop client map
+                # (keyed weakly by that loop) would otherwise keep both alive for ever.
+                self._session, self._closer = None, None
             await session.close()
 
     def _proxy(self, url: httpx.URL) -> str | None:
         if not self._proxies:
             return None
         proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
-        if proxy is None or urllib.request.proxy_bypass(url.host):
+        host = url.host if url.port is None else f"{url.host}:{url.port}"  # NO_PROXY may name a port
+        if proxy is None or urllib.request.proxy_bypass(host):
             return None
+        if "://" not in proxy:
+            proxy = f"http://{proxy}"  # as httpx reads HTTP_PROXY=host:port
         if not proxy.startswith(("http://", "https://")):
             raise ConfigError(
                 f"proxy {proxy.split('://')[0]}:// is not supported by robustprompt's default transport: pass "
@@ -135,11 +140,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or await self._open()
         content = await request.aread()
+        # The body goes out whole, with its length: a chunked framing header from a streamed body must not follow.
+        headers = [(name, value) for name, value in request.headers.multi_items() if name != "transfer-encoding"]
         try:
             response = await session.request(
                 request.method,
                 yarl.URL(str(request.url), encoded=True),  # already encoded: a signed path must reach the wire as is
-                headers=request.headers.multi_items(),
+                headers=headers,
                 data=content or None,
                 allow_redirects=False,  # httpx follows redirects itself, when asked to
                 compress=False,
@@ -148,6 +155,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except _FAILURES as exc:
             raise _httpx_error(exc) from exc
+        except ValueError as exc:  # aiohttp's verdict on a header value; the value itself may be a credential
+            raise httpx.LocalProtocolError("a request header has a control character (a newline?)") from exc
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
         return httpx.Response(
             response.status, headers=response.raw_headers, stream=_Body(response), extensions=extensions

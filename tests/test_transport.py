@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import json
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -253,3 +256,107 @@ def test_import_and_a_blocking_call_load_no_aiohttp() -> None:
         "assert not [m for m in heavy if m in sys.modules], sorted(m for m in heavy if m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_a_model_used_across_many_event_loops_keeps_no_client_per_loop() -> None:
+    with OpenAIServer(api_key=KEY) as server:
+        server.enqueue(*[chat_reply('{"label": "positive"}') for _ in range(8)])
+        model = model_at(server.base_url)
+        for _ in range(5):
+            arun(model)
+        classify_task().map([Review(text="a"), Review(text="b"), Review(text="c")], model=model, policy=NO_RETRY)
+    gc.collect()
+    assert len(model.backend._async_clients) == 0  # type: ignore[attr-defined]
+
+
+def test_a_proxy_without_a_scheme_is_read_as_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    with OpenAIServer(api_key=KEY) as proxy:
+        proxy.enqueue(chat_reply('{"label": "positive"}'))
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removeprefix("http://").removesuffix("/v1"))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert arun(model_at("http://api.example.invalid/v1")).output == Sentiment(label="positive")
+
+
+def test_no_proxy_may_name_a_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    with OpenAIServer(api_key=KEY) as server:
+        server.enqueue(chat_reply('{"label": "positive"}'))
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+        monkeypatch.setenv("NO_PROXY", server.base_url.removeprefix("http://").removesuffix("/v1"))
+        assert arun(model_at(server.base_url)).output == Sentiment(label="positive")
+
+
+def test_a_streamed_request_body_goes_out_whole_with_its_length() -> None:
+    with OpenAIServer() as server:
+        server.enqueue(Reply(404, b"{}"))
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b'{"a":'
+            yield b" 1}"
+
+        async def main() -> None:
+            async with default_async_client() as client:
+                await client.post(f"{server.base_url}/x", content=body())
+
+        asyncio.run(main())
+    received = server.requests[0]
+    assert "transfer-encoding" not in received.headers
+    assert received.headers["content-length"] == "8" and received.body == {"a": 1}
+
+
+def test_a_header_the_wire_refuses_is_a_typed_error_without_its_value() -> None:
+    with OpenAIServer() as server:
+
+        async def main() -> None:
+            async with default_async_client() as client:
+                await client.get(f"{server.base_url}/models", headers={"x-secret": "abc\n"})
+
+        with pytest.raises(httpx.LocalProtocolError) as caught:
+            asyncio.run(main())
+    assert "abc" not in str(caught.value)
+
+
+def _lying_server(body_bytes: int) -> tuple[socket.socket, threading.Thread]:
+    """Answers once with both Content-Length: 10 and Transfer-Encoding: chunked, then `body_bytes` of chunks."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n"
+            conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"x" * 65536
+            with contextlib.suppress(OSError):  # the client hangs up once over its cap
+                for _ in range(body_bytes // len(chunk)):
+                    conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                conn.sendall(b"0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_a_length_that_a_chunked_body_contradicts_does_not_lift_the_cap() -> None:
+    listener, thread = _lying_server(1_000_000)
+    with listener:
+        model = model_at(f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+        object.__setattr__(model.backend, "settings", rp.Settings(max_response_bytes=100_000))
+        with pytest.raises(rp.ProviderError, match="max_response_bytes"):
+            classify_task().run(Review(text="x"), model=model, policy=NO_RETRY)
+        model.close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("key", ["sk-abc\n", " sk-abc", "sk-a\tbc"])
+def test_an_api_key_with_a_newline_is_refused_without_echoing_it(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(rp.ConfigError, match=r"API key from api_key= has whitespace") as caught:
+        rp.model("openai:gpt-4.1-mini", api_key=key)
+    assert "sk-a" not in str(caught.value)
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with pytest.raises(rp.ConfigError, match="API key from OPENAI_API_KEY"):
+        rp.model("openai:gpt-4.1-mini")
