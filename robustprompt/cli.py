@@ -410,6 +410,14 @@ def _cmd_models(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     return EXIT_OK
 
 
+def _cmd_doctor(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    from robustprompt._doctor import diagnose, render
+
+    findings = diagnose()
+    print(render(findings))
+    return EXIT_USAGE if any(f.status == "fail" for f in findings) else EXIT_OK
+
+
 def render_models(profiles: Sequence[ModelProfile], on: dt.date) -> str:
     """The catalog as a table: upcoming retirements first (soonest first), then retired ones, then the rest."""
 
@@ -513,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="the model catalog, upcoming retirements first")
     models.set_defaults(handler=_cmd_models)
+
+    doctor = commands.add_parser(
+        "doctor", help="check this environment: local runtime (in a child process), model and tokenizer files, "
+        "provider keys (never printed), proxies, versions; exit 2 if something needs fixing"
+    )
+    doctor.set_defaults(handler=_cmd_doctor)
     return parser
 
 

@@ -11,31 +11,37 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.spec_check import SHARED
+from tests.spec_check import SPECS, SPECS_MISSING
 
-OLLAMA_SPEC = SHARED / "specs" / "ollama" / "openapi.yaml"
+OLLAMA_SPEC = SPECS / "ollama" / "openapi.yaml" if SPECS else None
 
 _SPEC_URI = "urn:robustprompt:ollama-openapi"
 
 
 def ollama_errors(instance: Any, schema_name: str) -> list[str]:
-    """Where `instance` breaks `#/components/schemas/<schema_name>` of the Ollama spec; empty when valid."""
+    """Where `instance` breaks `#/components/schemas/<schema_name>` of the Ollama spec; empty when valid
+    (the calling test is skipped where the specs are absent)."""
+    if OLLAMA_SPEC is None:
+        pytest.skip(SPECS_MISSING)
     errors = sorted(_validator(schema_name).iter_errors(instance), key=lambda e: list(e.absolute_path))
     return [f"{error.json_path}: {error.message}" for error in errors]
 
 
 def chat_request_violations(body: Any) -> list[str]:
     """What is wrong with a `/api/chat` body: the spec, fields it does not name, and streaming left on."""
-    found = ollama_errors(body, "ChatRequest")
     if not isinstance(body, Mapping):
-        return found
-    known = _spec()["components"]["schemas"]["ChatRequest"]["properties"]
-    found += [f"$.{name}: not a ChatRequest field (Ollama would ignore it)" for name in body if name not in known]
+        return ollama_errors(body, "ChatRequest") if OLLAMA_SPEC else ["$: not an object"]
+    found = []
+    if OLLAMA_SPEC:  # inside the fake server a skip cannot reach the test: without the specs, these checks are off
+        found = ollama_errors(body, "ChatRequest")
+        known = _spec()["components"]["schemas"]["ChatRequest"]["properties"]
+        found += [f"$.{name}: not a ChatRequest field (Ollama would ignore it)" for name in body if name not in known]
     if body.get("stream") is not False:
         found.append("$.stream: must be false, or Ollama streams NDJSON")
     return found
@@ -43,6 +49,7 @@ def chat_request_violations(body: Any) -> list[str]:
 
 @functools.cache
 def _spec() -> dict[str, Any]:
+    assert OLLAMA_SPEC is not None
     loaded: dict[str, Any] = yaml.safe_load(OLLAMA_SPEC.read_text(encoding="utf-8"))
     return loaded
 
