@@ -39,7 +39,7 @@ from robustprompt.testing._responses_server import (
 )
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.schema_shapes import Tree, random_models
-from tests.spec_check import OPENAI_SPEC, envelope_errors, openapi_errors, strict_violations
+from tests.spec_check import OPENAI_SPEC, envelope_errors, needs_specs, openapi_errors, strict_violations
 
 KEY = "sk-test-planted-7c1e5d"
 FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
@@ -133,6 +133,7 @@ def run_in(mode: rp.OutputMode, server: ResponsesServer, client: httpx.Client) -
 # ---------------------------------------------------------------- the checker itself
 
 
+@needs_specs
 def test_the_checker_refuses_what_the_api_refuses() -> None:
     base = {"model": "gpt-4.1-mini", "input": [{"role": "user", "content": "hi"}]}
     assert responses_request_violations(base) == []
@@ -415,6 +416,7 @@ def test_replies_match_the_spec(reply: Reply) -> None:
     assert openapi_errors(json.loads(reply.body), "Response") == []
 
 
+@needs_specs
 def test_the_server_answers_like_the_endpoint(server: ResponsesServer, client: httpx.Client) -> None:
     auth = {"authorization": f"Bearer {KEY}"}
     url = f"{server.base_url}/responses"

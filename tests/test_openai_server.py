@@ -26,7 +26,7 @@ from robustprompt.testing._openai_server import (
     schema_rejected,
     server_error,
 )
-from tests.spec_check import chat_request_violations, openapi_errors
+from tests.spec_check import chat_request_violations, needs_specs, openapi_errors
 
 KEY = "sk-test-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -202,6 +202,7 @@ def test_a_wrong_key_is_401_and_the_key_is_never_echoed(server: OpenAIServer, cl
     assert "sk-" not in wrong.text
 
 
+@needs_specs
 def test_a_body_the_checker_refuses_is_400(server: OpenAIServer, client: httpx.Client) -> None:
     server.enqueue(chat_reply("unused"))
     response = post(client, server, chat_body(messages=[]))
@@ -323,6 +324,7 @@ def test_a_minimal_valid_request_passes() -> None:
     assert chat_request_violations(json_mode) == []
 
 
+@needs_specs
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
