@@ -177,7 +177,7 @@ def model(
         hint = _did_you_mean(_catalog.close_matches(name))
         raise ConfigError(f"unknown model {name!r}{hint} Models are named 'provider:model', e.g. 'openai:gpt-4.1-mini'")
     if provider == "local":
-        from robustprompt._local import local_model
+        from robustprompt.adapters.local import local_model
 
         return local_model(model_id, settings, profile)
     adapter = _load_adapter(provider)

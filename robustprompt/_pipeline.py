@@ -42,7 +42,7 @@ from robustprompt._completion import Usage
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Model, resolve
 from robustprompt._profile import Policy
-from robustprompt._results import CaseResult, _run_of
+from robustprompt.evals._results import CaseResult, _run_of
 from robustprompt._run import Attempt, Run
 from robustprompt._task import Task, _type_adapter
 
@@ -733,6 +733,6 @@ def _no_answer(case_id: str, model: str, kind: str, message: str, now: dt.dateti
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     # The report module (and its statistics) loads only when a trace is printed, not with every import.
-    from robustprompt._report import _grid
+    from robustprompt.evals._report import _grid
 
     return _grid(header, rows)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robustprompt as rp
-from robustprompt._cases import CaseSet, load_cases
+from robustprompt.evals._cases import CaseSet, load_cases
 from tests.models import classify_task
 
 YES_NO: rp.Task[str, str] = rp.Task("yes_no", input=str, output=Literal["yes", "no"], instructions="Answer yes or no.")

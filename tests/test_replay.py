@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robustprompt as rp
-from robustprompt._cases import Case
-from robustprompt._replay import ReplaySource, is_replay
-from robustprompt._results import CaseResult
+from robustprompt.evals._cases import Case
+from robustprompt.evals._replay import ReplaySource, is_replay
+from robustprompt.evals._results import CaseResult
 from robustprompt.testing import FunctionModel
 
 YES_NO: rp.Task[int, str] = rp.Task(

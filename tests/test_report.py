@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robustprompt._compare import Comparison, compare
-from robustprompt._report import render_html, render_json, render_single_table, render_table
+from robustprompt.evals._compare import Comparison, compare
+from robustprompt.evals._report import render_html, render_json, render_single_table, render_table
 from tests.test_compare import NO, YES, result, scored
 
 HOSTILE = '<script>alert("x")</script><img src="https://evil.example/x.png" onerror="alert(1)">'

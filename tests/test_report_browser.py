@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from robustprompt._compare import compare
-from robustprompt._report import render_html
+from robustprompt.evals._compare import compare
+from robustprompt.evals._report import render_html
 from tests.test_compare import YES, result, scored
 from tests.test_report import HOSTILE
 

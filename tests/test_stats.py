@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robustprompt._stats import (
+from robustprompt.evals._stats import (
     Interval,
     mcnemar_exact,
     mean,

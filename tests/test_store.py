@@ -12,8 +12,8 @@ import pytest
 
 import robustprompt as rp
 from robustprompt._errors import ConfigError
-from robustprompt._results import CaseResult
-from robustprompt._store import SCHEMA_VERSION, Store, default_store_path, is_final, today
+from robustprompt.evals._results import CaseResult
+from robustprompt.evals._store import SCHEMA_VERSION, Store, default_store_path, is_final, today
 
 FP = "f" * 64
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from robustprompt._results import CaseResult
-from robustprompt._stats import (
+from robustprompt.evals._results import CaseResult
+from robustprompt.evals._stats import (
     Interval,
     mcnemar_exact,
     mean,

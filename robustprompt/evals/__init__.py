@@ -9,12 +9,12 @@ to script your own migrations.
     Path("report.html").write_text(render_html(comparison))
 """
 
-from robustprompt._cases import Case, CaseProblem, CaseSet, load_cases
-from robustprompt._compare import Comparison, Thresholds, compare, format_p, format_pct
+from robustprompt.evals._cases import Case, CaseProblem, CaseSet, load_cases
+from robustprompt.evals._compare import Comparison, Thresholds, compare, format_p, format_pct
 from robustprompt._pipeline import link_case_results
-from robustprompt._report import render_html, render_json, render_single_table, render_table
-from robustprompt._results import CaseResult
-from robustprompt._store import Store
+from robustprompt.evals._report import render_html, render_json, render_single_table, render_table
+from robustprompt.evals._results import CaseResult
+from robustprompt.evals._store import Store
 
 __all__ = [
     "Case",

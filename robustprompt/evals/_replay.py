@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustprompt._cases import Case
+from robustprompt.evals._cases import Case
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Policy, Settings
 from robustprompt._prompt import OutputMode, Prompt
-from robustprompt._results import CaseResult
+from robustprompt.evals._results import CaseResult
 from robustprompt._run import Run
 from robustprompt._task import Task
 from robustprompt._tokens import TokenCount, count_tokens

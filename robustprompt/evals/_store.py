@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustprompt._errors import ConfigError
-from robustprompt._results import CaseResult
+from robustprompt.evals._results import CaseResult
 
 __all__ = ["STORE_ENV", "SnapshotInfo", "Store", "default_store_path", "is_final", "today"]
 

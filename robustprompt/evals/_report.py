@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from robustprompt._compare import (
+from robustprompt.evals._compare import (
     ACCURACY,
     VALID,
     VALID_FIRST,
@@ -28,8 +28,8 @@ from robustprompt._compare import (
     format_pct,
     summarize,
 )
-from robustprompt._results import CaseResult
-from robustprompt._stats import Interval
+from robustprompt.evals._results import CaseResult
+from robustprompt.evals._stats import Interval
 
 __all__ = ["render_html", "render_json", "render_single_table", "render_table"]
 
