@@ -1,21 +1,28 @@
-"""Provider adapters: one module per API, pure translation (no I/O).
+"""Provider adapters: one module per API.
 
-An adapter turns a provider-neutral `Prompt` into an `HttpCall`, and a raw HTTP response into a `Completion`
-or a `ProviderError`. The engine does the I/O. Third-party adapters register through the entry-point group
-`robustprompt.adapters` (name = the model-string prefix, value = the adapter class).
+An HTTP adapter is pure translation (no I/O): it turns a provider-neutral `Prompt` into an `HttpCall`, and a raw
+HTTP response into a `Completion` or a `ProviderError`; `robustprompt._http` does the I/O. An in-process adapter
+(`local`) opens a model that computes in this process instead. `_registry` says which adapter serves which
+provider; third-party adapters register through the entry-point group `robustprompt.adapters` (name = the
+model-string prefix, value = the adapter class).
+
+Optional class attributes, for tracing (OpenTelemetry GenAI conventions): `otel_provider`, the provider's name
+there when it differs from ours; `otel_operation`, when the operation is not "chat" ("text_completion" for a
+completion-style model); `in_process`, for a runtime with no network hop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from robustprompt._completion import Completion
+from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 
-__all__ = ["Adapter", "Endpoint", "HttpCall"]
+__all__ = ["Adapter", "Endpoint", "HttpCall", "InProcessAdapter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +58,13 @@ class Adapter(Protocol):
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         """The completion of a 2xx response; raises a `ProviderError` subclass for anything else."""
         ...
+
+
+@runtime_checkable
+class InProcessAdapter(Protocol):
+    """A provider whose models run in this process: it opens the handle itself."""
+
+    provider: ClassVar[str]
+    in_process: ClassVar[bool]
+
+    def open(self, model_id: str, settings: Settings, profile: ModelProfile | None) -> Model: ...

@@ -38,6 +38,7 @@ class AzureOpenAIAdapter(OpenAIChatAdapter):
     base_url_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_ENDPOINT",)
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     api_key_required: ClassVar[bool] = True
+    otel_provider: ClassVar[str] = "azure.ai.openai"
 
     def __init__(self) -> None:
         super().__init__()

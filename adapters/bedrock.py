@@ -106,6 +106,7 @@ class BedrockAdapter:
     base_url_env: ClassVar[tuple[str, ...]] = ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL")
     api_key_env: ClassVar[tuple[str, ...]] = ("AWS_BEARER_TOKEN_BEDROCK",)
     api_key_required: ClassVar[bool] = False  # without an API key, requests are signed with AWS credentials
+    otel_provider: ClassVar[str] = "aws.bedrock"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -65,6 +65,8 @@ class GeminiAdapter:
     base_url_env: ClassVar[tuple[str, ...]] = ("GOOGLE_GEMINI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     api_key_required: ClassVar[bool] = True
+    otel_provider: ClassVar[str] = "gcp.gemini"
+    otel_operation: ClassVar[str] = "generate_content"
 
     def __init__(self) -> None:
         # The dialect transforms walk the whole schema; do each once per output spec, not once per request.

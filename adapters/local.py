@@ -1,5 +1,8 @@
 """The embedded local runtime: llama-cpp-python in-process, decoding constrained by a grammar from the schema.
 
+The adapter of the `local` provider: it runs the model rather than translate for a server, so it opens a handle
+whose backend computes in this process (`in_process`), and tracing reports its spans as internal.
+
 `local:smollm2` (chat template) and `local:gemma3-270m` (a base model: completion-style prompt) come from
 packages that ship the GGUF files; `local:/path/to/model.gguf` runs any other file.
 """
@@ -15,7 +18,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from robustprompt import _catalog
 from robustprompt._completion import Completion, Usage
@@ -26,7 +29,7 @@ from robustprompt._prompt import OutputMode, Prompt, render_completion_text
 from robustprompt._runtime_probe import ensure_runtime
 from robustprompt._tokens import TokenCount
 
-__all__ = ["LocalBackend", "local_model"]
+__all__ = ["LocalAdapter", "LocalBackend", "local_model"]
 
 _INSTALL_LOCAL = "pip install 'robustprompt[local]'"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -130,6 +133,14 @@ def local_model(model_id: str, settings: Settings, profile: ModelProfile | None 
             prompt_style="chat" if llama.metadata.get("tokenizer.chat_template") else "completion",
         )
     return Model(f"local:{model_id}", resolved, settings, LocalBackend(path, resolved, settings))
+
+
+class LocalAdapter:
+    provider: ClassVar[str] = "local"
+    in_process: ClassVar[bool] = True
+
+    def open(self, model_id: str, settings: Settings, profile: ModelProfile | None) -> Model:
+        return local_model(model_id, settings, profile)
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ class MistralAdapter(OpenAIChatAdapter):
     base_url_env: ClassVar[tuple[str, ...]] = ()  # never OpenAI's variable: pass base_url= for a proxy
     api_key_env: ClassVar[tuple[str, ...]] = ("MISTRAL_API_KEY",)
     api_key_required: ClassVar[bool] = True
+    otel_provider: ClassVar[str] = "mistral_ai"
 
     def default_profile(self, model_id: str) -> ModelProfile:
         return ModelProfile(self.provider, model_id, modes=_MODES, context_window=128_000, max_output_tokens=16_384)

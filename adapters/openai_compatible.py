@@ -8,6 +8,9 @@ prompted. Support varies by server and version, so a server that rejects a respo
 a 400 or 422 that names the response format, or llama-cpp-python's request-validation error, which it sends as a
 500 (observed: `{"error": {"message": "1 validation error: ... 'loc': ('body', 'response_format', 'type') ...",
 "type": "internal_server_error"}}`).
+
+A vendor that speaks this wire (Groq, Together, OpenRouter...) is an entry in the catalog (`_catalog.Vendor`), not
+a module: `for_vendor` makes its adapter, with the entry's address, key variable and quirks.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from robustprompt._catalog import Vendor
 from robustprompt._errors import BadRequestError, ProviderError, SchemaRejectedError
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
@@ -40,9 +44,24 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_API_KEY",)
     api_key_required: ClassVar[bool] = False
+    vendor: ClassVar[Vendor | None] = None
+
+    @classmethod
+    def for_vendor(cls, vendor: Vendor) -> type[OpenAICompatibleAdapter]:
+        """The adapter class of a vendor declared in the catalog."""
+        attributes = {
+            "provider": vendor.provider,
+            "default_base_url": vendor.base_url,
+            "base_url_env": vendor.base_url_env,
+            "api_key_env": vendor.api_key_env,
+            "api_key_required": True,
+            "vendor": vendor,
+        }
+        return type(f"{cls.__name__}[{vendor.provider}]", (cls,), attributes)
 
     def default_profile(self, model_id: str) -> ModelProfile:
-        return ModelProfile(self.provider, model_id, modes=_MODES)
+        modes = self.vendor.modes if self.vendor is not None and self.vendor.modes else _MODES
+        return ModelProfile(self.provider, model_id, modes=modes)
 
     def prepare(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
         call = super().prepare(prompt, replace(profile, system_role="system"), settings, endpoint)
@@ -52,6 +71,8 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
         if prompt.mode is OutputMode.JSON_OBJECT:
             # The schema is in the prompt already; here it also constrains decoding on servers that read it.
             body["response_format"] = {"type": "json_object", "schema": prompt.output.schema}
+        if self.vendor is not None:
+            body.update(self.vendor.extra_body)
         return replace(call, body=body)
 
     def _error(

@@ -33,6 +33,7 @@ _FAILED: dict[str, type[ProviderError]] = {"server_error": ServerError, "rate_li
 
 class OpenAIResponsesAdapter(OpenAIChatAdapter):
     provider: ClassVar[str] = "openai-responses"
+    otel_provider: ClassVar[str] = "openai"  # the same provider, by the conventions; only the API differs
 
     def default_profile(self, model_id: str) -> ModelProfile:
         # The same models as Chat Completions: reuse the openai catalog rather than keep a second copy of it.

@@ -120,11 +120,17 @@ def touch_points() -> dict[str, list[str]]:
         named = []
         for rel, tree in trees.items():
             if re.search(rf"(^|/)_?{mod}(_server|_schema)?\.py$", rel) or any(
-                (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                 and (node.value == provider or module.search(node.value)))
+                (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and (node.value == provider or module.search(node.value))
+                )
                 or (isinstance(node, ast.ImportFrom) and node.module and module.search(node.module + "."))
-                or (isinstance(node, ast.ImportFrom) and node.module in ("robustprompt.adapters", "adapters")
-                    and any(a.name == mod for a in node.names))
+                or (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module in ("robustprompt.adapters", "adapters")
+                    and any(a.name == mod for a in node.names)
+                )
                 for node in ast.walk(tree)
             ):
                 named.append(rel)

@@ -10,6 +10,7 @@ classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment
 """
 
 from robustprompt._cache import Cache
+from robustprompt._calling import Task, task
 from robustprompt._catalog import register as register_model
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import (
@@ -32,12 +33,15 @@ from robustprompt._errors import (
 )
 from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd, hooks
 from robustprompt._lifecycle import ModelRetirementWarning
-from robustprompt._model import Model, model
+from robustprompt._model import Model
 from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
-from robustprompt._profile import ModelProfile, Policy, Settings
+from robustprompt._policy import Policy
+from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt
+from robustprompt._resolve import model
 from robustprompt._run import Attempt, Run
-from robustprompt._task import Example, Task, task
+from robustprompt._state import reset
+from robustprompt._task import Example
 
 __version__ = "0.1.0"
 
@@ -90,5 +94,6 @@ __all__ = [
     "hooks",
     "model",
     "register_model",
+    "reset",
     "task",
 ]

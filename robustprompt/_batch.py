@@ -28,12 +28,14 @@ from typing import Any, Protocol, TextIO, TypeAlias, TypeVar
 
 from robustprompt._cache import Cache
 from robustprompt._completion import Completion
+from robustprompt._engine import run_async
 from robustprompt._errors import ConfigError, RobustPromptError
-from robustprompt._model import Backend, Model, resolve
-from robustprompt._profile import Policy
+from robustprompt._model import Backend, Model
+from robustprompt._policy import Policy
 from robustprompt._prompt import Prompt
+from robustprompt._resolve import resolve
 from robustprompt._run import Run
-from robustprompt._task import Task
+from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import TokenCount
 
 __all__ = ["Batch", "Clock", "Outcome", "amap_task", "astream_task", "map_task", "stream_task"]
@@ -205,9 +207,11 @@ class Batch:
         _positive("tpm", self.tpm)
 
 
-async def _one(task: Task[Any, Any], value: Any, model: Model, policy: Policy | None, cache: Cache | None) -> Outcome:
+async def _one(
+    task: TaskDeclaration[Any, Any], value: Any, model: Model, policy: Policy | None, cache: Cache | None
+) -> Outcome:
     try:
-        return await task.arun(value, model=model, policy=policy, cache=cache)
+        return await run_async(task, value, model, policy, cache)
     except RobustPromptError as exc:
         return exc
 
@@ -217,7 +221,7 @@ def _kept(outcome: Outcome, keep_runs: bool) -> Any:
 
 
 async def _landed(
-    task: Task[Any, Any], inputs: Iterable[Any], batch: Batch, total: int | None, keep_runs: bool
+    task: TaskDeclaration[Any, Any], inputs: Iterable[Any], batch: Batch, total: int | None, keep_runs: bool
 ) -> AsyncGenerator[Landed, None]:
     """The pool: (index, outcome) for each input as its call ends. Inputs are taken only when the consumer asks
     for the next outcome, one per freed slot, so a consumer that pauses holds the batch at `concurrency` calls."""
@@ -297,7 +301,7 @@ def _blocking(landed: AsyncGenerator[T, None]) -> Generator[T, None, None]:
 
 
 def astream_task(
-    task: Task[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
+    task: TaskDeclaration[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
 ) -> AsyncGenerator[Landed, None]:
     """Run `task` on every input, yielding `(index, outcome)` as each call ends (completion order).
 
@@ -311,7 +315,7 @@ def astream_task(
 
 
 def stream_task(
-    task: Task[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
+    task: TaskDeclaration[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
 ) -> Generator[Landed, None, None]:
     """The blocking form of `astream_task`, for code with no event loop running. Calls advance only while the
     consumer waits for the next item; closing the generator (or leaving the loop) cancels those in flight."""
@@ -320,7 +324,7 @@ def stream_task(
 
 
 async def amap_task(
-    task: Task[Any, Any],
+    task: TaskDeclaration[Any, Any],
     inputs: Iterable[Any],
     batch: Batch,
     *,
@@ -345,7 +349,7 @@ async def amap_task(
 
 
 def map_task(
-    task: Task[Any, Any],
+    task: TaskDeclaration[Any, Any],
     inputs: Iterable[Any],
     batch: Batch,
     *,

@@ -1,4 +1,4 @@
-"""A circuit breaker per model, shared by every call in the process.
+"""A circuit breaker per model, shared by every call in the process (the instance is `_state.state.breakers`).
 
 Closed: calls go through; `failures` consecutive provider failures open it. Open: calls skip the model (and go to
 the fallback) until `cooldown` has passed. Half-open: one trial call goes through; success closes, failure reopens,
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Breakers", "breakers"]
+__all__ = ["Breakers"]
 
 
 @dataclass(slots=True)
@@ -89,6 +89,3 @@ class Breakers:
         with self._lock:
             self._states.clear()
             self._answered.clear()
-
-
-breakers = Breakers()

@@ -36,7 +36,7 @@ from robustprompt._run import Attempt, Run
 
 if TYPE_CHECKING:
     from robustprompt._model import Model
-    from robustprompt._task import Task
+    from robustprompt._task import TaskDeclaration
 
 __all__ = ["CACHED_NOTE", "NO_CACHE_ENV", "Cache", "enabled"]
 
@@ -60,7 +60,7 @@ def enabled(cache: Cache | None, env: Mapping[str, str] | None = None) -> Cache 
     return None if switch not in ("", "0") else cache
 
 
-def _key(task: Task[Any, Any], model: Model, mode: OutputMode | None, input_json: str) -> str:
+def _key(task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str) -> str:
     settings = model.settings  # the timeout and response size limit do not shape the answer
     shape = [
         task.fingerprint,
@@ -144,7 +144,9 @@ class Cache:
         with self._lock:
             self._db.close()
 
-    def get(self, task: Task[Any, Any], model: Model, mode: OutputMode | None, input_json: str) -> Run[Any] | None:
+    def get(
+        self, task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str
+    ) -> Run[Any] | None:
         """The Run of a stored answer still valid for `task`, or None. `mode` is the mode the call forces, if any."""
         started = time.perf_counter()
         rows = self._execute(
@@ -157,7 +159,9 @@ class Cache:
             run.latency = time.perf_counter() - started
         return run
 
-    def _served(self, task: Task[Any, Any], name: str, mode: str, text: str, stored: float) -> Run[Any] | None:
+    def _served(
+        self, task: TaskDeclaration[Any, Any], name: str, mode: str, text: str, stored: float
+    ) -> Run[Any] | None:
         """The Run for a stored row, or None when it has expired or is no longer a valid output of `task`."""
         try:
             expired = self.ttl is not None and self._clock() - stored >= self.ttl
@@ -175,7 +179,9 @@ class Cache:
         run.notes.append(f"{CACHED_NOTE} (stored {when})")
         return run
 
-    def put(self, task: Task[Any, Any], model: Model, mode: OutputMode | None, input_json: str, run: Run[Any]) -> None:
+    def put(
+        self, task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str, run: Run[Any]
+    ) -> None:
         """Store the output of a successful `run`, answered by `model`."""
         text = json.dumps(task.output_record(run.output), ensure_ascii=False, sort_keys=True)
         answered = run.mode or OutputMode.PROMPTED

@@ -16,8 +16,10 @@ from importlib import metadata
 from typing import Literal
 from urllib.parse import urlsplit
 
-from robustprompt import _local, _model, _runtime_probe, _tokens
+from robustprompt import _runtime_probe, _tokens
 from robustprompt._errors import ConfigError
+from robustprompt.adapters import InProcessAdapter, _registry
+from robustprompt.adapters import local as _local
 
 __all__ = ["Finding", "diagnose", "render"]
 
@@ -124,11 +126,9 @@ def _tokenizers() -> Iterator[Finding]:
 
 
 def _keys() -> Iterator[Finding]:
-    for provider in _model._providers():
-        if provider == "local":
-            continue
-        adapter = _model._load_adapter(provider)
-        if adapter is None or not adapter.api_key_env:
+    for provider in _registry.providers():
+        adapter = _registry.load(provider)
+        if adapter is None or isinstance(adapter, InProcessAdapter) or not adapter.api_key_env:
             continue
         found = next((var for var in adapter.api_key_env if os.environ.get(var)), None)
         names = " or ".join(adapter.api_key_env)

@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from robustprompt._breaker import breakers
 from robustprompt._cache import Cache, enabled
 from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE
@@ -39,15 +37,18 @@ from robustprompt._errors import (
     RobustPromptError,
     SchemaRejectedError,
 )
-from robustprompt._hooks import CallInfo, hooks
+from robustprompt._events import CallInfo
+from robustprompt._hooks import hooks
 from robustprompt._lifecycle import warn_retirement
-from robustprompt._model import Model, resolve
+from robustprompt._model import Model
 from robustprompt._parse import ParseError, parse
-from robustprompt._profile import Policy
+from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt, render, with_reask
+from robustprompt._resolve import models_for
 from robustprompt._retry import Request, Sent, asend, send
 from robustprompt._run import Attempt, Run
-from robustprompt._task import Task
+from robustprompt._state import state
+from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import fit_examples
 
 __all__ = ["run_async", "run_sync"]
@@ -55,10 +56,6 @@ __all__ = ["run_async", "run_sync"]
 O = TypeVar("O")
 
 _EXAMPLE_OVERHEAD = 8  # role markers and separators around each example turn
-
-# A rejection may be of the mode or of one task's schema (too large, too deep): remember it per model and task.
-_rejected_modes: dict[tuple[str, str], set[OutputMode]] = {}
-_rejected_lock = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -86,7 +83,7 @@ class _Budget:
         return tries if self.max_attempts is None else max(min(tries, self.max_attempts - self.used), 1)
 
 
-def _modes(model: Model, task: Task[Any, Any], policy: Policy) -> list[OutputMode]:
+def _modes(model: Model, task: TaskDeclaration[Any, Any], policy: Policy) -> list[OutputMode]:
     if policy.mode is not None:
         if policy.mode not in model.profile.modes:
             supported = ", ".join(m.value for m in model.profile.modes)
@@ -94,14 +91,15 @@ def _modes(model: Model, task: Task[Any, Any], policy: Policy) -> list[OutputMod
                 f"{model.name} does not support output mode {policy.mode.value!r}; it supports {supported}"
             )
         return [policy.mode]
-    with _rejected_lock:
-        rejected = _rejected_modes.get((model.key, task.fingerprint), set())
+    # A rejection may be of the mode or of one task's schema (too large, too deep): remembered per model and task.
+    with state.lock:
+        rejected = state.rejected_modes.get((model.key, task.fingerprint), set())
         return [m for m in model.profile.modes if m not in rejected] or [model.profile.modes[-1]]
 
 
-def _remember_rejected(model: Model, task: Task[Any, Any], mode: OutputMode) -> None:
-    with _rejected_lock:
-        _rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
+def _remember_rejected(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode) -> None:
+    with state.lock:
+        state.rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
 
 
 def _context_budget(model: Model) -> int:
@@ -112,7 +110,7 @@ def _context_budget(model: Model) -> int:
     return profile.context_window - output
 
 
-def _render(task: Task[Any, Any], input_json: str, model: Model, mode: OutputMode) -> Prompt:
+def _render(task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode) -> Prompt:
     """Render with as many examples as fit the context window (minus the output budget), in declared order."""
     full = render(task.instructions, task.examples, input_json, task.spec, mode)
     budget = _context_budget(model)
@@ -143,7 +141,7 @@ class _Checked:
     clean: bool  # parsed as JSON with no repair at all
 
 
-def _check(task: Task[Any, Any], completion: Completion) -> _Checked:
+def _check(task: TaskDeclaration[Any, Any], completion: Completion) -> _Checked:
     try:
         parsed = parse(completion.text, task.spec.schema)
     except ParseError as exc:
@@ -180,7 +178,9 @@ def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: 
 Flow = Generator[Request, Sent, Any]
 
 
-def _flow(task: Task[Any, Any], input_json: str, model: Model, policy: Policy, run: Run[Any], budget: _Budget) -> Flow:
+def _flow(
+    task: TaskDeclaration[Any, Any], input_json: str, model: Model, policy: Policy, run: Run[Any], budget: _Budget
+) -> Flow:
     """Attempts on one model until a validated output (returned) or a typed error (raised, `run` attached)."""
     modes = _modes(model, task, policy)
     mode = modes.pop(0)
@@ -271,38 +271,38 @@ def _count_against_breaker(model: Model, error: RobustPromptError, policy: Polic
     """Provider failures trip the breaker; a model's bad answers do not (they are the re-ask's business), nor does
     the call's own deadline. True when the breaker got a verdict."""
     if isinstance(error, ModelNotFoundError):
-        breakers.dead(model.key, f"{model.name} answered: {error.message}")
+        state.breakers.dead(model.key, f"{model.name} answered: {error.message}")
         return True
     if (
         isinstance(error, ProviderError)
         and not isinstance(error, (RefusalError, ContextLengthError))
         and error.code != DEADLINE
     ):
-        breakers.failure(model.key, policy.breaker_failures)
+        state.breakers.failure(model.key, policy.breaker_failures)
         return True
     return False
 
 
 def _chain(
-    task: Task[Any, Any], input_json: str, models: list[Model], policy: Policy, run: Run[Any]
+    task: TaskDeclaration[Any, Any], input_json: str, models: list[Model], policy: Policy, run: Run[Any]
 ) -> Generator[Request, Sent, Run[Any]]:
     budget = _Budget(policy.max_attempts, None if policy.deadline is None else time.monotonic() + policy.deadline)
     error: RobustPromptError | None = None
     for model in models:
         warn_retirement(model.profile)
         if model.profile.retired is not None and model.profile.retired <= dt.date.today():
-            breakers.suspect(model.key, f"{model.name} was retired on {model.profile.retired} (catalog)")
+            state.breakers.suspect(model.key, f"{model.name} was retired on {model.profile.retired} (catalog)")
         if (reason := budget.spent()) is not None:
             error = error or _spent_error(reason, run, None, model, budget)
             break
-        if (closed := breakers.allow(model.key, policy.breaker_cooldown)) is not None:
+        if (closed := state.breakers.allow(model.key, policy.breaker_cooldown)) is not None:
             run.notes.append(f"skipped {model.name}: {closed}")
             continue
         run.model = model.name
         judged = False  # an allowed call must end with a verdict for the breaker, or free its trial slot
         try:
             run.output = yield from _flow(task, input_json, model, policy, run, budget)
-            breakers.success(model.key)
+            state.breakers.success(model.key)
             judged = True
         except (ProviderError, OutputError) as exc:
             judged = _count_against_breaker(model, exc, policy)
@@ -311,7 +311,7 @@ def _chain(
             continue
         finally:  # also when the call is cancelled or a bug escapes
             if not judged:
-                breakers.release(model.key)
+                state.breakers.release(model.key)
         run.latency = time.monotonic() - budget.started
         return run
     run.latency = time.monotonic() - budget.started
@@ -323,10 +323,6 @@ def _chain(
     raise error
 
 
-def _models(model: Model | str | None, policy: Policy) -> list[Model]:
-    return [resolve(model), *(resolve(m) for m in policy.fallbacks)]
-
-
 # The drivers. Around the pure flow they carry requests, read and fill the response cache, and tell the hooks.
 
 
@@ -334,11 +330,16 @@ class _Call:
     """One call as both drivers run it; they differ only in how they send a request and reach the cache file."""
 
     def __init__(
-        self, task: Task[Any, Any], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
+        self,
+        task: TaskDeclaration[Any, Any],
+        value: Any,
+        model: Model | str | None,
+        policy: Policy | None,
+        cache: Cache | None,
     ) -> None:
         self.task = task
         self.policy = policy or Policy()
-        self.models = _models(model, self.policy)
+        self.models = models_for(model, self.policy)
         self.input_json = task.input_json(value)
         self.cache = enabled(cache)
         self.run: Run[Any] = Run(task.name, task.fingerprint, self.models[0].name)
@@ -394,7 +395,11 @@ class _Call:
 
 
 def run_sync(
-    task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None = None
+    task: TaskDeclaration[Any, O],
+    value: Any,
+    model: Model | str | None,
+    policy: Policy | None,
+    cache: Cache | None = None,
 ) -> Run[O]:
     call = _Call(task, value, model, policy, cache)
     with call.observed():
@@ -407,7 +412,11 @@ def run_sync(
 
 
 async def run_async(
-    task: Task[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None = None
+    task: TaskDeclaration[Any, O],
+    value: Any,
+    model: Model | str | None,
+    policy: Policy | None,
+    cache: Cache | None = None,
 ) -> Run[O]:
     call = _Call(task, value, model, policy, cache)
     with call.observed():

@@ -46,6 +46,7 @@ __all__ = [
     "RobustPromptError",
     "SchemaRejectedError",
     "ServerError",
+    "run_of",
 ]
 
 
@@ -164,3 +165,10 @@ class OutputError(RobustPromptError):
     def __init__(self, message: str, run: Run[Any]) -> None:
         super().__init__(message)
         self.run = run
+
+
+def run_of(error: RobustPromptError) -> Run[Any] | None:
+    """The Run an error ended, when it carries one (provider and output errors do)."""
+    if isinstance(error, (OutputError, ProviderError)):
+        return error.run
+    return None

@@ -24,107 +24,41 @@ even imported.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from robustprompt._errors import ProviderError
+from robustprompt._events import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd
+from robustprompt._state import state
 
 if TYPE_CHECKING:
     from robustprompt._completion import Completion
     from robustprompt._model import Model
-    from robustprompt._profile import Policy
     from robustprompt._prompt import OutputMode
     from robustprompt._run import Attempt, Run
-    from robustprompt._task import Task
 
 __all__ = ["AttemptEnd", "AttemptStart", "CallInfo", "Hook", "Hooks", "Notifier", "RunEnd", "hooks"]
 
 _log = logging.getLogger("robustprompt")
-_ids = itertools.count(1)
 E = TypeVar("E")
 H = TypeVar("H", bound="Hook")
-
-
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """The call an event belongs to: the same object in every event of one call. `model` is the model asked
-    first (fallbacks may answer instead); `id` is unique in the process."""
-
-    task: Task[Any, Any]
-    model: Model
-    policy: Policy
-    id: int = field(default_factory=lambda: next(_ids))
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptStart:
-    """A request is about to go to `model` (transport retries of it included)."""
-
-    call: CallInfo
-    number: int
-    model: Model
-    mode: OutputMode
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptEnd:
-    """An attempt ended: `attempt` is its record in the Run. `response` is what the model answered, or `error` what
-    the provider failed with."""
-
-    call: CallInfo
-    model: Model
-    attempt: Attempt
-    response: Completion | None
-    error: ProviderError | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunEnd:
-    """A call ended: `run` has its output, or `error` is what the caller gets instead (a RobustPromptError, or a
-    cancellation or interrupt that stopped the call). `cached` when the answer came from the response cache."""
-
-    call: CallInfo
-    run: Run[Any]
-    error: BaseException | None
-    cached: bool = False
-
-
-class Hook:
-    """Watches calls. Override the events you need; each does nothing by default. Keep hooks quick: they run inline."""
-
-    def run_start(self, call: CallInfo) -> None:
-        """A call started (before the response cache is read)."""
-
-    def attempt_start(self, event: AttemptStart) -> None:
-        """A request is about to be sent."""
-
-    def attempt_end(self, event: AttemptEnd) -> None:
-        """A request was answered (or failed) and the answer checked."""
-
-    def run_end(self, event: RunEnd) -> None:
-        """A call ended, with an output or an error."""
 
 
 class Hooks:
     """The hooks every call tells, process-wide (`rp.hooks`). Safe to change from any thread."""
 
-    def __init__(self) -> None:
-        self._hooks: tuple[Hook, ...] = ()  # replaced, never mutated: calls read it without the lock
-        self._lock = threading.Lock()
+    # The tuple itself is process state (`_state`), so that `robustprompt.reset()` forgets it with the rest.
 
     def add(self, hook: Hook) -> None:
-        with self._lock:
-            self._hooks = (*self._hooks, hook)
+        with state.lock:
+            state.hooks = (*state.hooks, hook)
 
     def remove(self, hook: Hook) -> None:
         """Stop telling `hook`; a call already running tells it until it ends."""
-        with self._lock:
-            self._hooks = tuple(h for h in self._hooks if h is not hook)
+        with state.lock:
+            state.hooks = tuple(h for h in state.hooks if h is not hook)
 
     @contextlib.contextmanager
     def added(self, hook: H) -> Iterator[H]:
@@ -137,7 +71,7 @@ class Hooks:
 
     def notifier(self, call: CallInfo) -> Notifier:
         """The hooks one call tells, fixed when it starts so that no hook sees half a call."""
-        return Notifier(call, (*_tracing(), *self._hooks))
+        return Notifier(call, (*_tracing(), *state.hooks))
 
 
 def _tracing() -> tuple[Hook, ...]:

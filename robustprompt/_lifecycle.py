@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-import threading
 import warnings
 
 from robustprompt._profile import ModelProfile
+from robustprompt._state import state
 
 __all__ = ["ModelRetirementWarning", "warn_retirement"]
 
 _NOTICE = dt.timedelta(days=180)  # announced retirements further out than this are not worth a warning yet
-_warned: set[str] = set()
-_lock = threading.Lock()
 
 
 class ModelRetirementWarning(UserWarning):
@@ -41,10 +39,10 @@ def warn_retirement(profile: ModelProfile, today: dt.date | None = None) -> None
     message = _message(profile, today or dt.date.today())
     if message is None:
         return
-    with _lock:
-        if profile.name in _warned:
+    with state.lock:
+        if profile.name in state.warned_retirements:
             return
-        _warned.add(profile.name)
+        state.warned_retirements.add(profile.name)
     warnings.warn(message, ModelRetirementWarning, stacklevel=_callers_level())
 
 

@@ -9,7 +9,8 @@ current while it runs, so spans of instrumented HTTP clients nest under their at
 Recorded: the operation, provider, requested and answering model, sampling settings, finish reason, token usage,
 output mode, attempt number, whether the answer validated; on failure `error.type`, the class name of the
 robustprompt error (`RateLimitError`, `OutputError`...) or of what interrupted the call. Never recorded: the prompt,
-the input, the answer, error messages (they may quote the answer) or anything from the model's address.
+the input, the answer, error messages (they may quote the answer) or anything from the model's address. What a
+span says of the provider (its name in the conventions, the operation, in process or not) comes from its adapter.
 """
 
 from __future__ import annotations
@@ -23,22 +24,14 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from robustprompt import __version__
-from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd
+from robustprompt._events import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd
 from robustprompt._model import Model
 from robustprompt._prompt import OutputMode
+from robustprompt.adapters._registry import telemetry
 
 __all__ = ["tracing_hook"]
 
-# Our provider names where the conventions define another; the rest are reported as they are.
-_PROVIDERS = {
-    "openai-responses": "openai",
-    "azure": "azure.ai.openai",
-    "gemini": "gcp.gemini",
-    "mistral": "mistral_ai",
-    "bedrock": "aws.bedrock",
-}
 _JSON_MODES = frozenset({OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.GRAMMAR})  # an output format
-_IN_PROCESS = frozenset({"local"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +55,9 @@ def _fail(span: Span, error: BaseException) -> None:
 
 
 def _operation(model: Model) -> str:
-    if model.profile.provider == "gemini":
-        return "generate_content"
+    named = telemetry(model.profile.provider).operation
+    if named is not None:
+        return named
     return "text_completion" if model.profile.prompt_style == "completion" else "chat"
 
 
@@ -71,7 +65,7 @@ def _request_attributes(model: Model, mode: OutputMode, operation: str) -> dict[
     profile, settings = model.profile, model.settings
     attributes: dict[str, AttributeValue] = {
         "gen_ai.operation.name": operation,
-        "gen_ai.provider.name": _PROVIDERS.get(profile.provider, profile.provider),
+        "gen_ai.provider.name": telemetry(profile.provider).provider,
         "gen_ai.request.model": profile.model_id,
         "robustprompt.output_mode": mode.value,
     }
@@ -104,7 +98,7 @@ class _Tracing(Hook):
         operation = _operation(event.model)
         attributes = _request_attributes(event.model, event.mode, operation)
         attributes["robustprompt.attempt"] = event.number
-        kind = SpanKind.INTERNAL if event.model.profile.provider in _IN_PROCESS else SpanKind.CLIENT
+        kind = SpanKind.INTERNAL if telemetry(event.model.profile.provider).in_process else SpanKind.CLIENT
         name = f"{operation} {event.model.profile.model_id}"
         self._attempts[event.call.id] = _open(name, kind, attributes)
 

@@ -20,7 +20,7 @@ from robustprompt._errors import ProviderError, ProviderTimeout
 if TYPE_CHECKING:
     from robustprompt._completion import Completion
     from robustprompt._model import Model
-    from robustprompt._profile import Policy
+    from robustprompt._policy import Policy
     from robustprompt._prompt import Prompt
 
 __all__ = ["Request", "Sent", "asend", "send"]

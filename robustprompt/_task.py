@@ -1,4 +1,8 @@
-"""A typed task: input type, output type, instructions, examples and checks, declared once."""
+"""A typed task, declared once: input type, output type, instructions, examples and checks.
+
+Pure: nothing here calls a model. `Task` (in `_calling`) is this declaration plus the doors into the engine; the
+engine, the batch runner, the cache and the hooks see only the declaration, so none of them imports `Task`.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,21 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast
 
 import pydantic
 
-from robustprompt._errors import ConfigError, RobustPromptError
+from robustprompt._errors import ConfigError
 from robustprompt._prompt import RENDER_VERSION, OutputSpec
 from robustprompt._validate import Check, Validator
 
-if TYPE_CHECKING:
-    from robustprompt._cache import Cache
-    from robustprompt._model import Model
-    from robustprompt._profile import Policy
-    from robustprompt._run import Run
-
-__all__ = ["Example", "Task", "task"]
+__all__ = ["ANSWER_FIELD", "Example", "TaskDeclaration", "function_task"]
 
 I = TypeVar("I")
 O = TypeVar("O")
+D = TypeVar("D", bound="TaskDeclaration[Any, Any]")
 
 ANSWER_FIELD = "answer"  # the one field wrapping a plain output type (str, Literal, list...) in an object
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
@@ -58,13 +57,9 @@ def _spec_name(name: str) -> str:
     return (_NAME_OK.sub("_", name).strip("_") or "output")[:64]
 
 
-class Task(Generic[I, O]):
-    """A typed LLM task.
-
-    >>> classify = Task("classify", input=Review, output=Sentiment, instructions="Classify the review.",
-    ...                 examples=[Example(Review(text="Loved it"), Sentiment(label="positive"))])
-    >>> classify(Review(text="Meh"), model="local:smollm2")   # -> Sentiment
-    """
+class TaskDeclaration(Generic[I, O]):
+    """What a task is: its types, instructions, examples, checks and fingerprint. Build a `Task`, which adds the
+    calls."""
 
     def __init__(
         self,
@@ -150,129 +145,6 @@ class Task(Generic[I, O]):
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
-    # Calling. The engine does the work; these are the four doors into it.
-
-    def run(
-        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
-    ) -> Run[O]:
-        """Call the model and return the whole Run (output, attempts, usage). Raises on failure.
-
-        With a `cache`, an answer stored for the same task, model, settings and input is served without a call
-        (its Run says "served from cache"), and a new valid output is stored.
-        """
-        from robustprompt._engine import run_sync
-
-        return run_sync(self, value, model, policy, cache)
-
-    async def arun(
-        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
-    ) -> Run[O]:
-        from robustprompt._engine import run_async
-
-        return await run_async(self, value, model, policy, cache)
-
-    def __call__(
-        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
-    ) -> O:
-        """Call the model and return the validated output."""
-        return cast("O", self.run(value, model=model, policy=policy, cache=cache).output)
-
-    async def acall(
-        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
-    ) -> O:
-        return cast("O", (await self.arun(value, model=model, policy=policy, cache=cache)).output)
-
-    def map(
-        self,
-        inputs: Iterable[I],
-        *,
-        model: Model | str | None = None,
-        policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
-        cache: Cache | None = None,
-    ) -> list[O | RobustPromptError]:
-        """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
-
-        Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
-        error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
-        whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
-        """
-        from robustprompt._batch import Batch, map_task
-
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return map_task(self, inputs, batch, keep_runs=runs)
-
-    async def amap(
-        self,
-        inputs: Iterable[I],
-        *,
-        model: Model | str | None = None,
-        policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
-        cache: Cache | None = None,
-    ) -> list[O | RobustPromptError]:
-        """The async twin of `map`."""
-        from robustprompt._batch import Batch, amap_task
-
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return await amap_task(self, inputs, batch, keep_runs=runs)
-
-    def stream(
-        self,
-        inputs: Iterable[I],
-        *,
-        model: Model | str | None = None,
-        policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
-        cache: Cache | None = None,
-    ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
-        """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
-
-        The outcome is what item `index` of `map` would be. Inputs are read lazily from any iterable (a generator
-        of a million lines is fine): at most `concurrency` calls run, as many inputs are taken ahead, and calls
-        wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
-        loop running; inside one, use `astream`.
-        """
-        from robustprompt._batch import Batch, stream_task
-
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return stream_task(self, inputs, batch, keep_runs=runs)
-
-    def astream(
-        self,
-        inputs: Iterable[I],
-        *,
-        model: Model | str | None = None,
-        policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
-        cache: Cache | None = None,
-    ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
-        """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
-
-        `break` cancels the calls in flight once the generator is collected; `async with
-        contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
-        """
-        from robustprompt._batch import Batch, astream_task
-
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return astream_task(self, inputs, batch, keep_runs=runs)
-
 
 def _type_name(tp: object) -> str:
     return getattr(tp, "__name__", repr(tp))
@@ -285,13 +157,15 @@ def _type_adapter(tp: Any, where: str) -> pydantic.TypeAdapter[Any]:
         raise ConfigError(f"{where} {tp!r} is not a type pydantic can validate: {exc}") from exc
 
 
-def _function_task(
+def function_task(
+    cls: type[D],
     fn: Callable[..., Any],
     examples: Sequence[Example[Any, Any]],
     checks: Sequence[Check],
     name: str | None,
     version: str,
-) -> Task[Any, Any]:
+) -> D:
+    """A declaration of class `cls` from a typed function (see `robustprompt.task`)."""
     hints = typing.get_type_hints(fn)
     params = list(inspect.signature(fn).parameters.values())
     where = f"@task on {fn.__qualname__}"
@@ -312,7 +186,7 @@ def _function_task(
     doc = inspect.getdoc(fn)
     if not doc:
         raise ConfigError(f"{where}: write the instructions as the function's docstring")
-    return Task(
+    return cls(
         name or fn.__name__,
         input=input_type,
         output=hints["return"],
@@ -321,34 +195,3 @@ def _function_task(
         checks=checks,
         version=version,
     )
-
-
-@overload
-def task(fn: Callable[..., Any], /) -> Task[Any, Any]: ...
-@overload
-def task(
-    *,
-    examples: Sequence[Example[Any, Any]] = (),
-    checks: Sequence[Check] = (),
-    name: str | None = None,
-    version: str = "1",
-) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
-def task(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    examples: Sequence[Example[Any, Any]] = (),
-    checks: Sequence[Check] = (),
-    name: str | None = None,
-    version: str = "1",
-) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
-    """Declare a task from a typed function: parameters are the input, the return type the output, the docstring
-    the instructions. The body is never run.
-
-    >>> @task(examples=[Example(Review(text="Loved it"), Sentiment(label="positive"))])
-    ... def classify(review: Review) -> Sentiment:
-    ...     '''Classify the sentiment of the review.'''
-    """
-    if fn is not None:
-        return _function_task(fn, examples, checks, name, version)
-    return lambda f: _function_task(f, examples, checks, name, version)

@@ -38,18 +38,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from robustprompt._batch import Batch, Outcome, _limited, _SystemClock, map_task
-from robustprompt.evals._cases import Case, CaseSet, load_cases
+from robustprompt._calling import Task
 from robustprompt._catalog import all_profiles
-from robustprompt.evals._compare import Comparison, Thresholds, compare, format_pct
 from robustprompt._errors import ConfigError, RobustPromptError
-from robustprompt._model import model as make_model
-from robustprompt._pipeline import Pipeline, PipelineBatch, link_case_results
+from robustprompt._pipeline import Pipeline, PipelineBatch
 from robustprompt._profile import ModelProfile
+from robustprompt._resolve import model as make_model
+from robustprompt.evals._cases import Case, CaseSet, load_cases
+from robustprompt.evals._compare import Comparison, Thresholds, compare, format_pct
+from robustprompt.evals._links import link_case_results
 from robustprompt.evals._replay import ReplaySource, is_replay
 from robustprompt.evals._report import render_html, render_json, render_single_table, render_table
 from robustprompt.evals._results import CaseResult
 from robustprompt.evals._store import Store, default_store_path, is_final, today
-from robustprompt._task import Task
 
 __all__ = ["main"]
 
@@ -523,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_cmd_models)
 
     doctor = commands.add_parser(
-        "doctor", help="check this environment: local runtime (in a child process), model and tokenizer files, "
-        "provider keys (never printed), proxies, versions; exit 2 if something needs fixing"
+        "doctor",
+        help="check this environment: local runtime (in a child process), model and tokenizer files, "
+        "provider keys (never printed), proxies, versions; exit 2 if something needs fixing",
     )
     doctor.set_defaults(handler=_cmd_doctor)
     return parser

@@ -1,4 +1,5 @@
-"""Each test starts with no process-wide memory of model health, rejected output modes or warnings given."""
+"""Each test starts with no process-wide memory of model health, rejected output modes, warnings given, handles
+resolved by name or hooks (`robustprompt.reset`)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from robustprompt import _engine, _lifecycle
-from robustprompt._breaker import breakers
-
-
-def _forget() -> None:
-    breakers.reset()
-    _engine._rejected_modes.clear()
-    _lifecycle._warned.clear()
+import robustprompt as rp
 
 
 @pytest.fixture(autouse=True)
 def _fresh_process_memory() -> Iterator[None]:
-    _forget()
+    rp.reset()
     yield
-    _forget()
+    rp.reset()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -36,8 +30,8 @@ PROBE_TEST = "test_embedded_runtime_passes_its_probe"
 def _runtime_failure() -> str | None:
     """Why the embedded runtime cannot run here, found in a child process; None when it can."""
     from robustprompt._errors import ConfigError
-    from robustprompt._local import smollm2_path
     from robustprompt._runtime_probe import ensure_runtime
+    from robustprompt.adapters.local import smollm2_path
 
     try:
         ensure_runtime(smollm2_path())

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from robustprompt.evals._compare import Comparison, Thresholds, compare, format_p, summarize
 from robustprompt._parse import ParseError, parse
+from robustprompt.evals._compare import Comparison, Thresholds, compare, format_p, summarize
 from robustprompt.evals._results import CaseResult
 
 YES, NO = {"answer": "yes"}, {"answer": "no"}

@@ -48,12 +48,12 @@ def test_unknown_model_of_a_known_provider_gets_provider_defaults() -> None:
 
 
 def test_default_model_without_anything_installed_says_how_to_choose(monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustprompt import _model
+    from robustprompt import _resolve
 
     monkeypatch.delenv("ROBUSTPROMPT_MODEL", raising=False)
-    monkeypatch.setattr(_model.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(_resolve.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(rp.ConfigError, match="ROBUSTPROMPT_MODEL"):
-        _model.default_model()
+        _resolve.default_model()
 
 
 def test_unknown_local_model_lists_the_choices() -> None:
@@ -67,7 +67,7 @@ def test_policy_rejects_negative_budgets() -> None:
 
 
 def test_a_name_resolves_again_after_the_catalog_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustprompt._model import resolve
+    from robustprompt._resolve import resolve
 
     monkeypatch.setenv("OPENAI_API_KEY", "k")
     before = resolve("openai:gpt-4.1-nano").profile

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import robustprompt as rp
-from robustprompt._breaker import breakers
 from robustprompt._completion import Completion, Usage
-from robustprompt._pipeline import Link, Pipeline, PipelineError, PipelineRun, Step, link_case_results
+from robustprompt._pipeline import Link, Pipeline, PipelineError, PipelineRun, Step
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount, count_tokens
+from robustprompt.evals import link_case_results
 from robustprompt.testing import FunctionModel
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -468,7 +468,7 @@ def test_no_invalid_value_ever_crosses_a_hand_off(plan: list[tuple[Behaviour, bo
     """Whatever each link's model does and whether it declares a default, every input a link receives is a
     validated value (its upstream's answer or default), and the run ends at the first link that fails with no
     default, or with the output the plan predicts."""
-    breakers.reset()  # each example's doubles are new models, but a freed one's key may come back
+    rp.reset()  # each example's doubles are new models, but a freed one's key may come back
     received: list[list[Any]] = [[] for _ in plan]
 
     def answer(index: int, behaviour: Behaviour) -> Callable[[Any], Any]:

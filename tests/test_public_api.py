@@ -53,6 +53,7 @@ def test_public_names_are_pinned() -> None:
             "hooks",
             "model",
             "register_model",
+            "reset",
             "task",
         ]
     )

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from robustprompt import _local, _runtime_probe
+from robustprompt import _runtime_probe
 from robustprompt._errors import ConfigError
 from robustprompt._runtime_probe import ensure_runtime, probe
+from robustprompt.adapters import local as _local
 
 # What a child that crashes in llama.cpp leaves behind: the build facts it printed first, then death by SIGSEGV.
 CRASHING_CHILD = (

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustprompt._calling import Task
 from robustprompt._errors import ConfigError
-from robustprompt._task import ANSWER_FIELD, Task
+from robustprompt._task import ANSWER_FIELD
 
 __all__ = ["Case", "CaseProblem", "CaseSet", "load_cases"]
 

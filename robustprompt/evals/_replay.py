@@ -24,16 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustprompt.evals._cases import Case
+from robustprompt._calling import Task
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Model
-from robustprompt._profile import ModelProfile, Policy, Settings
+from robustprompt._policy import Policy
+from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
-from robustprompt.evals._results import CaseResult
 from robustprompt._run import Run
-from robustprompt._task import Task
 from robustprompt._tokens import TokenCount, count_tokens
+from robustprompt.evals._cases import Case
+from robustprompt.evals._results import CaseResult
 
 __all__ = ["PREFIX", "ReplaySource", "is_replay"]
 

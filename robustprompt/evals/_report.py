@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from robustprompt._text import grid
 from robustprompt.evals._compare import (
     ACCURACY,
     VALID,
@@ -151,7 +152,7 @@ def render_table(c: Comparison) -> str:
         f"verdict: {_verdict(c)}",
         *(f"  - {reason}" for reason in c.reasons),
         "",
-        _grid(["metric", "A", "B", f"B - A [{level}]", "p", "n"], [_cells(r) for r in _rows(c)]),
+        grid(["metric", "A", "B", f"B - A [{level}]", "p", "n"], [_cells(r) for r in _rows(c)]),
     ]
     lines += [f"note: {note}" for note in c.notes]
     lines += _case_lists(c)
@@ -162,17 +163,6 @@ def _cells(row: _Row) -> list[str]:
     if row.section:
         return [f"-- {row.metric}"]
     return [("! " if row.flagged else "") + row.metric, row.a, row.b, row.diff, row.p, row.n]
-
-
-def _grid(header: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns; a one-cell row is a heading printed as it is, outside the column widths."""
-    full = [header, *(r for r in rows if len(r) == len(header))]
-    widths = [max(len(r[i]) for r in full) for i in range(len(header))]
-    lines = []
-    for cells in [header, *rows]:
-        padded = cells if len(cells) == 1 else [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
-        lines.append("  ".join(padded).rstrip())
-    return "\n".join(lines)
 
 
 def _case_lists(c: Comparison) -> list[str]:
@@ -197,7 +187,7 @@ def render_single_table(model: str, results: Sequence[CaseResult]) -> str:
     """One model's figures (for `robustprompt run`), with the failed cases listed."""
     s = summarize(model, results)
     rows = [[metric, cell, str(n)] for metric, (cell, n) in _model_figures(s).items()]
-    lines = [f"model {model}", "", _grid(["metric", "value [95% CI]", "n"], rows)]
+    lines = [f"model {model}", "", grid(["metric", "value [95% CI]", "n"], rows)]
     if s.failed:
         lines.append(f"failed: {_ids([f'{f.case_id} ({f.error_kind}: {f.error})' for f in s.failed])}")
     return "\n".join(lines) + "\n"

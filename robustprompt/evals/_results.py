@@ -6,12 +6,12 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from robustprompt._errors import OutputError, ProviderError, RobustPromptError
+from robustprompt._errors import RobustPromptError, run_of
 
 if TYPE_CHECKING:
+    from robustprompt._calling import Task
     from robustprompt._profile import ModelProfile
     from robustprompt._run import Run
-    from robustprompt._task import Task
 
 __all__ = ["CaseResult"]
 
@@ -68,7 +68,7 @@ class CaseResult:
         now: dt.datetime | None = None,
     ) -> CaseResult:
         """From a finished Run, or from the error that ended the call (its Run, when it has one)."""
-        run = outcome if not isinstance(outcome, RobustPromptError) else _run_of(outcome)
+        run = outcome if not isinstance(outcome, RobustPromptError) else run_of(outcome)
         error = outcome if isinstance(outcome, RobustPromptError) else None
         attempts = run.attempts if run is not None else []
         usage = run.usage if run is not None else None
@@ -94,14 +94,6 @@ class CaseResult:
             mode=attempts[-1].mode.value if attempts else None,
             created=(now or dt.datetime.now(dt.timezone.utc)).isoformat(),
         )
-
-
-def _run_of(error: RobustPromptError) -> Run[Any] | None:
-    if isinstance(error, OutputError):
-        return error.run
-    if isinstance(error, ProviderError):
-        return error.run
-    return None
 
 
 def _cost(profile: ModelProfile | None, input_tokens: int, output_tokens: int) -> float | None:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import httpx
 
 from robustprompt._errors import ConfigError
-from robustprompt._model import routed_clients
+from robustprompt._state import state
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -231,14 +231,14 @@ class Cassette:
             self._load(_loads(self.path))
         transport = _Transport(self)
         self._route = (httpx.Client(transport=transport), httpx.AsyncClient(transport=transport))
-        routed_clients.append(self._route)
+        state.routed_clients.append(self._route)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._route is not None:
-            routed_clients.remove(self._route)
+            state.routed_clients.remove(self._route)
             self._route = None
         if self.recording and (self._kept or self.mode == "record"):  # "once" with no call leaves no empty file
             self._save()

@@ -1,0 +1,174 @@
+"""`Task`: a task's declaration (`_task`) and the doors into the engine: one call (`run`, `__call__` and their
+async twins) or a batch (`map`, `stream` and their async twins, on `_batch`'s pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
+from typing import Any, TypeVar, cast, overload
+
+from robustprompt._batch import Batch, amap_task, astream_task, map_task, stream_task
+from robustprompt._cache import Cache
+from robustprompt._engine import run_async, run_sync
+from robustprompt._errors import RobustPromptError
+from robustprompt._model import Model
+from robustprompt._policy import Policy
+from robustprompt._run import Run
+from robustprompt._task import Example, TaskDeclaration, function_task
+from robustprompt._validate import Check
+
+__all__ = ["Task", "task"]
+
+I = TypeVar("I")
+O = TypeVar("O")
+
+
+class Task(TaskDeclaration[I, O]):
+    """A typed LLM task.
+
+    >>> classify = Task("classify", input=Review, output=Sentiment, instructions="Classify the review.",
+    ...                 examples=[Example(Review(text="Loved it"), Sentiment(label="positive"))])
+    >>> classify(Review(text="Meh"), model="local:smollm2")   # -> Sentiment
+    """
+
+    # Calling. The engine does the work; these are the four doors into it.
+
+    def run(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> Run[O]:
+        """Call the model and return the whole Run (output, attempts, usage). Raises on failure.
+
+        With a `cache`, an answer stored for the same task, model, settings and input is served without a call
+        (its Run says "served from cache"), and a new valid output is stored.
+        """
+        return run_sync(self, value, model, policy, cache)
+
+    async def arun(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> Run[O]:
+        return await run_async(self, value, model, policy, cache)
+
+    def __call__(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> O:
+        """Call the model and return the validated output."""
+        return cast("O", self.run(value, model=model, policy=policy, cache=cache).output)
+
+    async def acall(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> O:
+        return cast("O", (await self.arun(value, model=model, policy=policy, cache=cache)).output)
+
+    def map(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+        cache: Cache | None = None,
+    ) -> list[O | RobustPromptError]:
+        """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
+
+        Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
+        error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
+        whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
+        """
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return map_task(self, inputs, batch, keep_runs=runs)
+
+    async def amap(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+        cache: Cache | None = None,
+    ) -> list[O | RobustPromptError]:
+        """The async twin of `map`."""
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return await amap_task(self, inputs, batch, keep_runs=runs)
+
+    def stream(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+        cache: Cache | None = None,
+    ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
+        """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
+
+        The outcome is what item `index` of `map` would be. Inputs are read lazily from any iterable (a generator
+        of a million lines is fine): at most `concurrency` calls run, as many inputs are taken ahead, and calls
+        wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
+        loop running; inside one, use `astream`.
+        """
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return stream_task(self, inputs, batch, keep_runs=runs)
+
+    def astream(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        concurrency: int = 8,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        progress: bool | None = None,
+        runs: bool = False,
+        cache: Cache | None = None,
+    ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
+        """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
+
+        `break` cancels the calls in flight once the generator is collected; `async with
+        contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
+        """
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        return astream_task(self, inputs, batch, keep_runs=runs)
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> Task[Any, Any]: ...
+@overload
+def task(
+    *,
+    examples: Sequence[Example[Any, Any]] = (),
+    checks: Sequence[Check] = (),
+    name: str | None = None,
+    version: str = "1",
+) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    examples: Sequence[Example[Any, Any]] = (),
+    checks: Sequence[Check] = (),
+    name: str | None = None,
+    version: str = "1",
+) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
+    """Declare a task from a typed function: parameters are the input, the return type the output, the docstring
+    the instructions. The body is never run.
+
+    >>> @task(examples=[Example(Review(text="Loved it"), Sentiment(label="positive"))])
+    ... def classify(review: Review) -> Sentiment:
+    ...     '''Classify the sentiment of the review.'''
+    """
+    if fn is not None:
+        return function_task(Task, fn, examples, checks, name, version)
+    return lambda f: function_task(Task, f, examples, checks, name, version)

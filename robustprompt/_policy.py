@@ -1,0 +1,52 @@
+"""How much one call may spend: retries, re-asks, attempts, wall time, fallbacks and the breaker's thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robustprompt._errors import ConfigError
+from robustprompt._model import Model
+from robustprompt._prompt import OutputMode
+
+__all__ = ["Policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Budgets for one call; all bounded.
+
+    `transport_retries`: extra tries of the same request after a retryable provider error (429, 5xx, timeout).
+    `reasks`: extra requests after the model answered but the answer failed validation.
+    Waits double from `backoff_initial` up to `backoff_max`, with jitter; a server's Retry-After is honoured
+    up to `retry_after_cap` seconds (a longer one is not cut short: the call gives up instead).
+    `max_attempts`: requests in all for one call, across retries, re-asks, mode downgrades and fallbacks.
+    `deadline`: seconds for the whole call; no wait or new request starts past it.
+    `fallbacks`: models to try in order when the model fails for good (not found, out of quota, budgets spent,
+    circuit open). `breaker_failures` consecutive provider failures open a model's circuit for
+    `breaker_cooldown` seconds, during which calls go straight to the fallbacks.
+    """
+
+    transport_retries: int = 2
+    reasks: int = 1
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_cap: float = 60.0
+    reask_answer_chars: int = 2000
+    reask_max_errors: int = 8
+    mode: OutputMode | None = field(default=None)  # force one output mode instead of the profile's best
+    max_attempts: int | None = None
+    deadline: float | None = None
+    fallbacks: tuple[Model | str, ...] = ()
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("transport_retries", "reasks", "reask_answer_chars", "reask_max_errors"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Policy.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("max_attempts", "deadline", "breaker_failures"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"Policy.{name} must be > 0, got {value}")
+        if isinstance(self.fallbacks, (str, bytes)):
+            raise ConfigError("Policy.fallbacks takes a tuple of models: fallbacks=('openai:gpt-4.1',)")
