@@ -42,8 +42,7 @@ from robustprompt._resolve import model
 from robustprompt._run import Attempt, Run
 from robustprompt._state import reset
 from robustprompt._task import Example
-
-__version__ = "0.1.0"
+from robustprompt._version import __version__
 
 __all__ = [
     "Attempt",

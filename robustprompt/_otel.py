@@ -23,10 +23,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from robustprompt import __version__
 from robustprompt._events import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd
 from robustprompt._model import Model
 from robustprompt._prompt import OutputMode
+from robustprompt._version import __version__
 from robustprompt.adapters._registry import telemetry
 
 __all__ = ["tracing_hook"]
