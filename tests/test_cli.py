@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import robustprompt as rp
-from robustprompt.cli import alpha, main, max_drop, render_models
+from robustprompt.cli import main, render_models
+from robustprompt.evals._commands import alpha, max_drop
 from robustprompt.testing import OpenAIServer
 from robustprompt.testing._openai_server import chat_reply
 
@@ -271,9 +272,9 @@ def test_yesterdays_results_are_never_todays(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     args = ["run", TASK, "--cases", prime_cases, "--model", "openai:gpt-4.1-mini", "--limit", "4"]
-    monkeypatch.setattr("robustprompt.cli.today", lambda: "2025-01-01")
+    monkeypatch.setattr("robustprompt.evals._commands.today", lambda: "2025-01-01")
     assert run_cli(capsys, *args)[0] == 0
-    monkeypatch.setattr("robustprompt.cli.today", lambda: "2025-01-02")
+    monkeypatch.setattr("robustprompt.evals._commands.today", lambda: "2025-01-02")
     assert run_cli(capsys, *args)[0] == 0
     assert len(live_server.requests) == 8
 
@@ -431,7 +432,7 @@ def test_a_crash_exits_2_never_1(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("robustprompt.cli.compare", explode)
+    monkeypatch.setattr("robustprompt.evals._commands.compare", explode)
     answers = "replay:" + recording(project / "rec.jsonl", {"a": {"2": "[Yes]"}, "b": {"2": "[Yes]"}})
     code, _, err = run_cli(
         capsys, "migrate", TASK, "--cases", prime_cases, "--from", f"{answers}#model=a", "--to", f"{answers}#model=b"
