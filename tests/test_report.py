@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from robustprompt.evals._compare import Comparison, compare
-from robustprompt.evals._report import render_html, render_json, render_single_table, render_table
+from robustprompt.evals._html import render_html
+from robustprompt.evals._report import render_json, render_single_table, render_table
 from tests.test_compare import NO, YES, result, scored
 
 HOSTILE = '<script>alert("x")</script><img src="https://evil.example/x.png" onerror="alert(1)">'

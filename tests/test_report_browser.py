@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from robustprompt.evals._compare import compare
-from robustprompt.evals._report import render_html
+from robustprompt.evals._html import render_html
 from tests.test_compare import YES, result, scored
 from tests.test_report import HOSTILE
 

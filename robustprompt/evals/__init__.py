@@ -11,8 +11,9 @@ to script your own migrations.
 
 from robustprompt.evals._cases import Case, CaseProblem, CaseSet, load_cases
 from robustprompt.evals._compare import Comparison, Thresholds, compare, format_p, format_pct
+from robustprompt.evals._html import render_html
 from robustprompt.evals._links import link_case_results
-from robustprompt.evals._report import render_html, render_json, render_single_table, render_table
+from robustprompt.evals._report import render_json, render_single_table, render_table
 from robustprompt.evals._results import CaseResult
 from robustprompt.evals._store import Store
 

@@ -25,10 +25,11 @@ from robustprompt._pipeline import Pipeline, PipelineBatch
 from robustprompt._resolve import model as make_model
 from robustprompt.evals._cases import Case, CaseSet, load_cases
 from robustprompt.evals._compare import Comparison, Thresholds, compare, format_pct
+from robustprompt.evals._html import render_html
 from robustprompt.evals._links import link_case_results
 from robustprompt.evals._loading import load_pipeline, load_task
 from robustprompt.evals._replay import ReplaySource, is_replay
-from robustprompt.evals._report import render_html, render_json, render_single_table, render_table
+from robustprompt.evals._report import render_json, render_single_table, render_table
 from robustprompt.evals._results import CaseResult
 from robustprompt.evals._store import Store, default_store_path, is_final, today
 
