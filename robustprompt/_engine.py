@@ -175,6 +175,60 @@ def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: 
     return Attempt(number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, **fields)
 
 
+def _failed_attempt(number: int, model: Model, mode: OutputMode, sent: Sent, error: ProviderError) -> Attempt:
+    return _attempt(number, model, mode, sent, errors=(f"{type(error).__name__}: {error}",))
+
+
+def _refused_attempt(number: int, model: Model, mode: OutputMode, sent: Sent, completion: Completion) -> Attempt:
+    reason = completion.refusal or "no reason given"
+    errors = (f"refused: {reason}",)
+    return _attempt(
+        number, model, mode, sent, raw=completion.text, usage=completion.usage, finish_reason="refusal", errors=errors
+    )
+
+
+def _answered_attempt(
+    number: int, model: Model, mode: OutputMode, sent: Sent, completion: Completion, checked: _Checked
+) -> Attempt:
+    return _attempt(
+        number,
+        model,
+        mode,
+        sent,
+        raw=completion.text,
+        errors=checked.errors,
+        repairs=checked.repairs,
+        usage=completion.usage,
+        finish_reason=completion.finish_reason,
+    )
+
+
+def _refusal(model: Model, completion: Completion, run: Run[Any]) -> RefusalError:
+    reason = completion.refusal or "no reason given"
+    refusal = RefusalError(
+        f"the model refused: {reason}", provider=model.profile.provider, model=model.profile.model_id
+    )
+    refusal.run = run
+    return refusal
+
+
+def _base(task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode, run: Run[Any]) -> Prompt:
+    """The prompt for `mode` before any re-ask, with the examples it had to drop noted on the run."""
+    base = _render(task, input_json, model, mode)
+    run.dropped_examples = base.dropped_examples
+    return base
+
+
+def _reask(base: Prompt, completion: Completion, checked: _Checked, policy: Policy) -> Prompt:
+    return with_reask(
+        base,
+        completion.text,
+        checked.errors,
+        max_answer_chars=policy.reask_answer_chars,
+        max_errors=policy.reask_max_errors,
+    )
+
+
 Flow = Generator[Request, Sent, Any]
 
 
@@ -184,8 +238,7 @@ def _flow(
     """Attempts on one model until a validated output (returned) or a typed error (raised, `run` attached)."""
     modes = _modes(model, task, policy)
     mode = modes.pop(0)
-    prompt = base = _render(task, input_json, model, mode)
-    run.dropped_examples = base.dropped_examples
+    prompt = base = _base(task, input_json, model, mode, run)
     reasks = 0
     last: RobustPromptError | None = None
     while True:
@@ -196,75 +249,37 @@ def _flow(
         number = len(run.attempts) + 1
         result = sent.result
         if isinstance(result, ProviderError):
-            run.attempts.append(_attempt(number, model, mode, sent, errors=(f"{type(result).__name__}: {result}",)))
+            run.attempts.append(_failed_attempt(number, model, mode, sent, result))
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
                 _remember_rejected(model, task, mode)
                 mode = modes.pop(0)
-                prompt = base = _render(task, input_json, model, mode)
-                run.dropped_examples = base.dropped_examples
+                prompt = base = _base(task, input_json, model, mode, run)
                 last = result
                 continue
             result.run = run
             raise result
-        completion = result
-        if completion.finish_reason == "refusal":
-            reason = completion.refusal or "no reason given"
-            run.attempts.append(
-                _attempt(
-                    number,
-                    model,
-                    mode,
-                    sent,
-                    raw=completion.text,
-                    usage=completion.usage,
-                    finish_reason="refusal",
-                    errors=(f"refused: {reason}",),
-                )
-            )
-            refusal = RefusalError(
-                f"the model refused: {reason}", provider=model.profile.provider, model=model.profile.model_id
-            )
-            refusal.run = run
-            raise refusal
-        checked = _check(task, completion)
-        run.attempts.append(
-            _attempt(
-                number,
-                model,
-                mode,
-                sent,
-                raw=completion.text,
-                errors=checked.errors,
-                repairs=checked.repairs,
-                usage=completion.usage,
-                finish_reason=completion.finish_reason,
-            )
-        )
+        if result.finish_reason == "refusal":
+            run.attempts.append(_refused_attempt(number, model, mode, sent, result))
+            raise _refusal(model, result, run)
+        checked = _check(task, result)
+        run.attempts.append(_answered_attempt(number, model, mode, sent, result, checked))
         # Constrained decoding yields clean JSON; needing repairs means the server ignored the mode (as some
         # servers do with options they dropped): answers in that mode cannot be trusted to follow the schema.
-        ignored = mode.constrained and not checked.clean and not completion.truncated and policy.mode is None
+        ignored = mode.constrained and not checked.clean and not result.truncated and policy.mode is None
         if ignored:
             _remember_rejected(model, task, mode)
         if not checked.errors:
             return checked.output
-        last = OutputError(
-            f"{task.name} on {model.name}: no valid output after {number} attempt(s): {'; '.join(checked.errors)}", run
-        )
+        errors = "; ".join(checked.errors)
+        last = OutputError(f"{task.name} on {model.name}: no valid output after {number} attempt(s): {errors}", run)
         if ignored and modes:
             mode = modes.pop(0)
-            base = _render(task, input_json, model, mode)
-            run.dropped_examples = base.dropped_examples
+            base = _base(task, input_json, model, mode, run)
         elif reasks >= policy.reasks:
             raise last
         else:
             reasks += 1
-        prompt = with_reask(
-            base,
-            completion.text,
-            checked.errors,
-            max_answer_chars=policy.reask_answer_chars,
-            max_errors=policy.reask_max_errors,
-        )
+        prompt = _reask(base, result, checked, policy)
 
 
 def _count_against_breaker(model: Model, error: RobustPromptError, policy: Policy) -> bool:
