@@ -29,6 +29,6 @@ def bounded(deadline: float | None) -> Iterator[None]:
 
 
 def remaining() -> float | None:
-    """Seconds left before the current call's deadline (at most 0), or None when it has none."""
+    """Seconds left before the current call's deadline (never below 0), or None when it has none."""
     deadline = _deadline.get()
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)

@@ -198,3 +198,10 @@ def test_reset_forgets_hooks_and_resolved_names(monkeypatch: pytest.MonkeyPatch)
     assert resolve("openai:gpt-4.1-nano") is not kept
     classify_task()(Review(text="x"), model=ScriptedModel(['{"label":"positive"}']))
     assert seen == []
+
+
+def test_with_no_suggestion_the_first_sentence_still_ends() -> None:
+    with pytest.raises(rp.ConfigError, match=r"^unknown model 'zqxj'\. Models are named 'provider:model'"):
+        rp.model("zqxj")
+    with pytest.raises(rp.ConfigError, match=r"^unknown provider 'zqxj' in 'zqxj:m'\. Known: "):
+        rp.model("zqxj:m")
