@@ -12,9 +12,13 @@ import functools
 import importlib
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustprompt import _catalog
+from robustprompt._errors import ConfigError
+
+if TYPE_CHECKING:
+    from robustprompt.adapters import Adapter, InProcessAdapter
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Telemetry", "adapter_class", "load", "providers", "telemetry"]
 
@@ -34,23 +38,33 @@ BUILTIN = {
 ENTRY_POINT_GROUP = "robustprompt.adapters"
 
 
-def _builtin_class(provider: str) -> Any:
+def _builtin_class(provider: str) -> type[Any]:
     module, _, attr = BUILTIN[provider].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    cls: type[Any] = getattr(importlib.import_module(module), attr)
+    return cls
 
 
-def adapter_class(provider: str) -> Any:
+def adapter_class(provider: str) -> type[Any] | None:
     """The class behind `provider`, or None when no adapter, vendor or plug-in has that name."""
     if provider in BUILTIN:
         return _builtin_class(provider)
     vendor = _catalog.vendor(provider)
     if vendor is not None:
-        return _builtin_class(vendor.wire).for_vendor(vendor)
+        wire = _builtin_class(vendor.wire) if vendor.wire in BUILTIN else None
+        if wire is None or not hasattr(wire, "for_vendor"):
+            able = [name for name in BUILTIN if hasattr(_builtin_class(name), "for_vendor")]
+            raise ConfigError(
+                f"vendor {provider!r} in the catalog speaks wire {vendor.wire!r}, which a catalog entry cannot "
+                f"declare a vendor of: use {' or '.join(map(repr, able))}"
+            )
+        made: type[Any] = wire.for_vendor(vendor)
+        return made
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == provider]
-    return found[0].load() if found else None
+    cls: type[Any] | None = found[0].load() if found else None
+    return cls
 
 
-def load(provider: str) -> Any:
+def load(provider: str) -> Adapter | InProcessAdapter | None:
     """A fresh adapter for `provider`, or None."""
     cls = adapter_class(provider)
     return None if cls is None else cls()

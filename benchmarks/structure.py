@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import json
 import pathlib
 import re
 import shutil
@@ -102,8 +103,14 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def providers() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "robustprompt" / "catalog").glob("*.json"))
+def providers() -> dict[str, str]:
+    """Provider -> its catalog file: a file of models per provider, and vendors declared in vendors.json."""
+    folder = ROOT / "robustprompt" / "catalog"
+    found = {p.stem: p.name for p in folder.glob("*.json") if p.stem != "vendors"}
+    if (folder / "vendors.json").exists():
+        for entry in json.loads((folder / "vendors.json").read_text())["vendors"]:
+            found[entry["provider"]] = "vendors.json"
+    return dict(sorted(found.items()))
 
 
 def touch_points() -> dict[str, list[str]]:
@@ -114,7 +121,7 @@ def touch_points() -> dict[str, list[str]]:
     files = [p for p in files if p.relative_to(ROOT).parts[:2] != ("robustprompt", "adapters")]
     trees = {p.relative_to(ROOT).as_posix(): ast.parse(p.read_text()) for p in files}
     out: dict[str, list[str]] = {}
-    for provider in providers():
+    for provider, catalog_file in providers().items():
         mod = provider.replace("-", "_")
         module = re.compile(rf"(adapters|testing)\.(_?{mod}(_server|_schema)?)\b")
         named = []
@@ -134,7 +141,7 @@ def touch_points() -> dict[str, list[str]]:
                 for node in ast.walk(tree)
             ):
                 named.append(rel)
-        out[provider] = [*named, f"robustprompt/catalog/{provider}.json"]
+        out[provider] = [*named, f"robustprompt/catalog/{catalog_file}"]
     return out
 
 

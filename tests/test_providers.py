@@ -146,6 +146,13 @@ def test_a_bad_vendor_entry_is_named(one_more_entry: dict[str, Any], entry: dict
         _catalog.vendors()
 
 
+@pytest.mark.parametrize("wire", ["anthropic", "telegraph"])
+def test_a_vendor_of_a_wire_that_takes_none_is_named(one_more_entry: dict[str, Any], wire: str) -> None:
+    one_more_entry.update({"provider": "acme", "wire": wire, "base_url": "u", "api_key_env": ["K"]})
+    with pytest.raises(rp.ConfigError, match=f"speaks wire '{wire}'.*use 'openai-compatible'"):
+        rp.model("acme:m", api_key="k")
+
+
 @pytest.mark.parametrize("vendor", _catalog.vendors(), ids=lambda v: v.provider)
 def test_each_shipped_vendor_resolves_to_its_address_and_key(
     vendor: _catalog.Vendor, monkeypatch: pytest.MonkeyPatch
