@@ -1,21 +1,26 @@
 """`Task`: a task's declaration (`_task`) and the doors into the engine: one call (`run`, `__call__` and their
 async twins) or a batch (`map`, `stream` and their async twins, on `_batch`'s pool).
+
+The doors import the engine and the batch runner when first used, not with `import robustprompt`: the call path
+(the parser, tenacity, the retry and batch machinery) is most of the package's import time, and a program that
+only declares tasks, or runs the command line's `models`, never needs it. No cycle hides behind these imports:
+neither module imports this one (tests/test_architecture.py counts function-level imports).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
-from typing import Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from robustprompt._batch import Batch, amap_task, astream_task, map_task, stream_task
-from robustprompt._cache import Cache
-from robustprompt._engine import run_async, run_sync
 from robustprompt._errors import RobustPromptError
 from robustprompt._model import Model
 from robustprompt._policy import Policy
 from robustprompt._run import Run
 from robustprompt._task import Example, TaskDeclaration, function_task
 from robustprompt._validate import Check
+
+if TYPE_CHECKING:
+    from robustprompt._cache import Cache
 
 __all__ = ["Task", "task"]
 
@@ -41,11 +46,15 @@ class Task(TaskDeclaration[I, O]):
         With a `cache`, an answer stored for the same task, model, settings and input is served without a call
         (its Run says "served from cache"), and a new valid output is stored.
         """
+        from robustprompt._engine import run_sync
+
         return run_sync(self, value, model, policy, cache)
 
     async def arun(
         self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
     ) -> Run[O]:
+        from robustprompt._engine import run_async
+
         return await run_async(self, value, model, policy, cache)
 
     def __call__(
@@ -78,6 +87,8 @@ class Task(TaskDeclaration[I, O]):
         error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
         whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
         """
+        from robustprompt._batch import Batch, map_task
+
         batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
         return map_task(self, inputs, batch, keep_runs=runs)
 
@@ -95,6 +106,8 @@ class Task(TaskDeclaration[I, O]):
         cache: Cache | None = None,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
+        from robustprompt._batch import Batch, amap_task
+
         batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
         return await amap_task(self, inputs, batch, keep_runs=runs)
 
@@ -118,6 +131,8 @@ class Task(TaskDeclaration[I, O]):
         wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
         loop running; inside one, use `astream`.
         """
+        from robustprompt._batch import Batch, stream_task
+
         batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
         return stream_task(self, inputs, batch, keep_runs=runs)
 
@@ -139,6 +154,8 @@ class Task(TaskDeclaration[I, O]):
         `break` cancels the calls in flight once the generator is collected; `async with
         contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
         """
+        from robustprompt._batch import Batch, astream_task
+
         batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
         return astream_task(self, inputs, batch, keep_runs=runs)
 
