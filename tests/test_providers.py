@@ -15,7 +15,7 @@ import pytest
 import robustprompt as rp
 from robustprompt import _catalog
 from robustprompt.adapters import _registry
-from robustprompt.testing import ScriptedModel
+from robustprompt.testing import ScriptedModel, cassette
 from robustprompt.testing._openai_server import OpenAIServer, chat_reply
 from tests.models import Review, Sentiment, classify_task
 
@@ -212,3 +212,14 @@ def test_with_no_suggestion_the_first_sentence_still_ends() -> None:
         rp.model("zqxj")
     with pytest.raises(rp.ConfigError, match=r"^unknown provider 'zqxj' in 'zqxj:m'\. Known: "):
         rp.model("zqxj:m")
+
+
+def test_reset_keeps_an_open_cassettes_routing(server: OpenAIServer, tmp_path: Path) -> None:
+    # Dropping the route would send the rest of a recorded (or replayed) test to the network unnoticed.
+    path = tmp_path / "c.json"
+    with cassette(path, mode="record"):
+        rp.reset()
+        model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key="acme-key")
+        server.enqueue(chat_reply('{"label":"positive"}'))
+        assert classify_task()(Review(text="x"), model=model) == Sentiment(label="positive")
+    assert len(json.loads(path.read_text())["exchanges"]) == 1
