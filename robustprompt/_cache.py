@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from robustprompt._completion import Usage
 from robustprompt._errors import ConfigError
 from robustprompt._prompt import OutputMode
 from robustprompt._run import Attempt, Run
+from robustprompt._sqlite import SqliteFile
 
 if TYPE_CHECKING:
     from robustprompt._model import Model
@@ -81,7 +81,7 @@ def _seconds(ttl: float | dt.timedelta | None) -> float | None:
     return seconds
 
 
-class Cache:
+class Cache(SqliteFile):
     """Validated outputs in one SQLite file, shared safely by threads (and, in WAL mode, by processes).
 
     `ttl` (seconds or a timedelta): how long an entry is served; None keeps entries until the task, model,
@@ -95,17 +95,9 @@ class Cache:
         ttl: float | dt.timedelta | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        import sqlite3  # here, not at import: most programs never open a cache
-
-        self.path = Path(path)
+        super().__init__(path, "the response cache")
         self.ttl = _seconds(ttl)
         self._clock = clock
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the response cache {str(self.path)!r}: {exc}") from exc
         try:
             self._prepare()
         except BaseException:
@@ -116,15 +108,13 @@ class Cache:
         import sqlite3
 
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # a power cut may lose the last entries, never the file
-            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute(_SCHEMA)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version <= _SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the response cache {str(self.path)!r}: {exc}") from exc
+            raise self._unopenable(exc) from exc
         if version > _SCHEMA_VERSION:
             raise ConfigError(
                 f"the response cache {str(self.path)!r} was written by a newer robustprompt (schema {version}): "
@@ -133,16 +123,6 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r}, ttl={self.ttl!r})"
-
-    def __enter__(self) -> Cache:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def get(
         self, task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str

@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_http",
             "_resolve",
             "_retry",
+            "_sqlite",
             "_cache",
             "_hooks",
             "_otel",

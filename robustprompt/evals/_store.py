@@ -14,13 +14,13 @@ import datetime as dt
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from robustprompt._errors import ConfigError
+from robustprompt._sqlite import SqliteFile
 from robustprompt.evals._results import CaseResult
 
 __all__ = ["STORE_ENV", "SnapshotInfo", "Store", "default_store_path", "is_final", "today"]
@@ -72,31 +72,13 @@ class SnapshotInfo:
     cases: int
 
 
-class Store:
+class Store(SqliteFile):
     """One SQLite file, safe to share between threads (one connection behind a lock), in WAL mode so that a
     reader in another process does not block a run that is writing."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the results store {str(self.path)!r}: {exc}") from exc
-        self._lock = threading.Lock()
+        super().__init__(path, "the results store")
         self._migrate()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
