@@ -40,7 +40,10 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_version",
         },
     ),
-    ("adapters: one module per provider API, and the registry", {"adapters", "adapters.*"}),
+    (
+        "adapters: one module per provider API, the registry, and the embedded runtime's crash probe",
+        {"adapters", "adapters.*", "_runtime_probe"},
+    ),
     (
         "runtime: transport, name resolution, the engine, batches, tasks, pipelines, hooks, tracing",
         {
@@ -61,7 +64,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("evals: cases, results, comparison, statistics, reports, store, replay, eval commands", {"evals", "evals.*"}),
     (
         "surfaces: the package facade, the command line, the test kits",
-        {"", "__main__", "cli", "pytest_plugin", "testing", "testing.*"},
+        {"", "__main__", "cli", "_doctor", "pytest_plugin", "testing", "testing.*"},
     ),
 ]
 
