@@ -194,11 +194,13 @@ class LocalBackend:
         llama, lock = self._model()
         constrained = prompt.mode is OutputMode.GRAMMAR
         with lock, _typed_overflow(self.profile):
-            if self.profile.prompt_style == "completion":
+            # A completion-style rendering is sent as its text to chat models too: no chat template around it.
+            text = prompt.text
+            if text is None and self.profile.prompt_style == "completion":
+                text = render_completion_text(prompt)
+            if text is not None:
                 grammar = self._grammar(prompt.output.schema) if constrained else None
-                result = llama.create_completion(
-                    render_completion_text(prompt), grammar=grammar, stop=_STOP, **self._options()
-                )
+                result = llama.create_completion(text, grammar=grammar, stop=_STOP, **self._options())
                 text = result["choices"][0]["text"]
             else:
                 messages = [{"role": "system", "content": prompt.system}]

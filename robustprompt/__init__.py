@@ -9,6 +9,7 @@ classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment
 ```
 """
 
+from robustprompt._adaptation import Adaptation, AdaptationWarning, Score
 from robustprompt._cache import Cache
 from robustprompt._calling import Task, task
 from robustprompt._catalog import register as register_model
@@ -38,6 +39,7 @@ from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, Pip
 from robustprompt._policy import Policy
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt
+from robustprompt._renderings import Configuration
 from robustprompt._resolve import model
 from robustprompt._run import Attempt, Run
 from robustprompt._state import reset
@@ -45,6 +47,8 @@ from robustprompt._task import Example
 from robustprompt._version import __version__
 
 __all__ = [
+    "Adaptation",
+    "AdaptationWarning",
     "Attempt",
     "AttemptEnd",
     "AttemptStart",
@@ -54,6 +58,7 @@ __all__ = [
     "CallInfo",
     "Completion",
     "ConfigError",
+    "Configuration",
     "ContextLengthError",
     "Example",
     "Hook",
@@ -84,6 +89,7 @@ __all__ = [
     "Run",
     "RunEnd",
     "SchemaRejectedError",
+    "Score",
     "ServerError",
     "Settings",
     "Step",

@@ -9,9 +9,10 @@ Opt-in: nothing is cached unless a call is given a cache. Setting ROBUSTPROMPT_N
 (no reads, no writes) without touching code: to check a CI run against the live model, or to rule the cache out.
 
 An entry is keyed by a hash of everything that shapes the answer: the task's fingerprint (instructions, schemas,
-examples), the model and the address it is served from (`Model.key`), the sampling settings, a forced output mode and
-the input. A changed task therefore never reads an old task's answers. Only validated outputs are stored, under the
-model that gave them (a fallback's answer is not served as the first model's). An output read back is validated again
+examples), the rendering configuration the call used (an adapted one, or the profile's default), the model and the
+address it is served from (`Model.key`), the sampling settings, a forced output mode and the input. A changed task
+therefore never reads an old task's answers. Only validated outputs are stored, under the model that gave them (a
+fallback's answer is not served as the first model's). An output read back is validated again
 against the task (a check is code: it may have changed under the same name): a row that no longer validates, or
 cannot be read, is a miss, never an answer. Neither the input nor any key is stored: only the output.
 """
@@ -60,10 +61,13 @@ def enabled(cache: Cache | None, env: Mapping[str, str] | None = None) -> Cache 
     return None if switch not in ("", "0") else cache
 
 
-def _key(task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str) -> str:
+def _key(
+    task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, configuration: str, input_json: str
+) -> str:
     settings = model.settings  # the timeout and response size limit do not shape the answer
     shape = [
         task.fingerprint,
+        configuration,
         model.key,
         settings.temperature,
         settings.max_output_tokens,
@@ -125,14 +129,20 @@ class Cache(SqliteFile):
         return f"Cache({str(self.path)!r}, ttl={self.ttl!r})"
 
     def get(
-        self, task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str
+        self,
+        task: TaskDeclaration[Any, Any],
+        model: Model,
+        mode: OutputMode | None,
+        configuration: str,
+        input_json: str,
     ) -> Run[Any] | None:
-        """The Run of a stored answer still valid for `task`, or None. `mode` is the mode the call forces, if any."""
+        """The Run of a stored answer still valid for `task`, or None. `mode` is the mode the call forces, if any;
+        `configuration` the key of the rendering configuration the call uses."""
         started = time.perf_counter()
         rows = self._execute(
             "read",
             "SELECT model, mode, output, stored FROM answers WHERE key = ?",
-            (_key(task, model, mode, input_json),),
+            (_key(task, model, mode, configuration, input_json),),
         )
         run = self._served(task, *rows[0]) if rows else None
         if run is not None:
@@ -160,12 +170,18 @@ class Cache(SqliteFile):
         return run
 
     def put(
-        self, task: TaskDeclaration[Any, Any], model: Model, mode: OutputMode | None, input_json: str, run: Run[Any]
+        self,
+        task: TaskDeclaration[Any, Any],
+        model: Model,
+        mode: OutputMode | None,
+        configuration: str,
+        input_json: str,
+        run: Run[Any],
     ) -> None:
-        """Store the output of a successful `run`, answered by `model`."""
+        """Store the output of a successful `run`, answered by `model` rendered as `configuration` (its key)."""
         text = json.dumps(task.output_record(run.output), ensure_ascii=False, sort_keys=True)
         answered = run.mode or OutputMode.PROMPTED
-        row = (_key(task, model, mode, input_json), model.name, answered.value, text, self._clock())
+        row = (_key(task, model, mode, configuration, input_json), model.name, answered.value, text, self._clock())
         self._execute("write", "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)", row)
 
     def _execute(self, doing: str, sql: str, args: tuple[Any, ...]) -> list[Any]:

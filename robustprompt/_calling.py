@@ -10,6 +10,7 @@ neither module imports this one (tests/test_architecture.py counts function-leve
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from robustprompt._errors import RobustPromptError
@@ -20,6 +21,7 @@ from robustprompt._task import Example, TaskDeclaration, function_task
 from robustprompt._validate import Check
 
 if TYPE_CHECKING:
+    from robustprompt._adaptation import Adaptation
     from robustprompt._cache import Cache
 
 __all__ = ["Task", "task"]
@@ -35,6 +37,72 @@ class Task(TaskDeclaration[I, O]):
     ...                 examples=[Example(Review(text="Loved it"), Sentiment(label="positive"))])
     >>> classify(Review(text="Meh"), model="local:smollm2")   # -> Sentiment
     """
+
+    # Adapting: measure how this task is best shown to a model, and record it for every later call.
+
+    def adapt(
+        self,
+        model: Model | str,
+        cases: Any = None,
+        *,
+        pool: Sequence[Example[Any, Any]] | None = None,
+        budget: int | None = None,
+        seed: int = 0,
+        record: str | Path | bool | None = None,
+        progress: bool | None = None,
+        cache: Cache | None = None,
+    ) -> Adaptation:
+        """Score the rendering configurations on `model` and write the best to the task's adaptation record.
+
+        Scored on the task's own examples, each left out in turn, or on `cases` (a case file, a CaseSet or
+        Examples) when given: never pass the cases a report is computed on. With `pool` (labelled Examples, apart
+        from `cases`), example sets selected from it are candidates too. At most `budget` scored calls (the plan is
+        printed first; default `DEFAULT_BUDGET`), seeded by `seed`. The record goes to `self.adaptations` (or
+        `record`; `record=False` writes none) and every later call on `model` uses its configuration.
+        """
+        from robustprompt._adapt import DEFAULT_BUDGET
+        from robustprompt._adapt import adapt as run_adapt
+
+        return run_adapt(
+            self,
+            model,
+            cases,
+            pool=pool,
+            budget=DEFAULT_BUDGET if budget is None else budget,
+            seed=seed,
+            record=record,
+            progress=progress,
+            cache=cache,
+        )
+
+    async def aadapt(
+        self,
+        model: Model | str,
+        cases: Any = None,
+        *,
+        pool: Sequence[Example[Any, Any]] | None = None,
+        budget: int | None = None,
+        seed: int = 0,
+        record: str | Path | bool | None = None,
+        progress: bool | None = None,
+        cache: Cache | None = None,
+        concurrency: int = 4,
+    ) -> Adaptation:
+        """The async twin of `adapt`, `concurrency` scored calls at a time."""
+        from robustprompt._adapt import DEFAULT_BUDGET, aadapt
+
+        return await aadapt(
+            self,
+            model,
+            cases,
+            pool=pool,
+            budget=DEFAULT_BUDGET if budget is None else budget,
+            seed=seed,
+            record=record,
+            progress=progress,
+            cache=cache,
+            concurrency=concurrency,
+        )
 
     # Calling. The engine does the work; these are the four doors into it.
 

@@ -19,10 +19,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from robustprompt._adaptation import configuration_for
 from robustprompt._cache import Cache, enabled
 from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE
@@ -43,7 +44,8 @@ from robustprompt._lifecycle import warn_retirement
 from robustprompt._model import Model
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
-from robustprompt._prompt import OutputMode, Prompt, render, with_reask
+from robustprompt._prompt import OutputMode, Prompt, with_reask
+from robustprompt._renderings import Configuration, choose_examples, format_input, render_configured
 from robustprompt._resolve import models_for
 from robustprompt._retry import Request, Sent, asend, send
 from robustprompt._run import Attempt, Run
@@ -83,7 +85,9 @@ class _Budget:
         return tries if self.max_attempts is None else max(min(tries, self.max_attempts - self.used), 1)
 
 
-def _modes(model: Model, task: TaskDeclaration[Any, Any], policy: Policy) -> list[OutputMode]:
+def _modes(
+    model: Model, task: TaskDeclaration[Any, Any], policy: Policy, preferred: OutputMode | None
+) -> list[OutputMode]:
     if policy.mode is not None:
         if policy.mode not in model.profile.modes:
             supported = ", ".join(m.value for m in model.profile.modes)
@@ -94,7 +98,9 @@ def _modes(model: Model, task: TaskDeclaration[Any, Any], policy: Policy) -> lis
     # A rejection may be of the mode or of one task's schema (too large, too deep): remembered per model and task.
     with state.lock:
         rejected = state.rejected_modes.get((model.key, task.fingerprint), set())
-        return [m for m in model.profile.modes if m not in rejected] or [model.profile.modes[-1]]
+    # The configuration's mode goes first when the model has it; the others stay behind it for downgrades.
+    ordered = sorted(model.profile.modes, key=lambda m: m is not preferred)
+    return [m for m in ordered if m not in rejected] or [model.profile.modes[-1]]
 
 
 def _remember_rejected(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode) -> None:
@@ -110,17 +116,28 @@ def _context_budget(model: Model) -> int:
     return profile.context_window - output
 
 
-def _render(task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode) -> Prompt:
-    """Render with as many examples as fit the context window (minus the output budget), in declared order."""
-    full = render(task.instructions, task.examples, input_json, task.spec, mode)
+def _render(
+    task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode, config: Configuration
+) -> Prompt:
+    """Render as `config` says, with as many of its chosen examples as fit the context window (minus the output
+    budget), in the order it shows them."""
+    pool = task.examples if config.pool is None else config.pool
+    chosen = choose_examples(config.examples, config.k, pool, input_json)
+
+    def rendered(indices: Sequence[int], dropped: tuple[int, ...] = ()) -> Prompt:
+        prompt = render_configured(config, task.instructions, [pool[i] for i in indices], input_json, task.spec, mode)
+        return replace(prompt, dropped_examples=dropped)
+
+    full = rendered(chosen)
     budget = _context_budget(model)
     size = len(full.system.encode()) + sum(len(m.content.encode()) + _EXAMPLE_OVERHEAD for m in full.messages)
     if size <= budget:  # a token is at least one byte: it fits without counting
         return full
     count = model.backend.count_tokens
-    bare = render(task.instructions, (), input_json, task.spec, mode)
-    fixed = count(bare.system).tokens + count(bare.messages[-1].content).tokens + 2 * _EXAMPLE_OVERHEAD
-    sizes = [count(i).tokens + count(o).tokens + _EXAMPLE_OVERHEAD for i, o in task.examples]
+    bare = rendered(())
+    fixed = count(bare.system).tokens + sum(count(m.content).tokens for m in bare.messages) + 2 * _EXAMPLE_OVERHEAD
+    shown = [(format_input(config.input_format, pool[i][0]), pool[i][1]) for i in chosen]
+    sizes = [count(i).tokens + count(o).tokens + _EXAMPLE_OVERHEAD for i, o in shown]
     kept, dropped = fit_examples(fixed, sizes, budget)
     if fixed > budget:
         raise ContextLengthError(
@@ -129,8 +146,7 @@ def _render(task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode
             provider=model.profile.provider,
             model=model.profile.model_id,
         )
-    examples = [task.examples[i] for i in kept]
-    return render(task.instructions, examples, input_json, task.spec, mode, dropped_examples=dropped)
+    return rendered([chosen[i] for i in kept], tuple(sorted(chosen[i] for i in dropped)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +228,14 @@ def _refusal(model: Model, completion: Completion, run: Run[Any]) -> RefusalErro
     return refusal
 
 
-def _base(task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode, run: Run[Any]) -> Prompt:
-    """The prompt for `mode` before any re-ask, with the examples it had to drop noted on the run."""
-    base = _render(task, input_json, model, mode)
+def _base(
+    task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode, run: Run[Any], policy: Policy
+) -> Prompt:
+    """The prompt for `mode` before any re-ask, with the examples it had to drop and its configuration noted on the
+    run."""
+    config, _ = configuration_for(task, model, policy)
+    run.configuration = config.label
+    base = _render(task, input_json, model, mode, config)
     run.dropped_examples = base.dropped_examples
     return base
 
@@ -236,9 +257,9 @@ def _flow(
     task: TaskDeclaration[Any, Any], input_json: str, model: Model, policy: Policy, run: Run[Any], budget: _Budget
 ) -> Flow:
     """Attempts on one model until a validated output (returned) or a typed error (raised, `run` attached)."""
-    modes = _modes(model, task, policy)
+    modes = _modes(model, task, policy, configuration_for(task, model, policy)[0].mode)
     mode = modes.pop(0)
-    prompt = base = _base(task, input_json, model, mode, run)
+    prompt = base = _base(task, input_json, model, mode, run, policy)
     reasks = 0
     last: RobustPromptError | None = None
     while True:
@@ -253,7 +274,7 @@ def _flow(
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
                 _remember_rejected(model, task, mode)
                 mode = modes.pop(0)
-                prompt = base = _base(task, input_json, model, mode, run)
+                prompt = base = _base(task, input_json, model, mode, run, policy)
                 last = result
                 continue
             result.run = run
@@ -274,7 +295,7 @@ def _flow(
         last = OutputError(f"{task.name} on {model.name}: no valid output after {number} attempt(s): {errors}", run)
         if ignored and modes:
             mode = modes.pop(0)
-            base = _base(task, input_json, model, mode, run)
+            base = _base(task, input_json, model, mode, run, policy)
         elif reasks >= policy.reasks:
             raise last
         else:
@@ -377,17 +398,22 @@ class _Call:
 
     def lookup(self) -> bool:
         """Whether the cache served the call (file I/O)."""
-        served = (
-            None if self.cache is None else self.cache.get(self.task, self.models[0], self.policy.mode, self.input_json)
-        )
+        model = self.models[0]
+        config, _ = configuration_for(self.task, model, self.policy)
+        served = None
+        if self.cache is not None:
+            served = self.cache.get(self.task, model, self.policy.mode, config.key, self.input_json)
         if served is not None:
+            served.configuration = config.label
             self.result, self.cached = served, True
         return self.cached
 
     def store(self) -> None:
         """Keep the output in the cache, under the model that gave it (file I/O)."""
         if self.cache is not None and self._answered_by is not None:
-            self.cache.put(self.task, self._answered_by, self.policy.mode, self.input_json, self.run)
+            model = self._answered_by
+            key = configuration_for(self.task, model, self.policy)[0].key
+            self.cache.put(self.task, model, self.policy.mode, key, self.input_json, self.run)
 
     def first(self) -> Request:
         return self._started(next(self._flow))

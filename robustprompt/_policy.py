@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from robustprompt._errors import ConfigError
 from robustprompt._model import Model
 from robustprompt._prompt import OutputMode
+from robustprompt._renderings import Configuration
 
 __all__ = ["Policy"]
 
@@ -21,6 +22,7 @@ class Policy:
     up to `retry_after_cap` seconds (a longer one is not cut short: the call gives up instead).
     `max_attempts`: requests in all for one call, across retries, re-asks, mode downgrades and fallbacks.
     `deadline`: seconds for the whole call; no wait or new request starts past it.
+    `configuration`: the rendering to use instead of the task's adaptation record or the profile's default.
     `fallbacks`: models to try in order when the model fails for good (not found, out of quota, budgets spent,
     circuit open). `breaker_failures` consecutive provider failures open a model's circuit for
     `breaker_cooldown` seconds, during which calls go straight to the fallbacks.
@@ -34,6 +36,7 @@ class Policy:
     reask_answer_chars: int = 2000
     reask_max_errors: int = 8
     mode: OutputMode | None = field(default=None)  # force one output mode instead of the profile's best
+    configuration: Configuration | None = None
     max_attempts: int | None = None
     deadline: float | None = None
     fallbacks: tuple[Model | str, ...] = ()

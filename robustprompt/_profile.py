@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from robustprompt._prompt import OutputMode
+from robustprompt._renderings import Configuration
 
 __all__ = ["ModelProfile", "Settings"]
 
@@ -24,6 +25,7 @@ class ModelProfile:
     tokenizer: str = "estimate"
     system_role: Literal["system", "developer", "user"] = "system"
     prompt_style: Literal["chat", "completion"] = "chat"
+    rendering: str = "turns/json"  # the default layout/input_format for tasks not adapted to this model
     reasoning: bool = False  # reasoning models reject sampling parameters such as temperature
     input_price: float | None = None  # USD per million tokens
     output_price: float | None = None
@@ -32,9 +34,17 @@ class ModelProfile:
     retired: dt.date | None = None
     replacement: str | None = None
 
+    def __post_init__(self) -> None:
+        Configuration.parse(self.rendering)  # a bad name fails where the profile is written, not at the first call
+
     @property
     def name(self) -> str:
         return f"{self.provider}:{self.model_id}"
+
+    @property
+    def default_configuration(self) -> Configuration:
+        """How a task not adapted to this model is rendered for it."""
+        return Configuration.parse(self.rendering)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,6 @@ __all__ = [
 
 Role = Literal["user", "assistant"]
 
-RENDER_VERSION = 1  # bump when the rendered text changes: it is part of every task fingerprint
-
 _INPUT_HEADER = "Input:"
 _OUTPUT_HEADER = "Output:"
 
@@ -68,13 +66,18 @@ class OutputSpec:
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """System text, then alternating turns ending with a user turn, plus the output contract."""
+    """System text, then alternating turns ending with a user turn, plus the output contract.
+
+    `text`, when set, is the same prompt as one completion-style text (instructions, examples, the input and an open
+    `Output:`): a backend that can complete raw text sends it instead of the turns.
+    """
 
     system: str
     messages: tuple[Message, ...]
     output: OutputSpec
     mode: OutputMode = OutputMode.PROMPTED
     dropped_examples: tuple[int, ...] = field(default=())
+    text: str | None = None
 
 
 def schema_text(spec: OutputSpec) -> str:
@@ -96,7 +99,10 @@ def render(
     *,
     dropped_examples: tuple[int, ...] = (),
 ) -> Prompt:
-    """Build the prompt. `examples` are (input JSON, output JSON) pairs already serialised."""
+    """Build the prompt. `examples` are (input JSON, output JSON) pairs already serialised.
+
+    This is the `turns` layout of the rendering space (`_renderings`): bump its version there when the text changes.
+    """
     system = instructions.strip()
     if mode.schema_in_prompt:
         system = f"{system}\n\n{schema_text(spec)}"
@@ -124,7 +130,8 @@ def with_reask(base: Prompt, answer: str, errors: Sequence[str], *, max_answer_c
         + "\nReply again with only the corrected JSON, following the instructions."
     )
     turns = (*base.messages, Message("assistant", shown), Message("user", feedback))
-    return replace(base, messages=turns)
+    text = None if base.text is None else f"{base.text} {shown}\n\n{feedback}\n\n{_OUTPUT_HEADER}"
+    return replace(base, messages=turns, text=text)
 
 
 def render_completion_text(prompt: Prompt) -> str:

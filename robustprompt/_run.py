@@ -41,7 +41,8 @@ class Attempt:
 @dataclass(slots=True)
 class Run(Generic[O]):
     """A whole call. `output` is the validated value, or None when `error` says why there is none. `model` is the
-    model that gave the output (or was tried last); `notes` say which models were skipped or failed, and why."""
+    model that gave the output (or was tried last); `notes` say which models were skipped or failed, and why;
+    `configuration` how the prompt was rendered for that model (adapted, or the profile's default)."""
 
     task: str
     fingerprint: str
@@ -52,6 +53,7 @@ class Run(Generic[O]):
     dropped_examples: tuple[int, ...] = ()
     latency: float = 0.0
     notes: list[str] = field(default_factory=list)  # fallbacks taken and why
+    configuration: str | None = None  # the rendering configuration that answered (its label)
 
     @property
     def ok(self) -> bool:

@@ -13,12 +13,15 @@ import re
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 import pydantic
 
+from robustprompt._adaptation import declaring_file, default_record_path
 from robustprompt._errors import ConfigError
-from robustprompt._prompt import RENDER_VERSION, OutputSpec
+from robustprompt._prompt import OutputSpec
+from robustprompt._renderings import SPACE_VERSION
 from robustprompt._validate import Check, Validator
 
 __all__ = ["ANSWER_FIELD", "Example", "TaskDeclaration", "function_task"]
@@ -91,6 +94,8 @@ class TaskDeclaration(Generic[I, O]):
         self.spec = OutputSpec(_spec_name(name), self.validator.schema, description=instructions.strip()[:300])
         self.examples: tuple[tuple[str, str], ...] = tuple(self._example_json(i, ex) for i, ex in enumerate(examples))
         self.fingerprint = self._fingerprint()
+        # Where adapt writes, and every call reads, this task's adaptation records (set it to move them).
+        self.adaptations: Path = default_record_path(declaring_file())
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, fingerprint={self.fingerprint[:12]!r})"
@@ -134,7 +139,7 @@ class TaskDeclaration(Generic[I, O]):
         shape = {
             "name": self.name,
             "version": self.version,
-            "render": RENDER_VERSION,
+            "render": SPACE_VERSION,
             "instructions": self.instructions,
             "input": self._input.json_schema(),
             "output": self.spec.schema,

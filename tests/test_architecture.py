@@ -38,6 +38,10 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_state",
             "_lifecycle",
             "_version",
+            "_renderings",
+            "_adaptation",
+            # Pure standard-library statistics: the adaptation records' intervals use them too.
+            "evals._stats",
         },
     ),
     (
@@ -58,6 +62,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_engine",
             "_batch",
             "_calling",
+            "_adapt",
             "_pipeline",
         },
     ),

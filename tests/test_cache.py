@@ -297,8 +297,8 @@ WRITER = FunctionModel(lambda _: "{}")
 def test_any_output_reads_back_equal(shared_cache: Cache, person: Person) -> None:
     answer = rp.Attempt(1, WRITER.name, rp.OutputMode.PROMPTED, raw="...")
     stored = rp.Run(PERSON.name, PERSON.fingerprint, WRITER.name, attempts=[answer], output=person)
-    shared_cache.put(PERSON, WRITER, None, '"text"', stored)
-    run = shared_cache.get(PERSON, WRITER, None, '"text"')
+    shared_cache.put(PERSON, WRITER, None, "", '"text"', stored)
+    run = shared_cache.get(PERSON, WRITER, None, "", '"text"')
     assert run is not None and served(run) and run.output == person
 
 

@@ -6,6 +6,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(rp.__all__) == sorted(
         [
             "Attempt",
+            "Adaptation",
+            "AdaptationWarning",
             "AttemptEnd",
             "AttemptStart",
             "AuthError",
@@ -14,6 +16,7 @@ def test_public_names_are_pinned() -> None:
             "CallInfo",
             "Completion",
             "ConfigError",
+            "Configuration",
             "ContextLengthError",
             "Example",
             "Hook",
@@ -44,6 +47,7 @@ def test_public_names_are_pinned() -> None:
             "Run",
             "RunEnd",
             "SchemaRejectedError",
+            "Score",
             "ServerError",
             "Settings",
             "Step",

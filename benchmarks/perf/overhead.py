@@ -81,15 +81,19 @@ async def main_async(n: int) -> dict[str, Any]:
     doc = Doc(text=text(1))
     input_json = task.input_json(doc)
     from robustprompt import _engine
+    from robustprompt._renderings import Configuration
 
-    prompt = _engine._render(task, input_json, model, OutputMode.JSON_SCHEMA)
+    default = Configuration()  # today's rendering, turns/json
+
+    prompt = _engine._render(task, input_json, model, OutputMode.JSON_SCHEMA, default)
     call = adapter.prepare(prompt, profile, settings, endpoint)
     headers = httpx.Headers({"content-type": "application/json"})
     client = httpx.AsyncClient()
     out: dict[str, Any] = {"n": n}
 
     _stage(out, "input_json", lambda: _best(lambda: task.input_json(doc), n))
-    _stage(out, "render", lambda: _best(lambda: _engine._render(task, input_json, model, OutputMode.JSON_SCHEMA), n))
+    mode = OutputMode.JSON_SCHEMA
+    _stage(out, "render", lambda: _best(lambda: _engine._render(task, input_json, model, mode, default), n))
     _stage(out, "adapter_prepare", lambda: _best(lambda: adapter.prepare(prompt, profile, settings, endpoint), n))
     _stage(
         out,

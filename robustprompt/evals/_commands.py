@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import random
 import re
 import sys
 from collections import Counter
@@ -18,13 +19,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from robustprompt._adapt import DEFAULT_BUDGET
+from robustprompt._adaptation import configuration_for, render_adaptation
 from robustprompt._batch import Batch, Outcome, _limited, _SystemClock, map_task
+from robustprompt._cache import Cache
 from robustprompt._calling import Task
 from robustprompt._errors import ConfigError
 from robustprompt._pipeline import Pipeline, PipelineBatch
+from robustprompt._policy import Policy
 from robustprompt._resolve import model as make_model
 from robustprompt.evals._cases import Case, CaseSet, load_cases
-from robustprompt.evals._compare import Comparison, Thresholds, compare, format_pct
+from robustprompt.evals._compare import Comparison, Thresholds, compare, format_p, format_pct
 from robustprompt.evals._html import render_html
 from robustprompt.evals._links import link_case_results
 from robustprompt.evals._loading import load_pipeline, load_task
@@ -96,9 +101,12 @@ def _input_sha(case: Case) -> str:
     return hashlib.sha256(json.dumps(case.input, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _results(options: _Options, model_name: str) -> tuple[str, str, list[CaseResult]]:
+def _results(
+    options: _Options, model_name: str, policy: Policy | None = None, label: str | None = None
+) -> tuple[str, str, list[CaseResult]]:
     """(the model's name in results, the day they count for, one result per case in case order): today's stored
-    ones for the same inputs, the rest run now."""
+    ones for the same inputs, the rest run now. `policy` sets how the calls are made, and `label` (default: the
+    model's name) names the results: another policy's results must not be taken for the model's own."""
     task, cases = options.task, options.cases.cases
     date = today()  # read once: a run that crosses midnight stays one day's results
     if is_replay(model_name):
@@ -108,7 +116,10 @@ def _results(options: _Options, model_name: str) -> tuple[str, str, list[CaseRes
         options.store.put(task.name, task.fingerprint, replayed, date=date)
         return source.name, date, replayed
     model = make_model(model_name)
-    stored = options.store.get(task.fingerprint, model.name, date)
+    name = label or model.name
+    config, origin = configuration_for(task, model, policy or Policy())
+    print(f"{name}: configuration {config.label} ({origin})", file=sys.stderr)
+    stored = options.store.get(task.fingerprint, name, date)
     # A stored answer counts only for the input it answered (a case file's line may have changed under its id);
     # the case file's expected output wins over the stored one: it may have been corrected since.
     done = {
@@ -119,20 +130,20 @@ def _results(options: _Options, model_name: str) -> tuple[str, str, list[CaseRes
     missing = [case for case in cases if case.id not in done]
     if missing:
         reused = f" ({len(done)} stored today)" if done else ""
-        print(f"{model.name}: running {len(missing)} case(s){reused}", file=sys.stderr)
+        print(f"{name}: running {len(missing)} case(s){reused}", file=sys.stderr)
 
     def keep(index: int, outcome: Outcome) -> None:
         case = missing[index]
         result = CaseResult.from_outcome(
-            case.id, task, outcome, model=model.name, expected=case.expected, profile=model.profile
+            case.id, task, outcome, model=name, expected=case.expected, profile=model.profile
         )
         result = dataclasses.replace(result, input_sha=_input_sha(case))
         options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
         done[case.id] = result
 
-    batch = Batch(model, concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
+    batch = Batch(model, policy, concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
     map_task(task, [case.input for case in missing], batch, on_result=keep)
-    return model.name, date, [done[case.id] for case in cases]
+    return name, date, [done[case.id] for case in cases]
 
 
 def _report_failures(model: str, results: Sequence[CaseResult]) -> None:
@@ -210,11 +221,69 @@ def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if args.link is not None:
         return _migrate_link(args)
     options = _load(args, stack)
+    if args.adapt:
+        return _migrate_adapted(args, options, stack)
     a_name, _, a = _results(options, args.from_model)
     b_name, _, b = _results(options, args.to_model)
     for name, results in ((a_name, a), (b_name, b)):
         _report_failures(name, results)
     return _finish(args, compare(options.task.name, a_name, a, b_name, b, _thresholds(args)), options.cases)
+
+
+def _split(cases: CaseSet, share: float, seed: int) -> tuple[CaseSet, CaseSet]:
+    """(dev, rest): a seeded `share` of the cases with an expected output for adapting, the rest for the verdict."""
+    labelled = [c for c in cases.cases if c.expected is not None]
+    if len(labelled) < 4:
+        raise ConfigError(f"migrate --adapt needs at least 4 cases with expected outputs, {len(labelled)} have one")
+    dev_ids = {c.id for c in random.Random(seed).sample(labelled, max(1, round(share * len(labelled))))}
+    dev = tuple(c for c in cases.cases if c.id in dev_ids)
+    rest = tuple(c for c in cases.cases if c.id not in dev_ids)
+    return CaseSet(dev, ()), CaseSet(rest, cases.problems)
+
+
+def _migrate_adapted(args: argparse.Namespace, options: _Options, stack: contextlib.ExitStack) -> int:
+    """A against B as-is and B adapted on a dev share; the verdict is B adapted's, on the other cases only."""
+    if is_replay(args.to_model):
+        raise ConfigError(f"--adapt measures new configurations on model B: {args.to_model} only replays answers")
+    dev, rest = _split(options.cases, args.dev_share, args.seed)
+    task = options.task
+    print(
+        f"adapting {args.to_model} on {len(dev.cases)} dev case(s); comparing on the other {len(rest.cases)}",
+        file=sys.stderr,
+    )
+    cache = stack.enter_context(Cache(Path(options.store.path).with_name("adapt-cache.sqlite")))
+    adaptation = task.adapt(args.to_model, dev, budget=args.budget, seed=args.seed, record=False, cache=cache)
+    print(render_adaptation(adaptation), end="")
+    on_rest = dataclasses.replace(options, cases=rest)
+    default = make_model(args.to_model).profile.default_configuration
+    a_name, _, a = _results(on_rest, args.from_model)
+    plain_name, _, plain = _results(on_rest, args.to_model, Policy(configuration=default), f"{args.to_model} as-is")
+    policy = Policy(configuration=adaptation.chosen)
+    adapted_name, _, adapted = _results(on_rest, args.to_model, policy, f"{args.to_model} adapted")
+    for name, results in ((a_name, a), (plain_name, plain), (adapted_name, adapted)):
+        _report_failures(name, results)
+    as_is = compare(task.name, a_name, a, plain_name, plain, _thresholds(args))
+    verdict = compare(task.name, a_name, a, adapted_name, adapted, _thresholds(args))
+    print("B as-is:")
+    print(render_table(as_is), end="")
+    print("B adapted:")
+    notes = [
+        f"B as-is ({default.label}): " + _accuracy_line(as_is),
+        f"B adapted ({adaptation.chosen.label}, chosen on {adaptation.scored_on}): " + _accuracy_line(verdict),
+        f"A ({a_name}) used its own configuration; the dev cases are not in any figure",
+    ]
+    verdict = dataclasses.replace(verdict, notes=[*notes, *verdict.notes])
+    _write(args.adaptation_json, json.dumps(adaptation.to_json(), indent=2))
+    return _finish(args, verdict, rest)
+
+
+def _accuracy_line(c: Comparison) -> str:
+    accuracy = next(r for r in c.rates if r.metric == "accuracy")
+    return (
+        f"accuracy {format_pct(accuracy.b.value)} of n={accuracy.b.n} against A's {format_pct(accuracy.a.value)}, "
+        f"difference {format_pct(accuracy.diff)}, McNemar {format_p(accuracy.p_value)}; "
+        f"schema-valid {format_pct(c.b.valid.value)}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +340,18 @@ def _link_notes(link: str, a: _LinkSide, b: _LinkSide, own: Comparison) -> list[
             shown = ", ".join(f"{outcome} {count}" for outcome, count in sorted(counts.items()))
             notes.append(f"link {link} on {label} ({side.name}): {shown}")
     return notes
+
+
+def _cmd_adapt(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    task = load_task(args.task)
+    cases = _read_cases(args, task) if args.cases else None
+    store_path = Path(args.store) if args.store else default_store_path()
+    cache = stack.enter_context(Cache(store_path.with_name("adapt-cache.sqlite")))
+    record = Path(args.record) if args.record else None
+    adaptation = task.adapt(args.model, cases, budget=args.budget, seed=args.seed, record=record, cache=cache)
+    print(render_adaptation(adaptation), end="")
+    print(f"wrote {record or task.adaptations}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_snapshot(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
@@ -345,6 +426,27 @@ def _comparison_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", help="write the comparison as JSON")
 
 
+def _adapt_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"scored calls at most ({DEFAULT_BUDGET})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="orders the scored cases (0)")
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1, e.g. 0.3")
+    return value
+
+
 def add_commands(commands: Any) -> None:
     """Add the evaluation commands to the `robustprompt` parser's subcommands (`add_subparsers()`'s result)."""
     run = commands.add_parser("run", help="run the cases on one model and store the results")
@@ -363,8 +465,30 @@ def add_commands(commands: Any) -> None:
         "pipeline's end outputs (cases: the pipeline's input and expected end output; --rpm/--tpm pace the link's "
         "model; results are not stored)",
     )
+    migrate.add_argument(
+        "--adapt",
+        action="store_true",
+        help="adapt B on a dev share of the cases, then compare A, B as-is and B adapted on the others",
+    )
+    migrate.add_argument(
+        "--dev-share", type=_share, default=0.3, metavar="F", help="with --adapt: the share used to adapt (0.3)"
+    )
+    migrate.add_argument("--adaptation-json", metavar="OUT.json", help="with --adapt: write the adaptation record")
+    _adapt_arguments(migrate)
     _comparison_arguments(migrate)
     migrate.set_defaults(handler=_cmd_migrate)
+
+    adapt = commands.add_parser("adapt", help="measure how TASK is best rendered for a model and record it")
+    adapt.add_argument("task", metavar="TASK", help="module:attribute or path/to/file.py:attribute")
+    adapt.add_argument("--model", required=True, metavar="M")
+    adapt.add_argument(
+        "--cases", metavar="FILE", help="dev cases to score on (default: the task's own examples, left out in turn)"
+    )
+    adapt.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N dev cases")
+    _adapt_arguments(adapt)
+    adapt.add_argument("--record", metavar="PATH", help="where to write the record (default: beside the task's file)")
+    adapt.add_argument("--store", metavar="PATH", help="results store; its folder keeps adapt's answer cache")
+    adapt.set_defaults(handler=_cmd_adapt)
 
     drift = commands.add_parser("drift", help="compare a model today against a stored snapshot")
     _case_arguments(drift)

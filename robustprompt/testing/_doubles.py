@@ -44,7 +44,8 @@ class _FunctionBackend:
 class FunctionModel(Model):
     """A model whose answers come from `fn(prompt) -> raw text` (or a Completion, to set finish_reason...).
 
-    `prompts` lists every prompt it received, re-asks included.
+    `prompts` lists every prompt it received, re-asks included. `modes` lists the output modes it claims, best
+    first (default: just `mode`).
     """
 
     def __init__(
@@ -54,10 +55,11 @@ class FunctionModel(Model):
         name: str = "test:function",
         mode: OutputMode = OutputMode.PROMPTED,
         context_window: int = 32_768,
+        modes: tuple[OutputMode, ...] | None = None,
     ) -> None:
         provider, _, model_id = name.partition(":")
         profile = ModelProfile(
-            provider, model_id or name, modes=(mode,), context_window=context_window, max_output_tokens=1024
+            provider, model_id or name, modes=modes or (mode,), context_window=context_window, max_output_tokens=1024
         )
         backend = _FunctionBackend(fn)
         # A fresh key per double (id() repeats after garbage collection): no double inherits another's memory.

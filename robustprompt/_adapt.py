@@ -1,0 +1,441 @@
+"""Adapting a task to a model: measure the rendering configurations, keep the best, write the record.
+
+The candidates are the rendering space (`_renderings`): layout x input format x example choice x output mode (when
+the model has several), the model profile's default first. They are scored by validated accuracy, on the task's own
+examples left out one at a time (each scored with the other examples as its shots) or, when cases are given, on
+those dev cases; never on anything else, so the cases a report is computed on stay unseen.
+
+The search is bounded by a budget of scored calls, planned before the first one (the plan depends only on counts,
+never on answers, so it can be printed and is the same every time): while every candidate cannot be scored on every
+case, each round scores the candidates still in on the next few cases, in a seeded order, and keeps the better half
+(successive halving). The survivors of the last round are ranked by accuracy, then validity, then prompt tokens, then
+latency, then their place in the stable candidate order; the first wins. Scored calls make no re-ask, so a
+configuration is judged on its first answers. Given a cache, answers already paid for are served from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from robustprompt._adaptation import Adaptation, Score, write_record
+from robustprompt._batch import _Progress, _progress_stream
+from robustprompt._cache import CACHED_NOTE
+from robustprompt._engine import _render  # what a call sends, rendered the same way to count its tokens
+from robustprompt._errors import ConfigError, RobustPromptError
+from robustprompt._model import Model
+from robustprompt._policy import Policy
+from robustprompt._prompt import OutputMode, Prompt
+from robustprompt._renderings import INPUT_FORMATS, LAYOUTS, Configuration, Pair
+from robustprompt._resolve import resolve
+from robustprompt._run import Run
+
+if TYPE_CHECKING:
+    from robustprompt._cache import Cache
+    from robustprompt._calling import Task
+    from robustprompt._task import Example
+
+__all__ = ["DEFAULT_BUDGET", "aadapt", "adapt", "candidates"]
+
+DEFAULT_BUDGET = 150  # scored calls: the whole space on 3 cases for a model with one mode, at ~0.3 s a local call
+_SIMILAR_K = 3
+_POOL_SUBSETS = 3  # seeded random example sets drawn from a labelled pool, beside a label-balanced one
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringCase:
+    """One scored input: its JSON, the expected output record, and the examples its candidates draw from
+    (None: each candidate's own, the task's unless it selected others)."""
+
+    input_json: str
+    expected: dict[str, Any]
+    pool: tuple[Pair, ...] | None = None
+
+
+@dataclass(slots=True)
+class _Tally:
+    correct: int = 0
+    valid: int = 0
+    n: int = 0
+    prompt_tokens: int = 0
+    latency: float = 0.0  # over live calls only: an answer read from the cache says nothing of the model's speed
+    live: int = 0
+
+    def score(self, config: Configuration) -> Score:
+        n = max(self.n, 1)
+        return Score(config, self.correct, self.valid, self.n, self.prompt_tokens / n, self.latency / max(self.live, 1))
+
+
+@dataclass(slots=True)
+class _Cost:
+    calls: int = 0
+    tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def _choices(pool_size: int) -> list[tuple[str, int]]:
+    """The example choices (and k) worth trying with `pool_size` examples per case: no two that show the same."""
+    if pool_size == 0:
+        return [("none", _SIMILAR_K)]
+    found = [("all", _SIMILAR_K)]
+    if pool_size >= 2:
+        found.append(("reversed", _SIMILAR_K))
+    if pool_size >= 3:
+        found.append(("similar", min(_SIMILAR_K, pool_size - 1)))
+    return [*found, ("none", _SIMILAR_K)]
+
+
+def candidates(model: Model, pool_size: int, pools: Sequence[tuple[Pair, ...]] = ()) -> list[Configuration]:
+    """The configurations adapt tries, the model profile's default first, then a stable order.
+
+    `pools` are example sets selected from a labelled pool: each is tried with every layout, its inputs as text.
+    """
+    modes: Sequence[OutputMode | None] = model.profile.modes
+    default = model.profile.default_configuration
+    found = [Configuration(default.layout, default.input_format, "all", mode=modes[0])] if pool_size else []
+    # The layout varies fastest, then the input format: a budget that covers only the first candidates still
+    # tries every rendering, in the profile's best mode first.
+    for mode in modes:
+        for choice, k in _choices(pool_size):
+            for input_format in INPUT_FORMATS:
+                for layout in LAYOUTS:
+                    found.append(Configuration(layout, input_format, choice, k, mode))
+    for pool in pools:
+        for layout in LAYOUTS:
+            found.append(Configuration(layout, "text", "all", mode=modes[0], pool=pool))
+    return list(dict.fromkeys(found))
+
+
+def plan(candidate_count: int, case_count: int, budget: int) -> list[tuple[int, int]]:
+    """(candidates scored, cases each) per round, from counts alone. Each later round keeps the better half."""
+    rounds: list[tuple[int, int]] = []
+    alive, left = candidate_count, case_count
+    while alive and left and budget > 0:
+        if alive * left <= budget:
+            rounds.append((alive, left))
+            break
+        halvings = max(1, math.ceil(math.log2(alive)))
+        chunk = max(1, min(left, budget // (halvings * alive)))
+        alive = min(alive, budget // chunk)
+        rounds.append((alive, chunk))
+        budget -= alive * chunk
+        left -= chunk
+        alive = math.ceil(alive / 2) if alive > 1 else alive
+    return rounds
+
+
+def _rank(score: Score, index: int) -> tuple[float, float, float, float, int]:
+    n = max(score.n, 1)
+    # Latency decides only between equal prompts and then only by tenths of a second: finer is noise.
+    return (-score.correct / n, -score.valid / n, round(score.prompt_tokens), round(score.latency, 1), index)
+
+
+@dataclass
+class _Search:
+    """The schedule and the tallies: which candidate is scored on which case next, and what each scored."""
+
+    configs: list[Configuration]
+    cases: list[ScoringCase]
+    budget: int
+    alive: list[int] = field(default_factory=list)
+    tallies: list[_Tally] = field(default_factory=list)
+    done: int = 0  # cases every surviving candidate has been scored on
+    rounds: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rounds = plan(len(self.configs), len(self.cases), self.budget)
+        self.alive = list(range(len(self.configs)))
+        self.tallies = [_Tally() for _ in self.configs]
+
+    @property
+    def total(self) -> int:
+        return sum(a * c for a, c in self.rounds)
+
+    def jobs(self, number: int) -> list[tuple[int, ScoringCase]]:
+        count, chunk = self.rounds[number]
+        self.alive = self.alive[:count]
+        cases = self.cases[self.done : self.done + chunk]
+        self.done += chunk
+        return [(index, case) for index in self.alive for case in cases]
+
+    def halve(self) -> None:
+        ranked = sorted(self.alive, key=lambda i: _rank(self.tallies[i].score(self.configs[i]), i))
+        self.alive = ranked[: math.ceil(len(ranked) / 2)]
+
+    def winner(self) -> int:
+        return min(self.alive, key=lambda i: _rank(self.tallies[i].score(self.configs[i]), i))
+
+
+def _prompt_tokens(task: Task[Any, Any], model: Model, case: ScoringCase, config: Configuration) -> int:
+    mode = config.mode or model.profile.modes[0]
+    prompt: Prompt = _render(task, case.input_json, model, mode, config)
+    texts = [prompt.text] if prompt.text is not None else [prompt.system, *(m.content for m in prompt.messages)]
+    return sum(model.backend.count_tokens(t).tokens for t in texts)
+
+
+def _job_config(config: Configuration, case: ScoringCase) -> Configuration:
+    return config if case.pool is None or config.pool is not None else replace(config, pool=case.pool)
+
+
+def _tally(
+    task: Task[Any, Any],
+    model: Model,
+    search: _Search,
+    index: int,
+    case: ScoringCase,
+    outcome: Run[Any] | RobustPromptError,
+    cost: _Cost,
+) -> None:
+    tally = search.tallies[index]
+    config = _job_config(search.configs[index], case)
+    tally.n += 1
+    tally.prompt_tokens += _prompt_tokens(task, model, case, config)
+    run = outcome if isinstance(outcome, Run) else getattr(outcome, "run", None)
+    if run is not None and not any(note.startswith(CACHED_NOTE) for note in run.notes):
+        tally.latency += run.latency
+        tally.live += 1
+        cost.calls += len(run.attempts)
+        cost.tokens += run.usage.total_tokens
+    if isinstance(outcome, Run):
+        tally.valid += 1
+        tally.correct += task.output_record(outcome.output) == case.expected
+
+
+def _policy(config: Configuration) -> Policy:
+    return Policy(reasks=0, mode=config.mode, configuration=config)
+
+
+def _loo_cases(task: Task[Any, Any]) -> list[ScoringCase]:
+    pairs = task.examples
+    return [
+        ScoringCase(i, json.loads(o), tuple(p for j, p in enumerate(pairs) if j != k)) for k, (i, o) in enumerate(pairs)
+    ]
+
+
+def _dev_cases(task: Task[Any, Any], cases: Any) -> list[ScoringCase]:
+    """Scoring cases from a CaseSet (`robustprompt.evals.load_cases`), or a sequence of Examples or Cases."""
+    from robustprompt._task import Example
+
+    if isinstance(cases, (str, bytes)) or (not hasattr(cases, "__iter__") and not hasattr(cases, "cases")):
+        raise ConfigError(
+            "adapt's cases are rp.Example(input, output)s or a CaseSet: read a case file with "
+            "robustprompt.evals.load_cases(path, task)"
+        )
+    items = list(getattr(cases, "cases", cases))
+    found: list[ScoringCase] = []
+    for item in items:
+        if isinstance(item, Example):
+            found.append(ScoringCase(task.input_json(item.input), task.output_record(item.output)))
+        elif hasattr(item, "input") and hasattr(item, "expected"):  # a case read from a case file
+            if item.expected is not None:
+                found.append(ScoringCase(task.input_json(item.input), item.expected))
+        else:
+            raise ConfigError(f"adapt's cases are rp.Example(input, output)s or cases of a CaseSet, got {item!r}")
+    if not found:
+        raise ConfigError("adapt needs cases with expected outputs to score on; none of the given cases has one")
+    return found
+
+
+def _pools(task: Task[Any, Any], pool: Sequence[Example[Any, Any]], size: int, seed: int) -> list[tuple[Pair, ...]]:
+    """Example sets drawn from a labelled pool: one that covers the outputs round-robin, and seeded random ones."""
+    pairs = [(task.input_json(e.input), task.output_json(e.output)) for e in pool]
+    size = min(size, len(pairs))
+    by_output: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_output.setdefault(pair[1], []).append(pair)
+    balanced: list[Pair] = []
+    groups = list(by_output.values())
+    while len(balanced) < size:
+        for group in groups:
+            if group and len(balanced) < size:
+                balanced.append(group.pop(0))
+    rng = random.Random(seed)
+    drawn = [tuple(rng.sample(pairs, size)) for _ in range(_POOL_SUBSETS)]
+    return list(dict.fromkeys([tuple(balanced), *drawn]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    task: Task[Any, Any]
+    model: Model
+    search: _Search
+    scored_on: str
+    seed: int
+    record: Path | None
+    progress: bool | None
+    cache: Cache | None
+    concurrency: int
+
+
+def _setup(
+    task: Task[Any, Any],
+    model: Model | str,
+    cases: Any,
+    pool: Sequence[Example[Any, Any]] | None,
+    pool_size: int,
+    budget: int,
+    seed: int,
+    record: Path | str | bool | None,
+    progress: bool | None,
+    cache: Cache | None,
+    concurrency: int,
+) -> _Setup:
+    if budget < 1:
+        raise ConfigError(f"adapt's budget is a number of scored calls >= 1, got {budget}")
+    resolved = resolve(model)
+    if cases is None:
+        if pool is not None:
+            raise ConfigError("adapt selects examples from a pool only when scored on held-out cases: give cases=")
+        if len(task.examples) < 2:
+            raise ConfigError(
+                f"task {task.name!r} has {len(task.examples)} example(s): adapt scores on the task's own examples "
+                "left out one at a time and needs at least 2, or give dev cases with cases="
+            )
+        scoring = _loo_cases(task)
+        scored_on = f"leave-one-out on the task's {len(scoring)} examples"
+        pool_size_per_case = len(task.examples) - 1
+        pools: list[tuple[Pair, ...]] = []
+    else:
+        scoring = _dev_cases(task, cases)
+        scored_on = f"{len(scoring)} dev case(s)"
+        pool_size_per_case = len(task.examples)
+        pools = []
+        if pool is not None:
+            pools = _pools(task, pool, pool_size, seed)
+            held = {c.input_json for c in scoring}
+            overlap = sum(1 for p in pools for i, _ in p if i in held)
+            if overlap:
+                raise ConfigError(
+                    "an input is both in the example pool and in the cases adapt scores on: keep them apart"
+                )
+            scored_on += f", {len(pools)} example set(s) selected from a pool of {len(pool)}"
+    random.Random(seed).shuffle(scoring)
+    configs = candidates(resolved, pool_size_per_case, pools)
+    where = None if record is False else Path(record) if isinstance(record, (str, Path)) else task.adaptations
+    search = _Search(configs, scoring, budget)
+    return _Setup(task, resolved, search, scored_on, seed, where, progress, cache, concurrency)
+
+
+def _announce(setup: _Setup, budget: int) -> _Progress:
+    search = setup.search
+    if setup.progress is not False:
+        print(
+            f"adapting {setup.task.name} to {setup.model.name}: {len(search.configs)} configuration(s), "
+            f"scored on {setup.scored_on}; {search.total} scored call(s) planned (budget {budget}) in "
+            + ", then ".join(f"{alive} x {cases} case(s)" for alive, cases in search.rounds),
+            file=sys.stderr,
+        )
+    return _Progress(f"adapt {setup.model.name}", search.total, _progress_stream(setup.progress))
+
+
+def _finish(setup: _Setup, budget: int, cost: _Cost) -> Adaptation:
+    search = setup.search
+    scores = tuple(t.score(c) for t, c in zip(search.tallies, search.configs, strict=True))
+    tried = [i for i, t in enumerate(search.tallies) if t.n]
+    if not tried:
+        raise ConfigError("adapt scored nothing: raise the budget")
+    best = search.winner()
+    adaptation = Adaptation(
+        setup.task.name,
+        setup.task.fingerprint,
+        setup.model.name,
+        search.configs[best],
+        tuple(scores[i] for i in tried),
+        setup.scored_on,
+        budget,
+        cost.calls,
+        cost.tokens,
+        time.monotonic() - cost.started,
+        setup.seed,
+        untried=len(search.configs) - len(tried),
+        baseline=search.configs[0],
+    )
+    if setup.record is not None:
+        write_record(setup.record, adaptation)
+    return adaptation
+
+
+def adapt(
+    task: Task[Any, Any],
+    model: Model | str,
+    cases: Any = None,
+    *,
+    pool: Sequence[Example[Any, Any]] | None = None,
+    pool_size: int = 4,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = 0,
+    record: Path | str | bool | None = None,
+    progress: bool | None = None,
+    cache: Cache | None = None,
+    concurrency: int = 4,
+) -> Adaptation:
+    setup = _setup(task, model, cases, pool, pool_size, budget, seed, record, progress, cache, concurrency)
+    search, cost = setup.search, _Cost()
+    bar = _announce(setup, budget)
+    try:
+        for number in range(len(search.rounds)):
+            for index, case in search.jobs(number):
+                config = _job_config(search.configs[index], case)
+                outcome: Run[Any] | RobustPromptError
+                try:
+                    outcome = task.run(
+                        json.loads(case.input_json), model=setup.model, policy=_policy(config), cache=cache
+                    )
+                except RobustPromptError as exc:
+                    outcome = exc
+                _tally(task, setup.model, search, index, case, outcome, cost)
+                bar.update(outcome)
+            if number + 1 < len(search.rounds):
+                search.halve()
+    finally:
+        bar.close()
+    return _finish(setup, budget, cost)
+
+
+async def aadapt(
+    task: Task[Any, Any],
+    model: Model | str,
+    cases: Any = None,
+    *,
+    pool: Sequence[Example[Any, Any]] | None = None,
+    pool_size: int = 4,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = 0,
+    record: Path | str | bool | None = None,
+    progress: bool | None = None,
+    cache: Cache | None = None,
+    concurrency: int = 4,
+) -> Adaptation:
+    setup = _setup(task, model, cases, pool, pool_size, budget, seed, record, progress, cache, concurrency)
+    search, cost = setup.search, _Cost()
+    bar = _announce(setup, budget)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def score(index: int, case: ScoringCase) -> None:
+        config = _job_config(search.configs[index], case)
+        outcome: Run[Any] | RobustPromptError
+        async with gate:
+            try:
+                value = json.loads(case.input_json)
+                outcome = await task.arun(value, model=setup.model, policy=_policy(config), cache=cache)
+            except RobustPromptError as exc:
+                outcome = exc
+        _tally(task, setup.model, search, index, case, outcome, cost)
+        bar.update(outcome)
+
+    try:
+        for number in range(len(search.rounds)):
+            await asyncio.gather(*(score(index, case) for index, case in search.jobs(number)))
+            if number + 1 < len(search.rounds):
+                search.halve()
+    finally:
+        bar.close()
+    return _finish(setup, budget, cost)

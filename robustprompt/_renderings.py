@@ -1,0 +1,285 @@
+"""The renderings: a small, named, versioned space of ways to show one task to a model.
+
+A configuration picks one point on four axes: the layout (where the instructions, examples and input go), the input
+format (how the input's data reads), the example choice (which of the examples, in which order) and, optionally, the
+output mode. Every layout and format is a pure function of its arguments, and each has a version: the versions of
+the whole space are part of every task fingerprint (`SPACE_VERSION`), so changing how any member renders makes old
+records, caches and snapshots stale instead of silently wrong.
+
+Whatever the layout, the input never enters the system text: the instructions read the same for every input, and
+`layouts` only ever add the input after them, in the user turn or at the end of the completion text.
+
+Layouts:
+- `turns` (today's rendering): examples as user/assistant turns, the input in the last user turn.
+- `listed`: the examples listed in the system text after the instructions, the input alone in the user turn.
+- `completion`: one text, the instructions, then `Input:` / `Output:` pairs and the new input with an open
+  `Output:`. A backend that can complete raw text (the embedded runtime) sends `Prompt.text` as it is; a chat API
+  gets the instructions as the system text and the rest as one user turn.
+
+Input formats: `json` (the JSON data block, today's) and `text` (a single string field as bare text, several fields
+as `name: value` lines, nested data as JSON).
+
+Example choices: `all` (declared order), `reversed`, `none`, `similar` (for each input, the k most similar
+examples by word overlap, the most similar last, nearest the input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from robustprompt._errors import ConfigError
+from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt, render, schema_text
+
+__all__ = [
+    "EXAMPLE_CHOICES",
+    "INPUT_FORMATS",
+    "LAYOUTS",
+    "SPACE_VERSION",
+    "Configuration",
+    "choose_examples",
+    "format_input",
+    "render_configured",
+]
+
+Pair = tuple[str, str]  # (input JSON, output JSON)
+Formatter = Callable[[str], str]
+
+_DEFAULT_K = 4
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _json_block(input_json: str) -> str:
+    return input_json
+
+
+def _scalar(value: Any) -> str:
+    # A string that reads the same bare (one line, no edge spaces, not empty) goes bare; anything else as JSON, so
+    # the value's boundaries and type stay clear among the other lines.
+    if isinstance(value, str) and value and "\n" not in value and value == value.strip():
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain_text(input_json: str) -> str:
+    value = json.loads(input_json)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value:
+        if len(value) == 1 and isinstance(only := next(iter(value.values())), str):
+            return only
+        return "\n".join(f"{name}: {_scalar(item)}" for name, item in value.items())
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# name -> (version, formatter). Bump a version whenever what it renders changes.
+INPUT_FORMATS: dict[str, tuple[int, Formatter]] = {"json": (1, _json_block), "text": (1, _plain_text)}
+
+
+def format_input(name: str, input_json: str) -> str:
+    """The input as format `name` shows it."""
+    return INPUT_FORMATS[name][1](input_json)
+
+
+def _labelled(label: str, text: str) -> str:
+    return f"{label}:\n{text}" if "\n" in text else f"{label}: {text}"
+
+
+def _system(instructions: str, spec: OutputSpec, mode: OutputMode) -> str:
+    system = instructions.strip()
+    return f"{system}\n\n{schema_text(spec)}" if mode.schema_in_prompt else system
+
+
+def _turns(
+    instructions: str, examples: Sequence[Pair], input_json: str, spec: OutputSpec, mode: OutputMode, fmt: Formatter
+) -> Prompt:
+    shown = [(fmt(i), o) for i, o in examples]
+    return render(instructions, shown, fmt(input_json), spec, mode)
+
+
+def _pairs_text(examples: Sequence[Pair], fmt: Formatter) -> str:
+    return "\n\n".join(f"{_labelled('Input', fmt(i))}\nOutput: {o}" for i, o in examples)
+
+
+def _listed(
+    instructions: str, examples: Sequence[Pair], input_json: str, spec: OutputSpec, mode: OutputMode, fmt: Formatter
+) -> Prompt:
+    system = _system(instructions, spec, mode)
+    if examples:
+        system = f"{system}\n\nExamples:\n\n{_pairs_text(examples, fmt)}"
+    return Prompt(system, (Message("user", _labelled("Input", fmt(input_json))),), spec, mode)
+
+
+def _completion(
+    instructions: str, examples: Sequence[Pair], input_json: str, spec: OutputSpec, mode: OutputMode, fmt: Formatter
+) -> Prompt:
+    system = _system(instructions, spec, mode)
+    shots = f"{_pairs_text(examples, fmt)}\n\n" if examples else ""
+    body = f"{shots}{_labelled('Input', fmt(input_json))}\nOutput:"
+    return Prompt(system, (Message("user", body),), spec, mode, text=f"{system}\n\n{body}")
+
+
+Layout = Callable[[str, Sequence[Pair], str, OutputSpec, OutputMode, Formatter], Prompt]
+
+# name -> (version, layout). Bump a version whenever what it renders changes.
+LAYOUTS: dict[str, tuple[int, Layout]] = {"turns": (1, _turns), "listed": (1, _listed), "completion": (1, _completion)}
+
+# name -> version. `similar` depends on the similarity measure: bump it when `_similarity` changes.
+EXAMPLE_CHOICES: dict[str, int] = {"all": 1, "reversed": 1, "none": 1, "similar": 1}
+
+SPACE_VERSION = ";".join(
+    ",".join(f"{name}@{version}" for name, version in sorted(axis.items()))
+    for axis in (
+        {name: v for name, (v, _) in LAYOUTS.items()},
+        {name: v for name, (v, _) in INPUT_FORMATS.items()},
+        EXAMPLE_CHOICES,
+    )
+)
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
+
+
+def _similarity(a: set[str], b: set[str]) -> float:
+    """Cosine similarity of two word sets: shared words over the geometric mean of the sizes."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / math.sqrt(len(a) * len(b))
+
+
+def choose_examples(choice: str, k: int, pool: Sequence[Pair], input_json: str) -> list[int]:
+    """The indices into `pool` that `choice` shows for this input, in the order they are shown."""
+    if choice == "all":
+        return list(range(len(pool)))
+    if choice == "reversed":
+        return list(range(len(pool)))[::-1]
+    if choice == "none":
+        return []
+    target = _words(_plain_text(input_json))
+    scored = [(_similarity(target, _words(_plain_text(i))), index) for index, (i, _) in enumerate(pool)]
+    # Most similar first (ties: declared order), keep k, then show them least similar first: the nearest example
+    # sits next to the input.
+    best = sorted(scored, key=lambda s: (-s[0], s[1]))[:k]
+    return [index for _, index in reversed(best)]
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """One point of the rendering space: how a task is shown to a model.
+
+    `layout`, `input_format` and `examples` name members of the space (see the module's doc); `k` is how many
+    examples `similar` shows. `mode` asks for one output mode first (None: the profile's order). `pool`, when set,
+    replaces the task's examples with these (input JSON, output JSON) pairs: adapt's selection from labelled cases.
+    """
+
+    layout: str = "turns"
+    input_format: str = "json"
+    examples: str = "all"
+    k: int = _DEFAULT_K
+    mode: OutputMode | None = None
+    pool: tuple[Pair, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for axis, value, known in (
+            ("layout", self.layout, LAYOUTS),
+            ("input_format", self.input_format, INPUT_FORMATS),
+            ("examples", self.examples, EXAMPLE_CHOICES),
+        ):
+            if value not in known:
+                raise ConfigError(
+                    f"unknown {axis} {value!r} in a rendering configuration: use one of {', '.join(known)}"
+                )
+        if self.k < 1:
+            raise ConfigError(f"Configuration.k must be >= 1, got {self.k}")
+        if self.examples != "similar":  # k means nothing then: equal configurations compare equal
+            object.__setattr__(self, "k", _DEFAULT_K)
+
+    @classmethod
+    def parse(cls, rendering: str) -> Configuration:
+        """`layout/input_format`, the form a catalog profile gives its default in ("completion/text")."""
+        layout, sep, input_format = rendering.partition("/")
+        if not sep:
+            raise ConfigError(f"a rendering is written layout/input_format, e.g. 'completion/text', got {rendering!r}")
+        return cls(layout, input_format)
+
+    @property
+    def label(self) -> str:
+        """A short human name: `completion/text, examples all, mode grammar`."""
+        examples = f"similar-{self.k}" if self.examples == "similar" else self.examples
+        parts = [f"{self.layout}/{self.input_format}", f"examples {examples}"]
+        if self.pool is not None:
+            parts.append(f"{len(self.pool)} selected example(s)")
+        if self.mode is not None:
+            parts.append(f"mode {self.mode.value}")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "layout": self.layout,
+            "layout_version": LAYOUTS[self.layout][0],
+            "input_format": self.input_format,
+            "input_format_version": INPUT_FORMATS[self.input_format][0],
+            "examples": self.examples,
+            "examples_version": EXAMPLE_CHOICES[self.examples],
+            "mode": None if self.mode is None else self.mode.value,
+        }
+        if self.examples == "similar":
+            data["k"] = self.k
+        if self.pool is not None:
+            data["pool"] = [{"input": json.loads(i), "output": json.loads(o)} for i, o in self.pool]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Configuration:
+        """The configuration `to_json` wrote; ConfigError when a member is unknown or its version has changed."""
+        try:
+            config = cls(
+                data["layout"],
+                data["input_format"],
+                data["examples"],
+                int(data.get("k", _DEFAULT_K)),
+                None if data.get("mode") is None else OutputMode(data["mode"]),
+                None
+                if data.get("pool") is None
+                else tuple((_compact(p["input"]), _compact(p["output"])) for p in data["pool"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a rendering configuration ({type(exc).__name__}: {exc}): {data!r}") from exc
+        for axis, known in (("layout", LAYOUTS), ("input_format", INPUT_FORMATS)):
+            version = known[data[axis]][0]
+            if data.get(f"{axis}_version") != version:
+                raise ConfigError(
+                    f"{axis} {data[axis]!r} was version {data.get(f'{axis}_version')}, it is now {version}: adapt again"
+                )
+        if data.get("examples_version") != EXAMPLE_CHOICES[config.examples]:
+            raise ConfigError(f"example choice {config.examples!r} has a new version: adapt again")
+        return config
+
+    @property
+    def key(self) -> str:
+        """A stable hash of everything that shapes the prompt: part of the cache key."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def render_configured(
+    config: Configuration,
+    instructions: str,
+    examples: Sequence[Pair],
+    input_json: str,
+    spec: OutputSpec,
+    mode: OutputMode,
+) -> Prompt:
+    """The prompt `config`'s layout and input format make of these (already chosen) examples and this input."""
+    return LAYOUTS[config.layout][1](
+        instructions, examples, input_json, spec, mode, INPUT_FORMATS[config.input_format][1]
+    )
