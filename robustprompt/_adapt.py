@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from robustprompt._adaptation import Adaptation, Score, write_record
 from robustprompt._batch import _Progress, _progress_stream
 from robustprompt._cache import CACHED_NOTE
-from robustprompt._engine import _render  # what a call sends, rendered the same way to count its tokens
+from robustprompt._engine import _render, run_async, run_sync  # _render: what a call sends, to count its tokens
 from robustprompt._errors import ConfigError, RobustPromptError
 from robustprompt._model import Model
 from robustprompt._policy import Policy
@@ -40,8 +40,7 @@ from robustprompt._run import Run
 
 if TYPE_CHECKING:
     from robustprompt._cache import Cache
-    from robustprompt._calling import Task
-    from robustprompt._task import Example
+    from robustprompt._task import Example, TaskDeclaration
 
 __all__ = ["DEFAULT_BUDGET", "aadapt", "adapt", "candidates"]
 
@@ -174,7 +173,7 @@ class _Search:
         return min(self.alive, key=lambda i: _rank(self.tallies[i].score(self.configs[i]), i))
 
 
-def _prompt_tokens(task: Task[Any, Any], model: Model, case: ScoringCase, config: Configuration) -> int:
+def _prompt_tokens(task: TaskDeclaration[Any, Any], model: Model, case: ScoringCase, config: Configuration) -> int:
     mode = config.mode or model.profile.modes[0]
     prompt: Prompt = _render(task, case.input_json, model, mode, config)
     texts = [prompt.text] if prompt.text is not None else [prompt.system, *(m.content for m in prompt.messages)]
@@ -186,7 +185,7 @@ def _job_config(config: Configuration, case: ScoringCase) -> Configuration:
 
 
 def _tally(
-    task: Task[Any, Any],
+    task: TaskDeclaration[Any, Any],
     model: Model,
     search: _Search,
     index: int,
@@ -213,14 +212,14 @@ def _policy(config: Configuration) -> Policy:
     return Policy(reasks=0, mode=config.mode, configuration=config)
 
 
-def _loo_cases(task: Task[Any, Any]) -> list[ScoringCase]:
+def _loo_cases(task: TaskDeclaration[Any, Any]) -> list[ScoringCase]:
     pairs = task.examples
     return [
         ScoringCase(i, json.loads(o), tuple(p for j, p in enumerate(pairs) if j != k)) for k, (i, o) in enumerate(pairs)
     ]
 
 
-def _dev_cases(task: Task[Any, Any], cases: Any) -> list[ScoringCase]:
+def _dev_cases(task: TaskDeclaration[Any, Any], cases: Any) -> list[ScoringCase]:
     """Scoring cases from a CaseSet (`robustprompt.evals.load_cases`), or a sequence of Examples or Cases."""
     from robustprompt._task import Example
 
@@ -244,7 +243,9 @@ def _dev_cases(task: Task[Any, Any], cases: Any) -> list[ScoringCase]:
     return found
 
 
-def _pools(task: Task[Any, Any], pool: Sequence[Example[Any, Any]], size: int, seed: int) -> list[tuple[Pair, ...]]:
+def _pools(
+    task: TaskDeclaration[Any, Any], pool: Sequence[Example[Any, Any]], size: int, seed: int
+) -> list[tuple[Pair, ...]]:
     """Example sets drawn from a labelled pool: one that covers the outputs round-robin, and seeded random ones."""
     pairs = [(task.input_json(e.input), task.output_json(e.output)) for e in pool]
     size = min(size, len(pairs))
@@ -264,7 +265,7 @@ def _pools(task: Task[Any, Any], pool: Sequence[Example[Any, Any]], size: int, s
 
 @dataclass(frozen=True, slots=True)
 class _Setup:
-    task: Task[Any, Any]
+    task: TaskDeclaration[Any, Any]
     model: Model
     search: _Search
     scored_on: str
@@ -276,7 +277,7 @@ class _Setup:
 
 
 def _setup(
-    task: Task[Any, Any],
+    task: TaskDeclaration[Any, Any],
     model: Model | str,
     cases: Any,
     pool: Sequence[Example[Any, Any]] | None,
@@ -364,7 +365,7 @@ def _finish(setup: _Setup, budget: int, cost: _Cost) -> Adaptation:
 
 
 def adapt(
-    task: Task[Any, Any],
+    task: TaskDeclaration[Any, Any],
     model: Model | str,
     cases: Any = None,
     *,
@@ -386,9 +387,7 @@ def adapt(
                 config = _job_config(search.configs[index], case)
                 outcome: Run[Any] | RobustPromptError
                 try:
-                    outcome = task.run(
-                        json.loads(case.input_json), model=setup.model, policy=_policy(config), cache=cache
-                    )
+                    outcome = run_sync(task, json.loads(case.input_json), setup.model, _policy(config), cache)
                 except RobustPromptError as exc:
                     outcome = exc
                 _tally(task, setup.model, search, index, case, outcome, cost)
@@ -401,7 +400,7 @@ def adapt(
 
 
 async def aadapt(
-    task: Task[Any, Any],
+    task: TaskDeclaration[Any, Any],
     model: Model | str,
     cases: Any = None,
     *,
@@ -425,7 +424,7 @@ async def aadapt(
         async with gate:
             try:
                 value = json.loads(case.input_json)
-                outcome = await task.arun(value, model=setup.model, policy=_policy(config), cache=cache)
+                outcome = await run_async(task, value, setup.model, _policy(config), cache)
             except RobustPromptError as exc:
                 outcome = exc
         _tally(task, setup.model, search, index, case, outcome, cost)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robustprompt._declared import RECORD_FILE
 from robustprompt._errors import ConfigError
 from robustprompt._renderings import Configuration
 
@@ -33,13 +33,11 @@ __all__ = [
     "AdaptationWarning",
     "Score",
     "configuration_for",
-    "declaring_file",
     "read_records",
     "render_adaptation",
     "write_record",
 ]
 
-RECORD_FILE = "robustprompt.adapt.json"
 _FORMAT = 1
 
 
@@ -160,23 +158,6 @@ class Adaptation:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not an adaptation record ({type(exc).__name__}: {exc})") from exc
-
-
-def declaring_file() -> Path | None:
-    """The source file of the first caller outside robustprompt: where the task is declared."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if name != "robustprompt" and not name.startswith("robustprompt."):
-            path = Path(frame.f_code.co_filename)
-            return path if path.is_file() else None
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-def default_record_path(declared_in: Path | None) -> Path:
-    """`robustprompt.adapt.json` beside the declaring file (the working directory for code typed in a REPL)."""
-    return (declared_in.parent if declared_in is not None else Path.cwd()) / RECORD_FILE
 
 
 def read_records(path: Path) -> list[Adaptation]:

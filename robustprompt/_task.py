@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import pydantic
 
-from robustprompt._adaptation import declaring_file, default_record_path
+from robustprompt._declared import declaring_file, default_record_path
 from robustprompt._errors import ConfigError
 from robustprompt._prompt import OutputSpec
 from robustprompt._renderings import SPACE_VERSION
