@@ -56,14 +56,22 @@ def max_drop(text: str) -> float:
     return float(match.group(1)) / 100
 
 
-def alpha(text: str) -> float:
+def _between_0_and_1(text: str, what: str, example: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level between 0 and 1, e.g. 0.05")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what} between 0 and 1, e.g. {example}")
     return value
+
+
+def alpha(text: str) -> float:
+    return _between_0_and_1(text, "a significance level", "0.05")
+
+
+def _share(text: str) -> float:
+    return _between_0_and_1(text, "a share", "0.3")
 
 
 def _positive_int(text: str) -> int:
@@ -435,16 +443,6 @@ def _adapt_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"scored calls at most ({DEFAULT_BUDGET})",
     )
     parser.add_argument("--seed", type=int, default=0, help="orders the scored cases (0)")
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1, e.g. 0.3")
-    return value
 
 
 def add_commands(commands: Any) -> None:
