@@ -69,7 +69,7 @@ def scenario_faults(n: int) -> None:
             "openai:gpt-4.1-mini", base_url=server.base_url, api_key="bench", timeout=TIMEOUT, http_client=client
         )
         start = time.perf_counter()
-        results = TASK.map(items, model=model, policy=POLICY, concurrency=64, runs=True)
+        results = TASK.map(items, model=model, policy=POLICY, batch=rp.Batch(concurrency=64), runs=True)
         wall = time.perf_counter() - start
         served, early = dict(server.counts), server.early_retries
     outcomes: collections.Counter[str] = collections.Counter()
@@ -112,7 +112,7 @@ def scenario_retired(n: int) -> None:
         fallback = rp.model("openai:gpt-4.1-mini", base_url=healthy.base_url, api_key="bench", http_client=client)
         policy = rp.Policy(fallbacks=(fallback,))
         start = time.perf_counter()
-        results = TASK.map(inputs(n), model=primary, policy=policy, concurrency=64, runs=True)
+        results = TASK.map(inputs(n), model=primary, policy=policy, batch=rp.Batch(concurrency=64), runs=True)
         wall = time.perf_counter() - start
         wasted = len(gone.requests)
     served_by = collections.Counter(r.model if isinstance(r, rp.Run) else type(r).__name__ for r in results)

@@ -9,6 +9,7 @@ classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment
 ```
 """
 
+from robustprompt._batch import Batch
 from robustprompt._cache import Cache
 from robustprompt._calling import Task, task
 from robustprompt._catalog import register as register_model
@@ -50,6 +51,7 @@ __all__ = [
     "AttemptStart",
     "AuthError",
     "BadRequestError",
+    "Batch",
     "Cache",
     "CallInfo",
     "Completion",

@@ -20,6 +20,7 @@ from robustprompt._task import Example, TaskDeclaration, function_task
 from robustprompt._validate import Check
 
 if TYPE_CHECKING:
+    from robustprompt._batch import Batch
     from robustprompt._cache import Cache
 
 __all__ = ["Task", "task"]
@@ -74,23 +75,19 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
     ) -> list[O | RobustPromptError]:
-        """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
+        """Run the task on every input, as `batch` says (default `rp.Batch()`: 8 calls at a time, no rate limit).
 
         Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
         error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
         whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
         """
-        from robustprompt._batch import Batch, map_task
+        from robustprompt._batch import TaskJob, map_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return map_task(self, inputs, batch, keep_runs=runs)
+        return map_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
 
     async def amap(
         self,
@@ -98,18 +95,14 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
-        from robustprompt._batch import Batch, amap_task
+        from robustprompt._batch import TaskJob, amap_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return await amap_task(self, inputs, batch, keep_runs=runs)
+        return await amap_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
 
     def stream(
         self,
@@ -117,24 +110,20 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
     ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
         """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
 
         The outcome is what item `index` of `map` would be. Inputs are read lazily from any iterable (a generator
-        of a million lines is fine): at most `concurrency` calls run, as many inputs are taken ahead, and calls
-        wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
-        loop running; inside one, use `astream`.
+        of a million lines is fine): at most `batch.concurrency` calls run, as many inputs are taken ahead, and
+        calls wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no
+        event loop running; inside one, use `astream`.
         """
-        from robustprompt._batch import Batch, stream_task
+        from robustprompt._batch import TaskJob, stream_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return stream_task(self, inputs, batch, keep_runs=runs)
+        return stream_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
 
     def astream(
         self,
@@ -142,22 +131,18 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
     ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
         """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
 
         `break` cancels the calls in flight once the generator is collected; `async with
         contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
         """
-        from robustprompt._batch import Batch, astream_task
+        from robustprompt._batch import TaskJob, astream_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return astream_task(self, inputs, batch, keep_runs=runs)
+        return astream_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
 
 
 @overload

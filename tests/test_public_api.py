@@ -1,3 +1,5 @@
+import inspect
+
 import robustprompt as rp
 import robustprompt.testing
 
@@ -10,6 +12,7 @@ def test_public_names_are_pinned() -> None:
             "AttemptStart",
             "AuthError",
             "BadRequestError",
+            "Batch",
             "Cache",
             "CallInfo",
             "Completion",
@@ -59,6 +62,14 @@ def test_public_names_are_pinned() -> None:
     )
     for name in rp.__all__:
         assert getattr(rp, name) is not None
+
+
+def test_batch_forms_take_how_a_batch_runs_as_one_object() -> None:
+    for form in ("map", "amap", "stream", "astream"):
+        task_form = list(inspect.signature(getattr(rp.Task, form)).parameters)
+        assert task_form == ["self", "inputs", "model", "policy", "cache", "batch", "runs"]
+        assert list(inspect.signature(getattr(rp.Pipeline, form)).parameters) == ["self", "inputs", "batch"]
+    assert list(inspect.signature(rp.Batch).parameters) == ["concurrency", "rpm", "tpm", "progress", "clock"]
 
 
 def test_testing_module_names() -> None:

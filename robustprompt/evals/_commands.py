@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robustprompt._batch import Batch, Outcome, _limited, _SystemClock, map_task
+from robustprompt._batch import Batch, Outcome, TaskJob, _limited, _SystemClock, map_job
 from robustprompt._calling import Task
 from robustprompt._errors import ConfigError
 from robustprompt._pipeline import Pipeline, PipelineBatch
@@ -130,8 +130,8 @@ def _results(options: _Options, model_name: str) -> tuple[str, str, list[CaseRes
         options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
         done[case.id] = result
 
-    batch = Batch(model, concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
-    map_task(task, [case.input for case in missing], batch, on_result=keep)
+    batch = Batch(concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
+    map_job(TaskJob(task, model), [case.input for case in missing], batch, on_result=keep)
     return model.name, date, [done[case.id] for case in cases]
 
 
@@ -251,7 +251,7 @@ def _link_side(args: argparse.Namespace, pipeline: Pipeline, model_name: str, ca
     model = _limited(make_model(model_name), args.rpm, args.tpm, _SystemClock())
     trial = pipeline.with_model(args.link, model)
     print(f"{model.name}: running {len(cases.cases)} case(s) through pipeline {pipeline.name}", file=sys.stderr)
-    batch = trial.map([case.input for case in cases.cases], concurrency=args.concurrency)
+    batch = trial.map([case.input for case in cases.cases], batch=Batch(concurrency=args.concurrency))
     pairs = [
         link_case_results(trial, args.link, case.id, item, model=model.name, expected=case.expected)
         for case, item in zip(cases.cases, batch.items, strict=True)
