@@ -1,4 +1,4 @@
-"""Wire facts shared by HTTP APIs: Retry-After parsing and the status-to-error mapping."""
+"""Wire facts shared by HTTP APIs: Retry-After parsing, the status-to-error mapping and the error itself."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from robustprompt._errors import (
 )
 from robustprompt._prompt import OutputSpec
 
-__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "retry_after"]
+__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "provider_error", "retry_after"]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
 
@@ -85,6 +85,22 @@ def error_for_status(status: int, headers: Mapping[str, str]) -> type[ProviderEr
     if should == "false" and cls.retryable:
         return BadRequestError
     return cls
+
+
+def provider_error(
+    cls: type[ProviderError],
+    message: str,
+    provider: str,
+    model: str,
+    status: int,
+    body: bytes,
+    *,
+    code: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The error an answer amounts to, carrying the start of the body as the provider sent it."""
+    excerpt = body[:MAX_ERROR_BODY].decode("utf-8", "replace")
+    return cls(message, provider=provider, model=model, status=status, code=code, retry_after=retry_after, body=excerpt)
 
 
 def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:

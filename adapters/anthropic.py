@@ -39,7 +39,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
 
 __all__ = ["AnthropicAdapter"]
 
@@ -130,12 +130,8 @@ class AnthropicAdapter:
             raise self._error(status, headers, data, body, profile)
         content = data.get("content") if isinstance(data, dict) else None
         if not isinstance(content, list):
-            raise BadRequestError(
-                "response has no content list",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no content list", self.provider, profile.model_id, status, body
             )
         blocks = [block for block in content if isinstance(block, dict)]
         text = "".join(str(block.get("text") or "") for block in blocks if block.get("type") == "text")
@@ -159,14 +155,15 @@ class AnthropicAdapter:
         kind = str(err.get("type") or "")
         message = str(err.get("message") or f"HTTP {status}")
         cls = _error_class(status, kind, message, headers)
-        return cls(
+        return provider_error(
+            cls,
             message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
+            self.provider,
+            profile.model_id,
+            status,
+            body,
             code=kind or None,
             retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
         )
 
 

@@ -29,7 +29,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, schema_text
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
 
 __all__ = ["OllamaAdapter", "ollama_base_url"]
 
@@ -82,12 +82,8 @@ class OllamaAdapter:
             raise self._error(status, headers, data, body, profile)
         message = data.get("message") if isinstance(data, dict) else None
         if not isinstance(message, dict):
-            raise BadRequestError(
-                "response has no message",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no message", self.provider, profile.model_id, status, body
             )
         return Completion(
             text=message.get("content") or "",
@@ -121,13 +117,8 @@ class OllamaAdapter:
                 message = f"{message}: pull it first (ollama pull {profile.model_id})"
         elif status == 404:
             message = f"{message}: no /api/chat here, check that the base URL is an Ollama server's address"
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+        return provider_error(
+            cls, message, self.provider, profile.model_id, status, body, retry_after=retry_after(headers)
         )
 
 

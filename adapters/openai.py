@@ -23,7 +23,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._openai_schema import to_strict_schema
 
 __all__ = ["MODES", "OpenAIChatAdapter"]
@@ -117,12 +117,13 @@ class OpenAIChatAdapter:
             usage = data.get("usage") or {}
         except (KeyError, IndexError, TypeError, AttributeError):
             # OpenAI-compatible servers vary: a body without this shape is the server's fault, not a blip.
-            raise ProviderError(
+            raise provider_error(
+                ProviderError,
                 "malformed response: no choices[0].message with content or a tool call",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+                self.provider,
+                profile.model_id,
+                status,
+                body,
             ) from None
         finish = "refusal" if refusal else _FINISH.get(choice.get("finish_reason") or "stop", "other")
         return Completion(
@@ -149,12 +150,6 @@ class OpenAIChatAdapter:
             cls = ModelNotFoundError
         elif status == 429 and code == "insufficient_quota":
             cls = QuotaExceededError
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            code=code,
-            retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+        return provider_error(
+            cls, message, self.provider, profile.model_id, status, body, code=code, retry_after=retry_after(headers)
         )

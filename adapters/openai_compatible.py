@@ -25,7 +25,6 @@ from robustprompt._errors import BadRequestError, ProviderError, SchemaRejectedE
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY
 from robustprompt.adapters.openai import OpenAIChatAdapter
 
 __all__ = ["OpenAICompatibleAdapter"]
@@ -80,7 +79,7 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
     ) -> ProviderError:
         err = super()._error(status, headers, data, body, profile)
         # The parsed message in full, and the raw body for servers with another error shape (FastAPI's `detail`).
-        text = f"{err.message}\n{body[:MAX_ERROR_BODY].decode('utf-8', 'replace')}"
+        text = f"{err.message}\n{err.body or ''}"
         if status in (400, 422) and _FORMAT_NAMED.search(text):
             return err.recast(SchemaRejectedError)
         if status == 500 and _VALIDATION.search(text):

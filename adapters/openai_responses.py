@@ -20,7 +20,7 @@ from robustprompt._errors import BadRequestError, ConfigError, ProviderError, Ra
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, json_body
+from robustprompt.adapters._common import json_body, provider_error
 from robustprompt.adapters.openai import MODES, OpenAIChatAdapter
 
 __all__ = ["MIN_OUTPUT_TOKENS", "OpenAIResponsesAdapter"]
@@ -109,23 +109,10 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
         code = error.get("code")
         cls = _FAILED.get(str(code), BadRequestError)
         message = f"the response failed: {error.get('message') or code or 'no reason given'}"
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            code=code,
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
-        )
+        return provider_error(cls, message, self.provider, profile.model_id, status, body, code=code)
 
     def _unreadable(self, message: str, status: int, body: bytes, profile: ModelProfile) -> ProviderError:
-        return BadRequestError(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
-        )
+        return provider_error(BadRequestError, message, self.provider, profile.model_id, status, body)
 
 
 def _output_tokens(requested: int, profile: ModelProfile) -> int:
