@@ -3,7 +3,7 @@ body as that API would; the same answer must come back as the same validated obj
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,12 +96,6 @@ CASES = {
         bedrock.converse_reply,
     ),
 }
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
 
 
 def _run(case: Case, client: httpx.Client, task: rp.Task[Any, Any], value: Any, answer: str) -> tuple[Any, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,12 +17,6 @@ from tests.models import Review, Sentiment, classify_task
 KEY = "sk-fault-test"
 POLICY = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
 label = answer_from(lambda review: {"label": "negative" if "bad" in review["text"] else "positive"})
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
 
 
 MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}

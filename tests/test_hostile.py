@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 import robustprompt as rp
 from robustprompt.testing import OpenAIServer, Reply, ScriptedModel
 from robustprompt.testing._openai_server import chat_reply
+from tests.loopback import server_fixture
 from tests.models import Review, classify_task
 
 HOSTILE_ANSWERS = {
@@ -35,10 +34,7 @@ def test_hostile_answers_end_in_an_output_error(answer: str) -> None:
     assert len(reask[-2].content) <= 2_100  # the hostile answer is trimmed before it is sent back
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAIServer]:
-    with OpenAIServer(api_key="k") as srv:
-        yield srv
+server = server_fixture(lambda: OpenAIServer(api_key="k"))
 
 
 def test_a_100_mb_response_is_refused_at_the_size_cap(server: OpenAIServer) -> None:

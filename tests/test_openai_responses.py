@@ -12,7 +12,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -37,6 +37,7 @@ from robustprompt.testing._responses_server import (
     format_schema_rejected,
     response_reply,
 )
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.schema_shapes import Tree, random_models
 from tests.spec_check import OPENAI_SPEC, envelope_errors, needs_specs, openapi_errors, strict_violations
@@ -105,25 +106,8 @@ def _input_text(body: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server() -> Iterator[ResponsesServer]:
-    with ResponsesServer(api_key=KEY, check=responses_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert responses_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(
-    server: ResponsesServer, client: httpx.Client, name: str = "openai-responses:gpt-4.1-mini", **kw: Any
-) -> rp.Model:
-    options: dict[str, Any] = {"temperature": 0, "max_output_tokens": 200, **kw}
-    return rp.model(name, base_url=server.base_url, api_key=KEY, http_client=client, **options)
+server = server_fixture(lambda: ResponsesServer(api_key=KEY, check=responses_request_violations))
+make = model_maker("openai-responses:gpt-4.1-mini", api_key=KEY, temperature=0, max_output_tokens=200)
 
 
 def run_in(mode: rp.OutputMode, server: ResponsesServer, client: httpx.Client) -> rp.Run[Sentiment]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import robustprompt as rp
 from robustprompt.cli import main
 from robustprompt.testing import OpenAIServer, Received, Reply
 from robustprompt.testing._openai_server import chat_reply, error_reply
+from tests.loopback import server_fixture
 from tests.models import Review, classify_task
 
 KEY = "sk-planted-3b9e1f0c7d2a4e6b"
@@ -36,10 +36,7 @@ def respond(received: Received) -> Reply:
     return chat_reply('{"label": "positive"}')
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAIServer]:
-    with OpenAIServer(api_key=KEY, responder=respond) as srv:
-        yield srv
+server = server_fixture(lambda: OpenAIServer(api_key=KEY, responder=respond))
 
 
 def _scan(text: str, where: str) -> None:
