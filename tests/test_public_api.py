@@ -81,6 +81,9 @@ def test_testing_module_names() -> None:
         "cassette",
         "Cassette",
         "CassetteError",
+        "KITS",
+        "ProviderKit",
+        "kit",
     }
 
 
