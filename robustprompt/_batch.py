@@ -38,14 +38,25 @@ from robustprompt._run import Run
 from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Batch", "Clock", "Job", "Limits", "Outcome", "TaskJob", "amap_job", "astream_job", "map_job", "stream_job"]
+__all__ = [
+    "Batch",
+    "Call",
+    "Clock",
+    "Job",
+    "Limits",
+    "Outcome",
+    "TaskJob",
+    "amap_job",
+    "astream_job",
+    "map_job",
+    "stream_job",
+]
 
 Outcome: TypeAlias = "Run[Any] | RobustPromptError"  # a task's; a pipeline's is a PipelineRun or the error
 OnResult: TypeAlias = Callable[[int, Any], None]
 Landed: TypeAlias = tuple[int, Any]  # an input's index and its outcome, as a stream hands them over
-Call: TypeAlias = Callable[
-    [Any], Coroutine[Any, Any, Any]
-]  # one input's call: its outcome, a RobustPromptError included
+# One input's call, returning its outcome: a RobustPromptError is an outcome, not raised.
+Call: TypeAlias = Callable[[Any], Coroutine[Any, Any, Any]]
 
 T = TypeVar("T")
 

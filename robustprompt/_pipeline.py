@@ -31,13 +31,13 @@ import enum
 import functools
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
 import pydantic
 
-from robustprompt._batch import Batch, Limits, amap_job, astream_job, map_job, stream_job
+from robustprompt._batch import Batch, Call, Limits, amap_job, astream_job, map_job, stream_job
 from robustprompt._calling import Task
 from robustprompt._completion import Usage
 from robustprompt._errors import ConfigError, RobustPromptError, run_of
@@ -545,7 +545,7 @@ class Pipeline:
             state.raise_stop()
         return state.result()
 
-    def _on(self, limits: Limits) -> Pipeline:
+    def _paced(self, limits: Limits) -> Pipeline:
         """This pipeline with each task link's model behind the batch's rate limits; itself when there are none."""
         if not limits.active:
             return self
@@ -594,8 +594,8 @@ class _PipelineJob:
     pipeline: Pipeline
     kind = "pipeline"
 
-    def start(self, limits: Limits) -> tuple[str, Callable[[Any], Coroutine[Any, Any, Any]]]:
-        pipeline = self.pipeline._on(limits)
+    def start(self, limits: Limits) -> tuple[str, Call]:
+        pipeline = self.pipeline._paced(limits)
 
         async def call(value: Any) -> PipelineRun | RobustPromptError:
             try:
