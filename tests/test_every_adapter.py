@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import robustprompt as rp
-from robustprompt import _model
+from robustprompt.adapters import _registry
 from robustprompt.testing import KITS, Received, Reply, kit
 from tests import ollama_spec, spec_check, test_anthropic, test_bedrock, test_cohere, test_gemini, test_mistral
 from tests import test_openai_responses as test_responses
@@ -20,8 +20,8 @@ from tests.models import Person, Review, Sentiment, classify_task
 KEY = "sk-every-adapter-planted"
 ANSWER = '{"label":"negative"}'
 
-# The providers robustprompt can reach over HTTP: every name the adapter registry knows.
-PROVIDERS = sorted(_model._BUILTIN_ADAPTERS)
+# The providers robustprompt reaches over HTTP: every adapter in the registry but those running in process.
+PROVIDERS = sorted(name for name in _registry.BUILTIN if not _registry.telemetry(name).in_process)
 
 # What each real API refuses in a request body (from its pinned spec, or PROVIDERS.md where none is published).
 CHECKS: dict[str, Callable[[Any], list[str]]] = {

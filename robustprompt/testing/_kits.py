@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustprompt._errors import ConfigError
-from robustprompt._model import Model, model
+from robustprompt._model import Model
+from robustprompt._resolve import model
 from robustprompt.testing import _anthropic_server as anthropic
 from robustprompt.testing import _azure_server as azure
 from robustprompt.testing import _bedrock_server as bedrock
