@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
 from robustprompt._completion import Completion
-from robustprompt._deadline import remaining
+from robustprompt._deadline import DEADLINE, phase, phase_left, remaining
 from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
 __all__ = ["HttpBackend"]
+
+T = TypeVar("T")
+
+
+async def _in_time(awaitable: Awaitable[T], seconds: float) -> T:
+    """`awaitable`, cancelled after `seconds`: one request phase, whatever the transport's per-read timeouts."""
+    try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(seconds):
+                return await awaitable
+        return await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError:
+        raise httpx.ReadTimeout("the request's time ran out") from None
 
 
 class HttpBackend:
@@ -67,7 +81,9 @@ class HttpBackend:
         if routed := state.routed_clients[-1:]:  # a slice: another thread may leave its cassette meanwhile
             return routed[0][0]
         if self._client is None:
-            self._client = httpx.Client()
+            from robustprompt._sync_transport import default_sync_client
+
+            self._client = default_sync_client()
         return self._client
 
     def _async_client(self) -> httpx.AsyncClient:
@@ -98,11 +114,10 @@ class HttpBackend:
         client = self._sync_client()
         request = self._request(client, call)
         with self._transport_errors():
-            response = client.send(request, stream=True)
+            with phase(self.settings.timeout):  # connecting, sending, the response headers
+                response = client.send(request, stream=True)
             try:
-                if self._stated_within_cap(response):
-                    body = response.read()
-                else:
+                with phase(self.settings.timeout):
                     body = self._bounded(response, response.iter_bytes())
             finally:
                 response.close()
@@ -117,12 +132,11 @@ class HttpBackend:
         client = self._async_client()
         request = self._request(client, call)
         with self._transport_errors():
-            response = await client.send(request, stream=True)
+            with phase(self.settings.timeout) as seconds:
+                response = await _in_time(client.send(request, stream=True), seconds)
             try:
-                if self._stated_within_cap(response):
-                    body = await response.aread()
-                else:
-                    body = b"".join([chunk async for chunk in self._abounded(response)])
+                with phase(self.settings.timeout) as seconds:
+                    body = await _in_time(self._aread(response), seconds)
             finally:
                 await response.aclose()
         return self._read(response.status_code, response.headers, body)
@@ -142,34 +156,27 @@ class HttpBackend:
             status=response.status_code,
         )
 
-    def _stated_within_cap(self, response: httpx.Response) -> bool:
-        """Whether the headers fix the body's size within the cap: HTTP framing then stops the read there. A
-        compressed body can inflate far beyond its stated length, so it is always read with the bound."""
-        headers = response.headers
-        length = headers.get("content-length", "")
-        return (
-            length.isdigit()
-            and int(length) <= self.settings.max_response_bytes
-            and "content-encoding" not in headers
-            and "transfer-encoding" not in headers  # with both, httpx reads the body as chunked: any length
-        )
-
     def _bounded(self, response: httpx.Response, chunks: Iterator[bytes]) -> bytes:
+        """The body, refused past the size cap, and cut off when the phase's time runs out between two chunks
+        (a client of the user's bounds each read only)."""
         size, parts = 0, []
         for chunk in chunks:
             size += len(chunk)
             if size > self.settings.max_response_bytes:
                 raise self._too_large(response)
+            if phase_left() == 0:
+                raise httpx.ReadTimeout("the body did not arrive in time")
             parts.append(chunk)
         return b"".join(parts)
 
-    async def _abounded(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        size = 0
+    async def _aread(self, response: httpx.Response) -> bytes:
+        size, parts = 0, []
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > self.settings.max_response_bytes:
                 raise self._too_large(response)
-            yield chunk
+            parts.append(chunk)
+        return b"".join(parts)
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
@@ -178,6 +185,10 @@ class HttpBackend:
         try:
             yield
         except httpx.TimeoutException as exc:
+            if remaining() == 0:  # the call's own deadline cut the request short, not the provider's slowness
+                raise ProviderTimeout(
+                    "the call's deadline passed during the request", provider=provider, model=model, code=DEADLINE
+                ) from None
             raise ProviderTimeout(
                 f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})", provider=provider, model=model
             ) from None

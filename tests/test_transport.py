@@ -328,6 +328,13 @@ def _lying_server(body_bytes: int) -> tuple[socket.socket, threading.Thread]:
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
+            # Read the request body too: closing with it unread would reset the connection under the client.
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
             head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n"
             conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
             chunk = b"x" * 65536
