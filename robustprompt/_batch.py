@@ -29,7 +29,7 @@ from typing import Any, Protocol, TextIO, TypeAlias, TypeVar
 from robustprompt._cache import Cache
 from robustprompt._completion import Completion
 from robustprompt._engine import run_async
-from robustprompt._errors import ConfigError, RobustPromptError
+from robustprompt._errors import ConfigError, RobustPromptError, contained, typed
 from robustprompt._model import Backend, Model
 from robustprompt._policy import Policy
 from robustprompt._prompt import Prompt
@@ -214,6 +214,10 @@ async def _one(
         return await run_async(task, value, model, policy, cache)
     except RobustPromptError as exc:
         return exc
+    except Exception as exc:  # whatever one input raised is that input's outcome, never the batch's end
+        if contained(exc):
+            return typed(exc, None)
+        raise
 
 
 def _kept(outcome: Outcome, keep_runs: bool) -> Any:
@@ -335,8 +339,8 @@ async def amap_task(
 
     With `keep_runs=False` item i is the validated output itself, or the error: a large batch then holds no
     answer texts or attempt records (an error still carries its Run). `on_result(index, outcome)` sees each
-    result as it lands, e.g. to store it at once. Only cancellation, or a bug outside robustprompt's errors,
-    escapes; the other calls are then cancelled.
+    result as it lands, e.g. to store it at once. Only cancellation (or an error that ends a whole run, such as a
+    cassette's) escapes; the other calls are then cancelled.
     """
     items = list(inputs)
     results: list[Any] = [None] * len(items)

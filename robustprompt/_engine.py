@@ -36,6 +36,8 @@ from robustprompt._errors import (
     RefusalError,
     RobustPromptError,
     SchemaRejectedError,
+    contained,
+    typed,
 )
 from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
@@ -338,6 +340,15 @@ def _chain(
     raise error
 
 
+def _input_json(task: TaskDeclaration[Any, Any], value: Any) -> str:
+    try:
+        return task.input_json(value)
+    except Exception as exc:
+        if contained(exc):
+            raise typed(exc, None) from exc
+        raise
+
+
 # The drivers. Around the pure flow they carry requests, read and fill the response cache, and tell the hooks.
 
 
@@ -355,7 +366,7 @@ class _Call:
         self.task = task
         self.policy = policy or Policy()
         self.models = models_for(model, self.policy)
-        self.input_json = task.input_json(value)
+        self.input_json = _input_json(task, value)
         self.cache = enabled(cache)
         self.run: Run[Any] = Run(task.name, task.fingerprint, self.models[0].name)
         self.result = self.run  # what the caller gets: the flow's run, or one served from the cache
@@ -371,8 +382,12 @@ class _Call:
         try:
             yield
         except BaseException as exc:
-            self.hooks.run_end(self.run, exc)
-            raise
+            self._flow.close()  # its breaker slot is freed now, not when the generator is collected
+            error = typed(exc, self.run) if contained(exc) else exc
+            self.hooks.run_end(self.run, error)
+            if error is exc:
+                raise
+            raise error from exc
         self.hooks.run_end(self.result, None, cached=self.cached)
 
     def lookup(self) -> bool:

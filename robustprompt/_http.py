@@ -15,7 +15,7 @@ import httpx
 
 from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE, phase, phase_left, remaining
-from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout
+from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout, contained
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._state import state
@@ -110,6 +110,14 @@ class HttpBackend:
             await client.aclose()
 
     def complete(self, prompt: Prompt) -> Completion:
+        with self._typed_failures():
+            return self._complete(prompt)
+
+    async def acomplete(self, prompt: Prompt) -> Completion:
+        with self._typed_failures():
+            return await self._acomplete(prompt)
+
+    def _complete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
         client = self._sync_client()
         request = self._request(client, call)
@@ -123,7 +131,7 @@ class HttpBackend:
                 response.close()
         return self._read(response.status_code, response.headers, body)
 
-    async def acomplete(self, prompt: Prompt) -> Completion:
+    async def _acomplete(self, prompt: Prompt) -> Completion:
         if self._given_sync and self._given_async is None and not state.routed_clients:
             # The user's own client (a proxy, a mock transport) must carry every call: run it in a thread rather
             # than build an async client that would go around it.
@@ -198,10 +206,28 @@ class HttpBackend:
             ) from None
 
     def _read(self, status: int, headers: httpx.Headers, body: bytes) -> Completion:
+        return self.adapter.read(status, headers, body, self.profile)
+
+    @contextlib.contextmanager
+    def _typed_failures(self) -> Iterator[None]:
+        """Every failure of a request as a provider error, with the key taken out of it: some APIs echo the key
+        in auth errors, and an unexpected failure (an adapter's bug on an odd answer) may quote the request."""
+        key = self._endpoint.api_key
         try:
-            return self.adapter.read(status, headers, body, self.profile)
+            yield
         except ProviderError as exc:
-            # Some APIs echo the presented key in auth errors; it must not travel on in messages or logs.
-            if self._endpoint.api_key:
-                exc.redact(self._endpoint.api_key)
+            if key:
+                exc.redact(key)
             raise
+        except Exception as exc:
+            if not contained(exc):
+                raise
+            err = ProviderError(
+                f"the request could not be made or its answer read: {type(exc).__name__}: {str(exc)[:500]}",
+                provider=self.profile.provider,
+                model=self.profile.model_id,
+                code="unexpected",
+            )
+            if key:
+                err.redact(key)
+            raise err from None  # the original may hold the request, key included
