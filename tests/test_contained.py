@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,32 +40,21 @@ class Injected(Exception):
 
 def _inject(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, on_call: int = 3) -> None:
     original = getattr(owner, name)
-    calls = 0
-    lock = threading.Lock()
+    calls = itertools.count(1)
+
+    def fail_now() -> None:
+        if next(calls) == on_call:  # itertools.count is atomic under the GIL: threads share it safely
+            raise Injected(f"injected into {name}")
 
     def failing(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        with lock:
-            calls += 1
-            now = calls
-        if now == on_call:
-            raise Injected(f"injected into {name}")
+        fail_now()
         return original(*args, **kwargs)
 
-    if asyncio.iscoroutinefunction(original):
+    async def afailing(*args: Any, **kwargs: Any) -> Any:
+        fail_now()
+        return await original(*args, **kwargs)
 
-        async def afailing(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            with lock:
-                calls += 1
-                now = calls
-            if now == on_call:
-                raise Injected(f"injected into {name}")
-            return await original(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, afailing)
-    else:
-        monkeypatch.setattr(owner, name, failing)
+    monkeypatch.setattr(owner, name, afailing if asyncio.iscoroutinefunction(original) else failing)
 
 
 @pytest.fixture
