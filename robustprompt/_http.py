@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import sys
 import weakref
+import zlib
 from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -15,6 +16,7 @@ import httpx
 
 from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE, phase, phase_left, remaining
+from robustprompt._decoding import ACCEPT_ENCODING, BoundedBody, TooLarge, UnknownEncoding
 from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout, contained
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
@@ -126,7 +128,7 @@ class HttpBackend:
                 response = client.send(request, stream=True)
             try:
                 with phase(self.settings.timeout):
-                    body = self._bounded(response, response.iter_bytes())
+                    body = self._bounded(response, response.iter_raw())
             finally:
                 response.close()
         return self._read(response.status_code, response.headers, body)
@@ -153,38 +155,56 @@ class HttpBackend:
         body = {"json": call.body} if call.content is None else {"content": call.content}
         left = remaining()  # a request in flight must not outlive the call's deadline
         timeout = self.settings.timeout if left is None else max(min(self.settings.timeout, left), 0.001)
-        return client.build_request(call.method, call.url, headers=call.headers, timeout=timeout, **body)
-
-    def _too_large(self, response: httpx.Response) -> ProviderError:
-        limit = self.settings.max_response_bytes
-        return ProviderError(
-            f"response body over {limit} bytes (max_response_bytes): refused unread",
-            provider=self.profile.provider,
-            model=self.profile.model_id,
-            status=response.status_code,
-        )
+        headers = {"accept-encoding": ACCEPT_ENCODING, **call.headers}  # only what can be decoded within the cap
+        return client.build_request(call.method, call.url, headers=headers, timeout=timeout, **body)
 
     def _bounded(self, response: httpx.Response, chunks: Iterator[bytes]) -> bytes:
         """The body, refused past the size cap, and cut off when the phase's time runs out between two chunks
         (a client of the user's bounds each read only)."""
-        size, parts = 0, []
-        for chunk in chunks:
-            size += len(chunk)
-            if size > self.settings.max_response_bytes:
-                raise self._too_large(response)
-            if phase_left() == 0:
-                raise httpx.ReadTimeout("the body did not arrive in time")
-            parts.append(chunk)
-        return b"".join(parts)
+        with self._body_errors(response):
+            if response.is_stream_consumed:
+                return self._read_already(response)
+            body = BoundedBody(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
+            for chunk in chunks:
+                body.take(chunk)
+                if phase_left() == 0:
+                    raise httpx.ReadTimeout("the body did not arrive in time")
+            return body.done()
 
     async def _aread(self, response: httpx.Response) -> bytes:
-        size, parts = 0, []
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.settings.max_response_bytes:
-                raise self._too_large(response)
-            parts.append(chunk)
-        return b"".join(parts)
+        with self._body_errors(response):
+            if response.is_stream_consumed:
+                return self._read_already(response)
+            body = BoundedBody(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
+            async for chunk in response.aiter_raw():
+                body.take(chunk)
+            return body.done()
+
+    def _read_already(self, response: httpx.Response) -> bytes:
+        """A body a transport read before handing the response over (httpx.MockTransport does), decoded."""
+        if len(response.content) > self.settings.max_response_bytes:
+            raise TooLarge
+        return response.content
+
+    @contextlib.contextmanager
+    def _body_errors(self, response: httpx.Response) -> Iterator[None]:
+        provider, model, status = self.profile.provider, self.profile.model_id, response.status_code
+        try:
+            yield
+        except TooLarge:
+            limit = self.settings.max_response_bytes
+            raise ProviderError(
+                f"response body over {limit} bytes (max_response_bytes), decoded or not: refused",
+                provider=provider,
+                model=model,
+                status=status,
+            ) from None
+        except UnknownEncoding as exc:
+            raise ProviderError(f"unreadable response: {exc}", provider=provider, model=model, status=status) from None
+        except zlib.error as exc:
+            raise ProviderConnectionError(
+                f"the response body could not be decoded: {exc}", provider=provider, model=model, status=status
+            ) from None
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
