@@ -9,11 +9,15 @@ not per read: a server that trickles one byte a second never trips a per-read ti
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextvars import ContextVar
+from typing import TypeVar
 
-__all__ = ["DEADLINE", "bounded", "phase", "phase_left", "remaining"]
+__all__ = ["DEADLINE", "bounded", "in_time", "phase", "phase_left", "remaining"]
+
+T = TypeVar("T")
 
 DEADLINE = "deadline"  # the code of a ProviderTimeout raised for the call's own deadline, not the provider's
 
@@ -54,3 +58,15 @@ def phase_left() -> float | None:
     """Seconds left in the current request phase (at most 0), or None outside one."""
     end = _phase.get()
     return None if end is None else max(end - time.monotonic(), 0.0)
+
+
+async def in_time(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """`awaitable`, cancelled after `seconds` (None: never), raising asyncio.TimeoutError then."""
+    import asyncio  # only async code gets here: `import robustprompt` does not load asyncio
+
+    if seconds is None:
+        return await awaitable
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)

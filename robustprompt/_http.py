@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import weakref
 import zlib
 from collections.abc import Awaitable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
 from robustprompt._completion import Completion
-from robustprompt._deadline import DEADLINE, phase, phase_left, remaining
+from robustprompt._deadline import DEADLINE, in_time, phase, phase_left, remaining
 from robustprompt._decoding import ACCEPT_ENCODING, BoundedBody, TooLarge, UnknownEncoding
 from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout, contained
+from robustprompt._model import believable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._state import state
@@ -35,10 +36,7 @@ T = TypeVar("T")
 async def _in_time(awaitable: Awaitable[T], seconds: float) -> T:
     """`awaitable`, cancelled after `seconds`: one request phase, whatever the transport's per-read timeouts."""
     try:
-        if sys.version_info >= (3, 11):
-            async with asyncio.timeout(seconds):
-                return await awaitable
-        return await asyncio.wait_for(awaitable, seconds)
+        return await in_time(awaitable, seconds)
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("the request's time ran out") from None
 
@@ -226,7 +224,10 @@ class HttpBackend:
             ) from None
 
     def _read(self, status: int, headers: httpx.Headers, body: bytes) -> Completion:
-        return self.adapter.read(status, headers, body, self.profile)
+        completion = self.adapter.read(status, headers, body, self.profile)
+        if completion.usage is None:
+            return completion
+        return replace(completion, usage=believable(completion.usage, self.profile, self.settings))
 
     @contextlib.contextmanager
     def _typed_failures(self) -> Iterator[None]:

@@ -10,6 +10,7 @@ import itertools
 import json
 import random
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -491,3 +492,34 @@ def test_the_progress_bar_counts_a_stream_of_unknown_length() -> None:
     assert rest == ""
     assert first.endswith("test:async 3 done")
     assert second.endswith("2/2") and "test:async [" in second
+
+
+# Pacing under hostile usage figures: a server's usage is data from outside, and no wait outlasts the deadline.
+
+
+@pytest.mark.parametrize("reported", [float("inf"), 1e12, 10_000_000, float("nan"), "lots", -5])
+def test_absurd_reported_usage_does_not_stall_the_token_pacer(reported: Any) -> None:
+    def answer(prompt: Prompt) -> Completion:
+        return Completion(echo(prompt), usage=Usage(10, reported))
+
+    start = time.monotonic()
+    results = map_task(ECHO, [str(i) for i in range(5)], Batch(FunctionModel(answer), concurrency=1, tpm=600_000))
+    assert time.monotonic() - start < 5  # one request's worth of debt at most, not hours of it
+    assert all(isinstance(r, rp.Run) for r in results)
+
+
+def test_the_deadline_bounds_a_wait_for_the_rate_limit() -> None:
+    def answer(prompt: Prompt) -> Completion:
+        return Completion(echo(prompt))  # no usage reported: the estimate stands
+
+    inputs = [str(i) for i in range(4)]
+    start = time.monotonic()
+    results = map_task(
+        ECHO,
+        inputs,
+        Batch(FunctionModel(answer), rp.Policy(deadline=0.5), concurrency=4, tpm=60),  # a token a second
+    )
+    assert time.monotonic() - start < 0.5 + 1.0
+    assert isinstance(results[0], rp.Run)  # the first fits the bucket; the others would wait a minute each
+    late = results[1:]
+    assert all(isinstance(r, rp.ProviderTimeout) and r.code == "deadline" for r in late)
