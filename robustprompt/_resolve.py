@@ -36,6 +36,10 @@ def _clean_key(key: str, where: str) -> str:
         raise ConfigError(
             f"the API key from {where} has whitespace or a control character (a trailing newline?): strip it"
         )
+    if not key.isascii():  # no HTTP header carries it, and the encoder's error would quote the whole header
+        raise ConfigError(
+            f"the API key from {where} has a character that is not ASCII (a curly quote pasted with it?): retype it"
+        )
     return key
 
 

@@ -367,3 +367,13 @@ def test_an_api_key_with_a_newline_is_refused_without_echoing_it(key: str, monke
     monkeypatch.setenv("OPENAI_API_KEY", key)
     with pytest.raises(rp.ConfigError, match="API key from OPENAI_API_KEY"):
         rp.model("openai:gpt-4.1-mini")
+
+
+@pytest.mark.parametrize("key", ["sk-abc\u201d", "sk-\u00e9abc", "sk-abc\u2028"])
+def test_an_api_key_that_is_not_ascii_is_refused_without_echoing_it(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(rp.ConfigError, match=r"API key from api_key= ") as caught:
+        rp.model("openai:gpt-4.1-mini", api_key=key)
+    assert "sk-" not in str(caught.value) and "sk-" not in repr(caught.value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    with pytest.raises(rp.ConfigError, match="API key from ANTHROPIC_API_KEY"):
+        rp.model("anthropic:claude-haiku-4-5")
