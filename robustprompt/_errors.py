@@ -94,9 +94,12 @@ class ProviderError(RobustPromptError):
         return err
 
     def redact(self, secret: str) -> None:
-        """Replace every occurrence of `secret` (an API key some APIs echo back) in this error's texts."""
-        self.message = self.message.replace(secret, "***")
-        self.body = self.body.replace(secret, "***") if self.body else self.body
+        """Take `secret` (an API key some APIs echo back), whole or as a masked tail, out of this error's texts."""
+        from robustprompt._secrets import scrub
+
+        self.message = scrub(self.message, secret)
+        self.body = scrub(self.body, secret) if self.body else self.body
+        self.code = scrub(self.code, secret) if self.code else self.code
         self.args = (self.message,)
 
     def __str__(self) -> str:

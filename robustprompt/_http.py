@@ -21,6 +21,7 @@ from robustprompt._errors import ProviderConnectionError, ProviderError, Provide
 from robustprompt._model import believable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
+from robustprompt._secrets import keep_out_of_logs, scrub, scrub_bytes
 from robustprompt._state import state
 from robustprompt._tokens import TokenCount, count_tokens
 from robustprompt.adapters import Adapter, Endpoint, HttpCall
@@ -59,6 +60,8 @@ class HttpBackend:
         self.profile = profile
         self.settings = settings
         self._endpoint = Endpoint(base_url, api_key)
+        if api_key:
+            keep_out_of_logs(api_key)
         self._client = client
         self._given_sync = client is not None
         self._given_async = async_client
@@ -224,6 +227,10 @@ class HttpBackend:
             ) from None
 
     def _read(self, status: int, headers: httpx.Headers, body: bytes) -> Completion:
+        if key := self._endpoint.api_key:  # before the adapter cuts, parses or keeps any of it
+            body = scrub_bytes(body, key)
+            if any(key[-4:] in value for value in headers.values()):
+                headers = httpx.Headers([(name, scrub(value, key)) for name, value in headers.multi_items()])
         completion = self.adapter.read(status, headers, body, self.profile)
         if completion.usage is None:
             return completion
