@@ -314,6 +314,8 @@ def _chain(
             break
         if (closed := state.breakers.allow(model.key, policy.breaker_cooldown)) is not None:
             run.notes.append(f"skipped {model.name}: {closed}")
+            if (dead := state.breakers.dead_reason(model.key)) is not None:
+                error = error or _gone(model, dead)
             continue
         run.model = model.name
         judged = False  # an allowed call must end with a verdict for the breaker, or free its trial slot
@@ -338,6 +340,22 @@ def _chain(
     if isinstance(error, ProviderError):
         error.run = run
     raise error
+
+
+def _gone(model: Model, reason: str) -> ModelNotFoundError:
+    """The error for a call to a model known dead in this process, naming what the catalog says replaces it."""
+    replacement = model.profile.replacement
+    hint = (
+        f"; its replacement is {replacement}. Prove it on your cases first: robustprompt migrate TASK --cases FILE "
+        f"--from {model.name} --to {replacement}"
+        if replacement
+        else "; choose another model, or give Policy(fallbacks=...)"
+    )
+    return ModelNotFoundError(
+        f"not called again in this process: {reason}{hint}",
+        provider=model.profile.provider,
+        model=model.profile.model_id,
+    )
 
 
 def _input_json(task: TaskDeclaration[Any, Any], value: Any) -> str:
