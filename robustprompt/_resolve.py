@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+import urllib.parse
 
 import httpx
 
@@ -62,7 +63,16 @@ def _base_url(adapter: Adapter, explicit: str | None) -> str:
         names = " or ".join(adapter.base_url_env)
         where = f"pass base_url= to robustprompt.model(){f' or set {names}' if names else ''}"
         raise ConfigError(f"{adapter.provider} has no default address: {where}")
-    return url.rstrip("/")
+    return _checked_url(url).rstrip("/")
+
+
+def _checked_url(url: str) -> str:
+    if url != url.strip() or not url.isprintable():
+        raise ConfigError(f"the base URL {url!r} has whitespace or a control character (a trailing newline?): strip it")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"the base URL {url!r} must start with http:// or https:// and name a host")
+    return url
 
 
 def model(

@@ -6,13 +6,15 @@ engine, the batch runner, the cache and the hooks see only the declaration, so n
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import inspect
 import json
 import math
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -88,11 +90,13 @@ class TaskDeclaration(Generic[I, O]):
         model = _output_model(output)
         unwrap: Callable[[Any], Any] = (lambda m: getattr(m, ANSWER_FIELD)) if wrapped else (lambda m: m)
         self._wrapped = wrapped
-        self.validator = Validator(model, checks, unwrap)
+        with _described(f"task {name!r}: output type {output!r}"):
+            self.validator = Validator(model, checks, unwrap)
         self.checks = tuple(checks)
         self.spec = OutputSpec(_spec_name(name), self.validator.schema, description=instructions.strip()[:300])
         self.examples: tuple[tuple[str, str], ...] = tuple(self._example_json(i, ex) for i, ex in enumerate(examples))
-        self.fingerprint = self._fingerprint()
+        with _described(f"task {name!r}: input type {input!r}"):
+            self.fingerprint = self._fingerprint()
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, fingerprint={self.fingerprint[:12]!r})"
@@ -175,7 +179,23 @@ def _type_name(tp: object) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
+@contextlib.contextmanager
+def _described(where: str) -> Iterator[None]:
+    """A type pydantic validates but cannot describe as JSON Schema (a Callable...) cannot be sent to a model."""
+    try:
+        yield
+    except pydantic.PydanticUserError as exc:
+        raise ConfigError(
+            f"{where} cannot be described as JSON Schema ({exc.message}): use a pydantic model or plain data types"
+        ) from None
+
+
 def _type_adapter(tp: Any, where: str) -> pydantic.TypeAdapter[Any]:
+    if inspect.isroutine(tp) or isinstance(tp, functools.partial):
+        raise ConfigError(
+            f"{where} is a function ({getattr(tp, '__qualname__', tp)!r}), not a type: pass a type such as a pydantic "
+            "model, str or list[str]"
+        )
     try:
         return pydantic.TypeAdapter(tp)
     except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from enum import Enum
 from typing import Any, Literal
 
@@ -173,3 +174,16 @@ def test_an_input_json_cannot_carry_is_one_items_config_error(value: Any, messag
     assert isinstance(results[1], rp.ConfigError) and results[0] == results[2] == "ok"
     with pytest.raises(rp.ConfigError, match=message):  # in an example too, at definition
         rp.Task("t", input=Any, output=str, instructions="Echo.", examples=[rp.Example(value, "x")])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input": str, "output": typing.Callable}, "output type typing.Callable cannot be described as JSON Schema"),
+        ({"input": typing.Callable, "output": str}, "input type typing.Callable cannot be described as JSON Schema"),
+        ({"input": lambda text: text, "output": str}, r"input type is a function \('<lambda>'\), not a type"),
+    ],
+)
+def test_a_type_that_cannot_reach_a_model_is_refused_at_definition(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(rp.ConfigError, match=message):
+        rp.Task("t", instructions="Echo.", **kwargs)
