@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from robustprompt._secrets import scrub
+
 if TYPE_CHECKING:
     from robustprompt._run import Run
 
@@ -95,8 +97,6 @@ class ProviderError(RobustPromptError):
 
     def redact(self, secret: str) -> None:
         """Take `secret` (an API key some APIs echo back), whole or as a masked tail, out of this error's texts."""
-        from robustprompt._secrets import scrub
-
         self.message = scrub(self.message, secret)
         self.body = scrub(self.body, secret) if self.body else self.body
         self.code = scrub(self.code, secret) if self.code else self.code
