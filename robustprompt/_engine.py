@@ -94,14 +94,16 @@ def _modes(model: Model, task: TaskDeclaration[Any, Any], policy: Policy) -> lis
             )
         return [policy.mode]
     # A rejection may be of the mode or of one task's schema (too large, too deep): remembered per model and task.
-    with state.lock:
-        rejected = state.rejected_modes.get((model.key, task.fingerprint), set())
-        return [m for m in model.profile.modes if m not in rejected] or [model.profile.modes[-1]]
+    demoted = state.demotions.demoted((model.key, task.fingerprint))
+    return [m for m in model.profile.modes if m not in demoted] or [model.profile.modes[-1]]
 
 
-def _remember_rejected(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode) -> None:
-    with state.lock:
-        state.rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
+def _judge_mode(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode, *, ignored: bool, clean: bool) -> None:
+    key = (model.key, task.fingerprint)
+    if ignored:
+        state.demotions.ignored(key, mode)
+    elif clean:
+        state.demotions.followed(key, mode)
 
 
 def _context_budget(model: Model) -> int:
@@ -253,7 +255,7 @@ def _flow(
         if isinstance(result, ProviderError):
             run.attempts.append(_failed_attempt(number, model, mode, sent, result))
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
-                _remember_rejected(model, task, mode)
+                state.demotions.rejected((model.key, task.fingerprint), mode)
                 mode = modes.pop(0)
                 prompt = base = _base(task, input_json, model, mode, run)
                 last = result
@@ -265,11 +267,12 @@ def _flow(
             raise _refusal(model, result, run)
         checked = _check(task, result)
         run.attempts.append(_answered_attempt(number, model, mode, sent, result, checked))
-        # Constrained decoding yields clean JSON; needing repairs means the server ignored the mode (as some
-        # servers do with options they dropped): answers in that mode cannot be trusted to follow the schema.
+        # Constrained decoding yields clean JSON; needing repairs suggests the server ignored the mode (as some
+        # servers do with options they dropped): this call moves on if the answer failed, and repeated signs
+        # demote the mode for later calls (`_demotions`).
         ignored = mode.constrained and not checked.clean and not result.truncated and policy.mode is None
-        if ignored:
-            _remember_rejected(model, task, mode)
+        if mode.constrained and policy.mode is None:
+            _judge_mode(model, task, mode, ignored=ignored, clean=checked.clean)
         if not checked.errors:
             return checked.output
         errors = "; ".join(checked.errors)

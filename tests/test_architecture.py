@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_version",
             "_secrets",
             "_decoding",
+            "_demotions",
         },
     ),
     (
