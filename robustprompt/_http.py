@@ -17,7 +17,7 @@ import httpx
 from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE, in_time, phase, phase_left, remaining
 from robustprompt._decoding import ACCEPT_ENCODING, BoundedBody, TooLarge, UnknownEncoding
-from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout, contained
+from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout, contained
 from robustprompt._model import believable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
@@ -220,6 +220,11 @@ class HttpBackend:
                 ) from None
             raise ProviderTimeout(
                 f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})", provider=provider, model=model
+            ) from None
+        except httpx.UnsupportedProtocol:
+            raise ConfigError(
+                f"the base URL {self.base_url!r} must start with http:// or https:// (pass base_url= to "
+                "robustprompt.model(), or set the provider's base URL variable)"
             ) from None
         except httpx.TransportError as exc:
             raise ProviderConnectionError(
