@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -208,9 +209,16 @@ def test_one_fenced_answer_does_not_demote_the_mode() -> None:
     assert [r.attempts[-1].mode for r in runs] == [rp.OutputMode.JSON_SCHEMA] * 20
 
 
-def test_a_demotion_lapses_and_the_mode_is_tried_again() -> None:
-    now = [0.0]
-    rp.reset(clock=lambda: now[0])
+@pytest.fixture
+def now() -> Iterator[list[float]]:
+    """The process clock as a value the test moves; the real clock again afterwards, for the tests that follow."""
+    moved = [0.0]
+    rp.reset(clock=lambda: moved[0])
+    yield moved
+    rp.reset(clock=time.monotonic)
+
+
+def test_a_demotion_lapses_and_the_mode_is_tried_again(now: list[float]) -> None:
     rejected = iter([rp.SchemaRejectedError("strict mode unsupported", status=400)])
 
     def answer(prompt: rp.Prompt) -> str:
