@@ -28,9 +28,10 @@ from typing import Any, Protocol, TextIO, TypeAlias, TypeVar
 
 from robustprompt._cache import Cache
 from robustprompt._completion import Completion
+from robustprompt._deadline import DEADLINE, in_time, remaining
 from robustprompt._engine import run_async
-from robustprompt._errors import ConfigError, RobustPromptError
-from robustprompt._model import Backend, Model
+from robustprompt._errors import ConfigError, ProviderTimeout, RobustPromptError, contained, typed
+from robustprompt._model import Model, believable
 from robustprompt._policy import Policy
 from robustprompt._prompt import Prompt
 from robustprompt._resolve import resolve
@@ -112,10 +113,12 @@ class _Bucket:
 
 
 class _LimitedBackend:
-    """The model's backend, behind the request and token buckets. Batches call `acomplete` only."""
+    """The model's backend, behind the request and token buckets. Batches call `acomplete` only. No wait for a
+    bucket outlasts the call's deadline."""
 
-    def __init__(self, inner: Backend, requests: _Bucket | None, tokens: _Bucket | None) -> None:
-        self._inner = inner
+    def __init__(self, model: Model, requests: _Bucket | None, tokens: _Bucket | None) -> None:
+        self._inner = model.backend
+        self._model = model
         self._requests = requests
         self._tokens = tokens
 
@@ -127,14 +130,31 @@ class _LimitedBackend:
 
     async def acomplete(self, prompt: Prompt) -> Completion:
         estimate = self._prompt_tokens(prompt) if self._tokens is not None else 0
+        await self._paced(estimate)
+        completion = await self._inner.acomplete(prompt)
+        if self._tokens is not None and completion.usage is not None:
+            usage = believable(completion.usage, self._model.profile, self._model.settings)
+            self._tokens.charge(usage.total_tokens - estimate)
+        return completion
+
+    async def _paced(self, estimate: int) -> None:
+        left = remaining()
+        try:
+            await in_time(self._take(estimate), left)
+        except asyncio.TimeoutError:
+            profile = self._model.profile
+            raise ProviderTimeout(
+                f"the call's deadline passed while waiting {left:.1f} s for the rate limit (rpm / tpm)",
+                provider=profile.provider,
+                model=profile.model_id,
+                code=DEADLINE,
+            ) from None
+
+    async def _take(self, estimate: int) -> None:
         if self._requests is not None:
             await self._requests.take(1)
         if self._tokens is not None:
             await self._tokens.take(estimate)
-        completion = await self._inner.acomplete(prompt)
-        if self._tokens is not None and completion.usage is not None:
-            self._tokens.charge(completion.usage.total_tokens - estimate)
-        return completion
 
     def _prompt_tokens(self, prompt: Prompt) -> int:
         texts = [prompt.system, *(message.content for message in prompt.messages)]
@@ -154,7 +174,7 @@ def _limited(model: Model, rpm: float | None, tpm: float | None, clock: Clock) -
     requests = _Bucket(rpm, 1, clock) if rpm is not None else None
     tokens = _Bucket(tpm, tpm / 60.0, clock) if tpm is not None else None
     fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(Model)}
-    fields["backend"] = _LimitedBackend(model.backend, requests, tokens)
+    fields["backend"] = _LimitedBackend(model, requests, tokens)
     return Model(**fields)  # the plain dataclass: test doubles' constructors take other arguments
 
 
@@ -282,6 +302,10 @@ class TaskJob:
                 return await run_async(self.task, value, model, self.policy, self.cache)
             except RobustPromptError as exc:
                 return exc
+            except Exception as exc:  # whatever one input raised is that input's outcome, never the batch's end
+                if contained(exc):
+                    return typed(exc, None)
+                raise
 
         return model.name, call
 
@@ -398,8 +422,8 @@ async def amap_job(
 ) -> list[Any]:
     """Run `job` on every input; item i of the result is what the job keeps of input i's outcome.
 
-    `on_result(index, outcome)` sees each whole outcome as it lands, e.g. to store it at once. Only cancellation,
-    or a bug outside robustprompt's errors, escapes; the other calls are then cancelled.
+    `on_result(index, outcome)` sees each whole outcome as it lands, e.g. to store it at once. Only cancellation
+    (or an error that ends a whole run, such as a cassette's) escapes; the other calls are then cancelled.
     """
     items = list(inputs)
     results: list[Any] = [None] * len(items)

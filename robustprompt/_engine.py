@@ -36,6 +36,8 @@ from robustprompt._errors import (
     RefusalError,
     RobustPromptError,
     SchemaRejectedError,
+    contained,
+    typed,
 )
 from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
@@ -92,14 +94,16 @@ def _modes(model: Model, task: TaskDeclaration[Any, Any], policy: Policy) -> lis
             )
         return [policy.mode]
     # A rejection may be of the mode or of one task's schema (too large, too deep): remembered per model and task.
-    with state.lock:
-        rejected = state.rejected_modes.get((model.key, task.fingerprint), set())
-        return [m for m in model.profile.modes if m not in rejected] or [model.profile.modes[-1]]
+    demoted = state.demotions.demoted((model.key, task.fingerprint))
+    return [m for m in model.profile.modes if m not in demoted] or [model.profile.modes[-1]]
 
 
-def _remember_rejected(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode) -> None:
-    with state.lock:
-        state.rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
+def _judge_mode(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode, *, ignored: bool, clean: bool) -> None:
+    key = (model.key, task.fingerprint)
+    if ignored:
+        state.demotions.ignored(key, mode)
+    elif clean:
+        state.demotions.followed(key, mode)
 
 
 def _context_budget(model: Model) -> int:
@@ -251,7 +255,7 @@ def _flow(
         if isinstance(result, ProviderError):
             run.attempts.append(_failed_attempt(number, model, mode, sent, result))
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
-                _remember_rejected(model, task, mode)
+                state.demotions.rejected((model.key, task.fingerprint), mode)
                 mode = modes.pop(0)
                 prompt = base = _base(task, input_json, model, mode, run)
                 last = result
@@ -263,11 +267,12 @@ def _flow(
             raise _refusal(model, result, run)
         checked = _check(task, result)
         run.attempts.append(_answered_attempt(number, model, mode, sent, result, checked))
-        # Constrained decoding yields clean JSON; needing repairs means the server ignored the mode (as some
-        # servers do with options they dropped): answers in that mode cannot be trusted to follow the schema.
+        # Constrained decoding yields clean JSON; needing repairs suggests the server ignored the mode (as some
+        # servers do with options they dropped): this call moves on if the answer failed, and repeated signs
+        # demote the mode for later calls (`_demotions`).
         ignored = mode.constrained and not checked.clean and not result.truncated and policy.mode is None
-        if ignored:
-            _remember_rejected(model, task, mode)
+        if mode.constrained and policy.mode is None:
+            _judge_mode(model, task, mode, ignored=ignored, clean=checked.clean)
         if not checked.errors:
             return checked.output
         errors = "; ".join(checked.errors)
@@ -312,6 +317,8 @@ def _chain(
             break
         if (closed := state.breakers.allow(model.key, policy.breaker_cooldown)) is not None:
             run.notes.append(f"skipped {model.name}: {closed}")
+            if (dead := state.breakers.dead_reason(model.key)) is not None:
+                error = error or _gone(model, dead)
             continue
         run.model = model.name
         judged = False  # an allowed call must end with a verdict for the breaker, or free its trial slot
@@ -338,6 +345,31 @@ def _chain(
     raise error
 
 
+def _gone(model: Model, reason: str) -> ModelNotFoundError:
+    """The error for a call to a model known dead in this process, naming what the catalog says replaces it."""
+    replacement = model.profile.replacement
+    hint = (
+        f"; its replacement is {replacement}. Prove it on your cases first: robustprompt migrate TASK --cases FILE "
+        f"--from {model.name} --to {replacement}"
+        if replacement
+        else "; choose another model, or give Policy(fallbacks=...)"
+    )
+    return ModelNotFoundError(
+        f"not called again in this process: {reason}{hint}",
+        provider=model.profile.provider,
+        model=model.profile.model_id,
+    )
+
+
+def _input_json(task: TaskDeclaration[Any, Any], value: Any) -> str:
+    try:
+        return task.input_json(value)
+    except Exception as exc:
+        if contained(exc):
+            raise typed(exc, None) from exc
+        raise
+
+
 # The drivers. Around the pure flow they carry requests, read and fill the response cache, and tell the hooks.
 
 
@@ -355,7 +387,7 @@ class _Call:
         self.task = task
         self.policy = policy or Policy()
         self.models = models_for(model, self.policy)
-        self.input_json = task.input_json(value)
+        self.input_json = _input_json(task, value)
         self.cache = enabled(cache)
         self.run: Run[Any] = Run(task.name, task.fingerprint, self.models[0].name)
         self.result = self.run  # what the caller gets: the flow's run, or one served from the cache
@@ -371,8 +403,12 @@ class _Call:
         try:
             yield
         except BaseException as exc:
-            self.hooks.run_end(self.run, exc)
-            raise
+            self._flow.close()  # its breaker slot is freed now, not when the generator is collected
+            error = typed(exc, self.run) if contained(exc) else exc
+            self.hooks.run_end(self.run, error)
+            if error is exc:
+                raise
+            raise error from exc
         self.hooks.run_end(self.result, None, cached=self.cached)
 
     def lookup(self) -> bool:

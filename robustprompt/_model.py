@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from robustprompt._completion import Completion
+from robustprompt._completion import Completion, Usage
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Backend", "Model"]
+__all__ = ["Backend", "Model", "believable"]
 
 
 class Backend(Protocol):
@@ -54,3 +54,9 @@ class Model:
         closer = getattr(self.backend, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def believable(usage: Usage, profile: ModelProfile, settings: Settings) -> Usage:
+    """Reported usage within what one request to this model can use: its window, and its output cap."""
+    max_output = max(profile.max_output_tokens, settings.max_output_tokens or 0)
+    return usage.within(profile.context_window, max_output)

@@ -38,6 +38,9 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_state",
             "_lifecycle",
             "_version",
+            "_secrets",
+            "_decoding",
+            "_demotions",
         },
     ),
     (
@@ -48,6 +51,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "runtime: transport, name resolution, the engine, batches, tasks, pipelines, hooks, tracing",
         {
             "_transport",
+            "_sync_transport",
             "_http",
             "_resolve",
             "_retry",

@@ -38,7 +38,10 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0  # seconds to wait before answering, capped at MAX_DELAY
-    fault: Literal["reset", "truncate"] | None = None  # drop the connection unanswered, or cut the body short
+    # Drop the connection unanswered, cut the body short, or send the headers (or the body) one byte every
+    # `interval` seconds until the client gives up: a slow server no per-read timeout ever catches.
+    fault: Literal["reset", "truncate", "trickle_headers", "trickle_body"] | None = None
+    interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers |= dict(self.server.owner.wire.response_headers)
         headers |= {name.lower(): value for name, value in reply.headers}
         headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
+        if reply.fault in ("trickle_headers", "trickle_body"):
+            self._trickle(reply, headers)
+            return
         try:
             self.send_response(reply.status)
             for name, value in headers.items():
@@ -233,6 +239,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first, as a timeout test does
+
+    def _trickle(self, reply: Reply, headers: dict[str, str]) -> None:
+        head = f"HTTP/1.1 {reply.status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        whole = reply.fault == "trickle_headers"
+        slow, fast = (head.encode() + reply.body, b"") if whole else (reply.body, head.encode())
+        self.close_connection = True
+        owner = self.server.owner
+        try:
+            self.wfile.write(fast)
+            self.wfile.flush()
+            for byte in slow:  # ends when the client hangs up (a write fails) or the server closes
+                if owner._closing.wait(min(reply.interval, MAX_DELAY)):
+                    return
+                self.wfile.write(bytes((byte,)))
+                self.wfile.flush()
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests read `LoopbackServer.requests` instead of a log."""
