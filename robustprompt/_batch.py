@@ -30,6 +30,7 @@ from robustprompt._cache import Cache
 from robustprompt._completion import Completion
 from robustprompt._engine import run_async
 from robustprompt._errors import ConfigError, RobustPromptError
+from robustprompt._ledger import Ledger
 from robustprompt._model import Backend, Model
 from robustprompt._policy import Policy
 from robustprompt._prompt import Prompt
@@ -199,6 +200,7 @@ class Batch:
     progress: bool | None = None
     clock: Clock | None = None
     cache: Cache | None = None
+    ledger: Ledger | None = None  # totals every call the batch ends, by model and task
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -244,6 +246,8 @@ async def _landed(
         index = calls.pop(call)
         outcome = call.result()  # a bug outside robustprompt's errors escapes here and ends the batch
         bar.update(outcome)
+        if batch.ledger is not None:
+            batch.ledger.add(task.name, outcome)
         return index, _kept(outcome, keep_runs)
 
     try:

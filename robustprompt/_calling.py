@@ -21,6 +21,7 @@ from robustprompt._validate import Check
 
 if TYPE_CHECKING:
     from robustprompt._cache import Cache
+    from robustprompt._ledger import Ledger
 
 __all__ = ["Task", "task"]
 
@@ -80,16 +81,18 @@ class Task(TaskDeclaration[I, O]):
         progress: bool | None = None,
         runs: bool = False,
         cache: Cache | None = None,
+        ledger: Ledger | None = None,
     ) -> list[O | RobustPromptError]:
         """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
 
         Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
         error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
         whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
+        `ledger` (an `rp.Ledger`) totals every call's requests, tokens and cost, by model and task.
         """
         from robustprompt._batch import Batch, map_task
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache, ledger=ledger)
         return map_task(self, inputs, batch, keep_runs=runs)
 
     async def amap(
@@ -104,11 +107,12 @@ class Task(TaskDeclaration[I, O]):
         progress: bool | None = None,
         runs: bool = False,
         cache: Cache | None = None,
+        ledger: Ledger | None = None,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
         from robustprompt._batch import Batch, amap_task
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache, ledger=ledger)
         return await amap_task(self, inputs, batch, keep_runs=runs)
 
     def stream(
@@ -123,6 +127,7 @@ class Task(TaskDeclaration[I, O]):
         progress: bool | None = None,
         runs: bool = False,
         cache: Cache | None = None,
+        ledger: Ledger | None = None,
     ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
         """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
 
@@ -133,7 +138,7 @@ class Task(TaskDeclaration[I, O]):
         """
         from robustprompt._batch import Batch, stream_task
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache, ledger=ledger)
         return stream_task(self, inputs, batch, keep_runs=runs)
 
     def astream(
@@ -148,6 +153,7 @@ class Task(TaskDeclaration[I, O]):
         progress: bool | None = None,
         runs: bool = False,
         cache: Cache | None = None,
+        ledger: Ledger | None = None,
     ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
         """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
 
@@ -156,7 +162,7 @@ class Task(TaskDeclaration[I, O]):
         """
         from robustprompt._batch import Batch, astream_task
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
+        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache, ledger=ledger)
         return astream_task(self, inputs, batch, keep_runs=runs)
 
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from robustprompt._errors import (
 )
 from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
+from robustprompt._ledger import price
 from robustprompt._lifecycle import warn_retirement
 from robustprompt._model import Model
 from robustprompt._parse import ParseError, parse
@@ -100,6 +101,19 @@ def _modes(model: Model, task: TaskDeclaration[Any, Any], policy: Policy) -> lis
 def _remember_rejected(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode) -> None:
     with state.lock:
         state.rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
+
+
+def rejected_modes() -> dict[tuple[str, str], frozenset[OutputMode]]:
+    """What this process learned so far: (model key, task fingerprint) -> the modes its server rejected."""
+    with state.lock:
+        return {key: frozenset(modes) for key, modes in state.rejected_modes.items()}
+
+
+def learn_rejected_modes(learned: Mapping[tuple[str, str], Iterable[OutputMode]]) -> None:
+    """Start from what another process learned (the `robustprompt` command keeps it in its results store)."""
+    with state.lock:
+        for key, modes in learned.items():
+            state.rejected_modes.setdefault(key, set()).update(modes)
 
 
 def _context_budget(model: Model) -> int:
@@ -172,7 +186,10 @@ def _spent_error(
 
 
 def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: Any) -> Attempt:
-    return Attempt(number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, **fields)
+    cost = price(model.profile, fields.get("usage"))
+    return Attempt(
+        number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, cost=cost, **fields
+    )
 
 
 def _failed_attempt(number: int, model: Model, mode: OutputMode, sent: Sent, error: ProviderError) -> Attempt:

@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_state",
             "_lifecycle",
             "_version",
+            "_ledger",
         },
     ),
     (
@@ -52,6 +53,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_resolve",
             "_retry",
             "_sqlite",
+            "_db",
             "_cache",
             "_hooks",
             "_otel",

@@ -17,6 +17,8 @@ def test_public_names_are_pinned() -> None:
             "ContextLengthError",
             "Example",
             "Hook",
+            "Ledger",
+            "LedgerLine",
             "Link",
             "LinkTrace",
             "Message",
