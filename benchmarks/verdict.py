@@ -9,6 +9,10 @@
 2. The same 500 primes read by the yes/no task the example declares (the answers parse): the verdict stands, and
    the accuracy drop the recorded answers show is what the gate sees.
 
+3. With `--local`: sampling noise on the embedded SmolLM2. A headline task, 6 reviews, each run 4 times
+   (`robustprompt run --repeat 4`), once with the provider's default sampling and once with the default
+   deterministic settings (temperature 0, seed 0): the share of cases whose 4 runs all agree. ~1 min on 2 cores.
+
 Prints one line per comparison: verdict, exit code, each side's valid rate and accuracy, and the first reasons.
 """
 
@@ -72,6 +76,45 @@ def compare(task: str, cases: Path, recording: Path, folder: Path) -> str:
     return f"{name}: exit {code}, {verdict}; {sides}\n    " + "\n    ".join(reasons[:5])
 
 
+HEADLINE_TASK = """
+from pydantic import BaseModel
+
+import robustprompt as rp
+
+
+class Headline(BaseModel):
+    headline: str
+
+
+headline = rp.Task("headline", input=str, output=Headline, instructions="Write a short headline for the review.")
+"""
+
+REVIEWS = [
+    "The zipper broke after two days and support never answered.",
+    "Lovely colour, fits well, and it arrived a day early.",
+    "Battery lasts a week; the screen is hard to read in the sun.",
+    "Too small for my laptop, but the fabric feels sturdy.",
+    "Great value: I bought a second one for my brother.",
+    "The smell of the plastic did not go away after a month.",
+]
+
+
+def noise(folder: Path) -> None:
+    (folder / "headline_task.py").write_text(HEADLINE_TASK)
+    cases = folder / "reviews.jsonl"
+    cases.write_text("".join(json.dumps({"id": str(i), "input": r}) + "\n" for i, r in enumerate(REVIEWS)))
+    for label, extra in (
+        ("provider default sampling", ["--temperature", "default", "--seed", "none"]),
+        ("deterministic default", []),
+    ):
+        argv = ["run", f"{folder / 'headline_task.py'}:headline", "--cases", str(cases), "--model", "local:smollm2"]
+        argv += ["--repeat", "4", "--concurrency", "1", "--store", str(folder / f"{len(extra)}.sqlite"), *extra]
+        with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+            main(argv)
+        stable = next(line for line in out.getvalue().splitlines() if line.startswith("stable cases"))
+        print(f"local:smollm2, {label}: {' '.join(stable.split()[5:8])} cases stable over 4 runs")
+
+
 def run() -> None:
     recording = recording_path()
     if not recording.is_file():
@@ -91,6 +134,8 @@ def run() -> None:
         print(f"{len(found)} primes, gpt-4-0314 (A) -> gpt-4-0613 (B), replayed")
         print(compare(f"{folder / 'factor_task.py'}:factor", factor_cases, recording, folder))
         print(compare(f"{ROOT / 'examples' / 'llmdrift_prime.py'}:task", yes_no_cases, recording, folder))
+        if "--local" in sys.argv[1:]:
+            noise(folder)
 
 
 if __name__ == "__main__":
