@@ -33,6 +33,7 @@ from robustprompt._errors import (
     ServerError,
 )
 from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd, hooks
+from robustprompt._ledger import Ledger, LedgerLine
 from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model
 from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
@@ -59,6 +60,8 @@ __all__ = [
     "ContextLengthError",
     "Example",
     "Hook",
+    "Ledger",
+    "LedgerLine",
     "Link",
     "LinkTrace",
     "Message",

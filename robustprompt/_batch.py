@@ -31,6 +31,7 @@ from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE, in_time, remaining
 from robustprompt._engine import run_async
 from robustprompt._errors import ConfigError, ProviderTimeout, RobustPromptError, contained, typed
+from robustprompt._ledger import Ledger
 from robustprompt._model import Model, believable
 from robustprompt._policy import Policy
 from robustprompt._prompt import Prompt
@@ -292,22 +293,29 @@ class TaskJob:
     policy: Policy | None = None
     cache: Cache | None = None
     runs: bool = True
+    ledger: Ledger | None = None  # totals every call the batch ends, by model and task
     kind = "task"
 
     def start(self, limits: Limits) -> tuple[str, Call]:
         model = limits(resolve(self.model))
 
         async def call(value: Any) -> Outcome:
-            try:
-                return await run_async(self.task, value, model, self.policy, self.cache)
-            except RobustPromptError as exc:
-                return exc
-            except Exception as exc:  # whatever one input raised is that input's outcome, never the batch's end
-                if contained(exc):
-                    return typed(exc, None)
-                raise
+            outcome = await self._outcome(value, model)
+            if self.ledger is not None:
+                self.ledger.add(self.task.name, outcome)
+            return outcome
 
         return model.name, call
+
+    async def _outcome(self, value: Any, model: Model) -> Outcome:
+        try:
+            return await run_async(self.task, value, model, self.policy, self.cache)
+        except RobustPromptError as exc:
+            return exc
+        except Exception as exc:  # whatever one input raised is that input's outcome, never the batch's end
+            if contained(exc):
+                return typed(exc, None)
+            raise
 
     def keep(self, outcome: Outcome) -> Any:
         return outcome if self.runs or isinstance(outcome, RobustPromptError) else outcome.output

@@ -22,6 +22,7 @@ from robustprompt._validate import Check
 if TYPE_CHECKING:
     from robustprompt._batch import Batch
     from robustprompt._cache import Cache
+    from robustprompt._ledger import Ledger
 
 __all__ = ["Task", "task"]
 
@@ -78,16 +79,18 @@ class Task(TaskDeclaration[I, O]):
         cache: Cache | None = None,
         batch: Batch | None = None,
         runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> list[O | RobustPromptError]:
         """Run the task on every input, as `batch` says (default `rp.Batch()`: 8 calls at a time, no rate limit).
 
         Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
         error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
         whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
+        `ledger` (an `rp.Ledger`) totals every call's requests, tokens and cost, by model and task.
         """
         from robustprompt._batch import TaskJob, map_job
 
-        return map_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
+        return map_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
     async def amap(
         self,
@@ -98,11 +101,12 @@ class Task(TaskDeclaration[I, O]):
         cache: Cache | None = None,
         batch: Batch | None = None,
         runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
         from robustprompt._batch import TaskJob, amap_job
 
-        return await amap_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
+        return await amap_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
     def stream(
         self,
@@ -113,6 +117,7 @@ class Task(TaskDeclaration[I, O]):
         cache: Cache | None = None,
         batch: Batch | None = None,
         runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
         """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
 
@@ -123,7 +128,7 @@ class Task(TaskDeclaration[I, O]):
         """
         from robustprompt._batch import TaskJob, stream_job
 
-        return stream_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
+        return stream_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
     def astream(
         self,
@@ -134,6 +139,7 @@ class Task(TaskDeclaration[I, O]):
         cache: Cache | None = None,
         batch: Batch | None = None,
         runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
         """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
 
@@ -142,7 +148,7 @@ class Task(TaskDeclaration[I, O]):
         """
         from robustprompt._batch import TaskJob, astream_job
 
-        return astream_job(TaskJob(self, model, policy, cache, runs), inputs, batch)
+        return astream_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
 
 @overload

@@ -27,6 +27,7 @@ class Demotions:
         self._clock = clock
         self._until: dict[_Key, dict[OutputMode, float]] = {}
         self._ignored: dict[tuple[_Key, OutputMode], int] = {}
+        self._refused: set[tuple[_Key, OutputMode]] = set()  # demoted by the server's own word, not by suspicion
         self._lock = threading.Lock()
 
     def demoted(self, key: _Key) -> set[OutputMode]:
@@ -43,7 +44,18 @@ class Demotions:
     def rejected(self, key: _Key, mode: OutputMode) -> None:
         """The server refused `mode` for this task: demote it at once."""
         with self._lock:
+            self._refused.add((key, mode))
             self._demote(key, mode)
+
+    def refusals(self) -> dict[_Key, frozenset[OutputMode]]:
+        """The demotions a server's rejection made and that have not lapsed: what another process may start from."""
+        with self._lock:
+            refused = sorted(self._refused, key=repr)
+        found: dict[_Key, set[OutputMode]] = {}
+        for key, mode in refused:
+            if mode in self.demoted(key):
+                found.setdefault(key, set()).add(mode)
+        return {key: frozenset(modes) for key, modes in found.items()}
 
     def ignored(self, key: _Key, mode: OutputMode) -> None:
         """An answer in `mode` needed repairs: one more sign the server ignores the mode."""
@@ -65,6 +77,7 @@ class Demotions:
         with self._lock:
             self._until.clear()
             self._ignored.clear()
+            self._refused.clear()
 
     def _demote(self, key: _Key, mode: OutputMode) -> None:
         self._until.setdefault(key, {})[mode] = self._clock() + DEMOTION_SECONDS

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,8 +41,9 @@ from robustprompt._errors import (
 )
 from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
+from robustprompt._ledger import price
 from robustprompt._lifecycle import warn_retirement
-from robustprompt._model import Model
+from robustprompt._model import Model, believable
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt, render, with_reask
@@ -104,6 +105,18 @@ def _judge_mode(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode,
         state.demotions.ignored(key, mode)
     elif clean:
         state.demotions.followed(key, mode)
+
+
+def rejected_modes() -> dict[tuple[str, str], frozenset[OutputMode]]:
+    """What this process learned so far: (model key, task fingerprint) -> the modes its server rejected."""
+    return state.demotions.refusals()
+
+
+def learn_rejected_modes(learned: Mapping[tuple[str, str], Iterable[OutputMode]]) -> None:
+    """Start from what another process learned (the `robustprompt` command keeps it in its results store)."""
+    for key, modes in learned.items():
+        for mode in modes:
+            state.demotions.rejected(key, mode)
 
 
 def _context_budget(model: Model) -> int:
@@ -176,7 +189,12 @@ def _spent_error(
 
 
 def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: Any) -> Attempt:
-    return Attempt(number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, **fields)
+    if fields.get("usage") is not None:  # any backend's report, the user's own included, is data from outside
+        fields["usage"] = believable(fields["usage"], model.profile, model.settings)
+    cost = price(model.profile, fields.get("usage"))
+    return Attempt(
+        number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, cost=cost, **fields
+    )
 
 
 def _failed_attempt(number: int, model: Model, mode: OutputMode, sent: Sent, error: ProviderError) -> Attempt:

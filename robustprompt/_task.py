@@ -14,7 +14,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -57,6 +57,19 @@ def _output_model(output: Any) -> type[pydantic.BaseModel]:
         raise ConfigError(f"output type {output!r} cannot be described as JSON: {exc}") from exc
 
 
+def _scorers(
+    name: str, model: type[pydantic.BaseModel], scorers: Mapping[str, Callable[[Any, Any], float]]
+) -> dict[str, Callable[[Any, Any], float]]:
+    """How `migrate` scores free-text output fields: field -> (expected, got) -> a score from 0 to 1."""
+    for field_name, scorer in scorers.items():
+        if field_name not in model.model_fields:
+            known = ", ".join(model.model_fields)
+            raise ConfigError(f"task {name!r}: scorer for {field_name!r}, which is not an output field ({known})")
+        if not callable(scorer):
+            raise ConfigError(f"task {name!r}: scorer for {field_name!r} is not a function (expected, got) -> float")
+    return dict(scorers)
+
+
 def _spec_name(name: str) -> str:
     return (_NAME_OK.sub("_", name).strip("_") or "output")[:64]
 
@@ -75,6 +88,7 @@ class TaskDeclaration(Generic[I, O]):
         examples: Sequence[Example[Any, Any]] = (),
         checks: Sequence[Check] = (),
         version: str = "1",
+        scorers: Mapping[str, Callable[[Any, Any], float]] | None = None,
     ) -> None:
         if not name.strip():
             raise ConfigError("a task needs a name: Task('classify', ...)")
@@ -95,8 +109,9 @@ class TaskDeclaration(Generic[I, O]):
         self.checks = tuple(checks)
         self.spec = OutputSpec(_spec_name(name), self.validator.schema, description=instructions.strip()[:300])
         self.examples: tuple[tuple[str, str], ...] = tuple(self._example_json(i, ex) for i, ex in enumerate(examples))
+        self.scorers = _scorers(name, model, scorers or {})
         with _described(f"task {name!r}: input type {input!r}"):
-            self.fingerprint = self._fingerprint()
+            self.fingerprint = self._fingerprint()  # scorers judge answers and do not shape them: not part of it
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, fingerprint={self.fingerprint[:12]!r})"

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_secrets",
             "_decoding",
             "_demotions",
+            "_ledger",
         },
     ),
     (
@@ -56,6 +57,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_resolve",
             "_retry",
             "_sqlite",
+            "_db",
             "_cache",
             "_hooks",
             "_otel",

@@ -20,6 +20,8 @@ def test_public_names_are_pinned() -> None:
             "ContextLengthError",
             "Example",
             "Hook",
+            "Ledger",
+            "LedgerLine",
             "Link",
             "LinkTrace",
             "Message",
@@ -67,7 +69,7 @@ def test_public_names_are_pinned() -> None:
 def test_batch_forms_take_how_a_batch_runs_as_one_object() -> None:
     for form in ("map", "amap", "stream", "astream"):
         task_form = list(inspect.signature(getattr(rp.Task, form)).parameters)
-        assert task_form == ["self", "inputs", "model", "policy", "cache", "batch", "runs"]
+        assert task_form == ["self", "inputs", "model", "policy", "cache", "batch", "runs", "ledger"]
         assert list(inspect.signature(getattr(rp.Pipeline, form)).parameters) == ["self", "inputs", "batch"]
     assert list(inspect.signature(rp.Batch).parameters) == ["concurrency", "rpm", "tpm", "progress", "clock"]
 

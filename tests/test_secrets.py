@@ -97,7 +97,7 @@ def test_no_file_or_output_of_the_command_holds_the_key(
             str(tmp_path / "out.html"),
         ]
     )
-    assert code in (0, 1)
+    assert code in (0, 1, 3)  # 4 cases: "cannot judge" is as good a verdict here; the files are the point
     out = capsys.readouterr()
     _scan(out.out + out.err, "the command's output")
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
