@@ -34,6 +34,7 @@ from robustprompt._errors import (
 from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd, hooks
 from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model
+from robustprompt._partial import Partial, Restart
 from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
 from robustprompt._policy import Policy
 from robustprompt._profile import ModelProfile, Settings
@@ -68,6 +69,7 @@ __all__ = [
     "OutputMode",
     "OutputSpec",
     "OverloadedError",
+    "Partial",
     "Pipeline",
     "PipelineBatch",
     "PipelineError",
@@ -80,6 +82,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RefusalError",
+    "Restart",
     "RobustPromptError",
     "Run",
     "RunEnd",

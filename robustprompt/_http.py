@@ -7,19 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
 
 from robustprompt._completion import Completion
 from robustprompt._deadline import remaining
-from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout
+from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._state import state
 from robustprompt._tokens import TokenCount, count_tokens
-from robustprompt.adapters import Adapter, Endpoint, HttpCall
+from robustprompt.adapters import Adapter, Endpoint, HttpCall, StreamDecoder, StreamingAdapter
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -126,6 +126,83 @@ class HttpBackend:
             finally:
                 await response.aclose()
         return self._read(response.status_code, response.headers, body)
+
+    # Streams: the adapter decodes, this carries bytes. Each yields the answer's text pieces, then its Completion.
+
+    @property
+    def streams(self) -> bool:
+        """Whether this API's answers can be streamed and decoded piece by piece."""
+        return self._decoder() is not None
+
+    def _decoder(self) -> StreamDecoder | None:
+        adapter = self.adapter
+        return adapter.stream_decoder(self.profile) if isinstance(adapter, StreamingAdapter) else None
+
+    def _stream_call(self, prompt: Prompt) -> tuple[HttpCall, StreamDecoder]:
+        decoder = self._decoder()
+        if decoder is None or not isinstance(self.adapter, StreamingAdapter):
+            raise ConfigError(
+                f"{self.profile.name}: answers from {self.profile.provider} are not streamed yet; call it without "
+                "streaming (`run`, `__call__`)"
+            )
+        return self.adapter.prepare_stream(prompt, self.profile, self.settings, self._endpoint), decoder
+
+    def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]:
+        call, decoder = self._stream_call(prompt)
+        client = self._sync_client()
+        request = self._request(client, call)
+        with self._transport_errors(), self._redacted():
+            response = client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = self._bounded(response, response.iter_bytes())
+                    yield self._read(response.status_code, response.headers, body)
+                    return
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.settings.max_response_bytes:
+                        raise self._too_large(response)
+                    yield from decoder.feed(chunk)
+                yield decoder.finish()
+            finally:
+                response.close()
+
+    async def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]:
+        if self._given_sync and self._given_async is None and not state.routed_clients:
+            # As in `acomplete`: the user's own client carries the stream, read in a thread.
+            pieces = self.stream(prompt)
+            try:
+                while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+                    yield item
+            finally:
+                pieces.close()
+            return
+        call, decoder = self._stream_call(prompt)
+        client = self._async_client()
+        request = self._request(client, call)
+        with self._transport_errors(), self._redacted():
+            response = await client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = b"".join([chunk async for chunk in self._abounded(response)])
+                    yield self._read(response.status_code, response.headers, body)
+                    return
+                async for chunk in self._abounded(response):
+                    for piece in decoder.feed(chunk):
+                        yield piece
+                yield decoder.finish()
+            finally:
+                await response.aclose()
+
+    @contextlib.contextmanager
+    def _redacted(self) -> Iterator[None]:
+        try:
+            yield
+        except ProviderError as exc:
+            if self._endpoint.api_key:
+                exc.redact(self._endpoint.api_key)
+            raise
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, call: HttpCall) -> httpx.Request:
         body = {"json": call.body} if call.content is None else {"content": call.content}
