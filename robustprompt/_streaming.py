@@ -82,18 +82,18 @@ def _send(
         for retry in tenacity.Retrying(**_retrying_args(request, call.policy, log)):
             if shown:
                 yield Restart(attempt, _why(call, log))
+                shown = False
             reading = _Reading(call.task, attempt)
             # Yields stay outside tenacity's block, which would take a consumer leaving the loop for a failure.
             outcome: Completion | ProviderError
             try:
-                with bounded(request.deadline):
-                    _not_past_deadline(request)
-                    with contextlib.closing(backend.stream(request.prompt)) as pieces:
-                        yield from _partials(reading, pieces)
+                _not_past_deadline(request)
+                with contextlib.closing(backend.stream(request.prompt)) as pieces:
+                    yield from _partials(reading, pieces, request.deadline)
                 outcome = reading.result(request.model)
             except ProviderError as exc:
                 outcome = exc
-            shown = shown or reading.shown
+            shown = reading.shown
             with retry:
                 if isinstance(outcome, ProviderError):
                     raise outcome
@@ -103,8 +103,16 @@ def _send(
     return Sent(result, tuple(log), time.perf_counter() - start), shown
 
 
-def _partials(reading: _Reading, pieces: Iterator[str | Completion]) -> Iterator[Partial[Any]]:
-    for item in pieces:
+# The deadline bounds each step of a stream (the request's timeout is read from it), never the consumer's code
+# between steps: a context variable set across a yield would leak into the loop body.
+
+
+def _partials(reading: _Reading, pieces: Iterator[str | Completion], deadline: float | None) -> Iterator[Partial[Any]]:
+    while True:
+        with bounded(deadline):
+            item = next(pieces, None)
+        if item is None:
+            return
         if (partial := reading.take(item)) is not None:
             yield partial
 
@@ -120,19 +128,23 @@ async def _asend(
         async for retry in tenacity.AsyncRetrying(**_retrying_args(request, call.policy, log)):
             if shown:
                 yield Restart(attempt, _why(call, log))
+                shown = False
             reading = _Reading(call.task, attempt)
             outcome: Completion | ProviderError
             try:
-                with bounded(request.deadline):
-                    _not_past_deadline(request)
-                    async with contextlib.aclosing(backend.astream(request.prompt)) as pieces:
-                        async for item in pieces:
-                            if (partial := reading.take(item)) is not None:
-                                yield partial
+                _not_past_deadline(request)
+                async with contextlib.aclosing(backend.astream(request.prompt)) as pieces:
+                    while True:
+                        with bounded(request.deadline):
+                            item = await anext(pieces, None)
+                        if item is None:
+                            break
+                        if (partial := reading.take(item)) is not None:
+                            yield partial
                 outcome = reading.result(request.model)
             except ProviderError as exc:
                 outcome = exc
-            shown = shown or reading.shown
+            shown = reading.shown
             with retry:
                 if isinstance(outcome, ProviderError):
                     raise outcome

@@ -208,3 +208,12 @@ def test_ollama_streams_ndjson_and_maps_an_error_line() -> None:
         with pytest.raises(rp.ServerError, match="running the model"):
             list(person_task().stream_output(Review(text="x"), model=model, policy=rp.Policy(transport_retries=0)))
         assert all(received.body["stream"] is True for received in server.requests)
+
+
+def test_a_stalled_stream_ends_at_the_calls_deadline(server: OpenAIServer) -> None:
+    server.enqueue(chat_stream(PERSON, pieces=4, chunk_delay=5))
+    start = time.monotonic()
+    seen: list[Any] = []
+    with pytest.raises(rp.ProviderTimeout):
+        seen.extend(person_task().stream_output(Review(text="x"), model=make(server), policy=rp.Policy(deadline=0.5)))
+    assert time.monotonic() - start < 3 and not any(isinstance(item, Person) for item in seen)
