@@ -10,6 +10,7 @@ Leaving the loop closes the stream and with it the connection.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Generator, Iterator
@@ -64,43 +65,64 @@ class _Reading:
         return self.completion
 
 
-def _why(call: _Call, retried: list[str]) -> str:
-    if retried:
-        return f"transport retry after {retried[-1]}"
-    last = call.run.attempts[-1] if call.run.attempts else None
-    return f"attempt {len(call.run.attempts)} failed: {last.errors[0]}" if last and last.errors else "a new attempt"
+class _Tries:
+    """The bookkeeping of one streamed send over its transport retries, shared by both drivers."""
+
+    def __init__(self, call: _Call, request: Request, shown: bool) -> None:
+        self.call = call
+        self.request = request
+        self.shown = shown  # whether the partials of the try before are still on the consumer's screen
+        self.log: list[str] = []
+        self.start = time.perf_counter()
+        self.attempt = len(call.run.attempts) + 1
+        self.result: Completion | ProviderError | None = None
+
+    def restart(self) -> Restart | None:
+        if not self.shown:
+            return None
+        self.shown = False
+        if self.log:
+            return Restart(self.attempt, f"transport retry after {self.log[-1]}")
+        last = self.call.run.attempts[-1] if self.call.run.attempts else None
+        why = f"attempt {len(self.call.run.attempts)} failed: {last.errors[0]}" if last and last.errors else "retry"
+        return Restart(self.attempt, why)
+
+    def reading(self) -> _Reading:
+        _not_past_deadline(self.request)
+        return _Reading(self.call.task, self.attempt)
+
+    def settle(self, retry: tenacity.AttemptManager, reading: _Reading, failure: ProviderError | None) -> None:
+        """Tell tenacity how the try went, outside the stream: a consumer leaving the loop is not a failure."""
+        self.shown = reading.shown
+        with retry:
+            self.result = reading.result(self.request.model) if failure is None else failure
+            if isinstance(self.result, ProviderError):
+                raise self.result
+
+    def sent(self, failure: ProviderError | None) -> tuple[Sent, bool]:
+        result = failure or self.result
+        assert result is not None  # tenacity ends on a success or re-raises the last failure
+        return Sent(result, tuple(self.log), time.perf_counter() - self.start), self.shown
 
 
 def _send(
     call: _Call, request: Request, backend: StreamingBackend, shown: bool
 ) -> Generator[Item, None, tuple[Sent, bool]]:
-    log: list[str] = []
-    start = time.perf_counter()
-    attempt = len(call.run.attempts) + 1
-    result: Completion | ProviderError
+    tries = _Tries(call, request, shown)
     try:
-        for retry in tenacity.Retrying(**_retrying_args(request, call.policy, log)):
-            if shown:
-                yield Restart(attempt, _why(call, log))
-                shown = False
-            reading = _Reading(call.task, attempt)
-            # Yields stay outside tenacity's block, which would take a consumer leaving the loop for a failure.
-            outcome: Completion | ProviderError
+        for retry in tenacity.Retrying(**_retrying_args(request, call.policy, tries.log)):
+            if (restart := tries.restart()) is not None:
+                yield restart
+            reading, failure = tries.reading(), None
             try:
-                _not_past_deadline(request)
                 with contextlib.closing(backend.stream(request.prompt)) as pieces:
                     yield from _partials(reading, pieces, request.deadline)
-                outcome = reading.result(request.model)
             except ProviderError as exc:
-                outcome = exc
-            shown = reading.shown
-            with retry:
-                if isinstance(outcome, ProviderError):
-                    raise outcome
-                result = outcome
+                failure = exc
+            tries.settle(retry, reading, failure)
     except ProviderError as exc:
-        result = exc
-    return Sent(result, tuple(log), time.perf_counter() - start), shown
+        return tries.sent(exc)
+    return tries.sent(None)
 
 
 # The deadline bounds each step of a stream (the request's timeout is read from it), never the consumer's code
@@ -120,19 +142,13 @@ def _partials(reading: _Reading, pieces: Iterator[str | Completion], deadline: f
 async def _asend(
     call: _Call, request: Request, backend: StreamingBackend, shown: bool
 ) -> AsyncGenerator[Item | tuple[Sent, bool], None]:
-    log: list[str] = []
-    start = time.perf_counter()
-    attempt = len(call.run.attempts) + 1
-    result: Completion | ProviderError
+    tries = _Tries(call, request, shown)
     try:
-        async for retry in tenacity.AsyncRetrying(**_retrying_args(request, call.policy, log)):
-            if shown:
-                yield Restart(attempt, _why(call, log))
-                shown = False
-            reading = _Reading(call.task, attempt)
-            outcome: Completion | ProviderError
+        async for retry in tenacity.AsyncRetrying(**_retrying_args(request, call.policy, tries.log)):
+            if (restart := tries.restart()) is not None:
+                yield restart
+            reading, failure = tries.reading(), None
             try:
-                _not_past_deadline(request)
                 async with contextlib.aclosing(backend.astream(request.prompt)) as pieces:
                     while True:
                         with bounded(request.deadline):
@@ -141,17 +157,13 @@ async def _asend(
                             break
                         if (partial := reading.take(item)) is not None:
                             yield partial
-                outcome = reading.result(request.model)
             except ProviderError as exc:
-                outcome = exc
-            shown = reading.shown
-            with retry:
-                if isinstance(outcome, ProviderError):
-                    raise outcome
-                result = outcome
+                failure = exc
+            tries.settle(retry, reading, failure)
     except ProviderError as exc:
-        result = exc
-    yield Sent(result, tuple(log), time.perf_counter() - start), shown
+        yield tries.sent(exc)
+        return
+    yield tries.sent(None)
 
 
 def _unstreamed(call: _Call, request: Request) -> None:
@@ -186,8 +198,6 @@ def stream_sync(
 async def stream_async(
     task: TaskDeclaration[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
 ) -> AsyncGenerator[Partial[O] | Restart | O, None]:
-    import asyncio
-
     call = _Call(task, value, model, policy, cache)
     try:
         with call.observed():
