@@ -217,3 +217,13 @@ def test_a_stalled_stream_ends_at_the_calls_deadline(server: OpenAIServer) -> No
     with pytest.raises(rp.ProviderTimeout):
         seen.extend(person_task().stream_output(Review(text="x"), model=make(server), policy=rp.Policy(deadline=0.5)))
     assert time.monotonic() - start < 3 and not any(isinstance(item, Person) for item in seen)
+
+
+def test_a_fallback_after_partials_is_announced_and_serves_the_output(server: OpenAIServer) -> None:
+    with OpenAIServer(api_key=KEY, check=chat_request_violations) as backup:
+        server.enqueue(chat_stream(PERSON, error=stream_error("bad request", type="invalid_request_error")))
+        backup.enqueue(chat_stream(PERSON))
+        policy = rp.Policy(fallbacks=(make(backup),), backoff_initial=0.01)
+        items = list(person_task().stream_output(Review(text="x"), model=make(server), policy=policy))
+    restart = next(item for item in items if isinstance(item, rp.Restart))
+    assert "BadRequestError" in restart.reason and items[-1].age == 36 and len(backup.requests) == 1
