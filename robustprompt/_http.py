@@ -163,7 +163,7 @@ class HttpBackend:
                     size += len(chunk)
                     if size > self.settings.max_response_bytes:
                         raise self._too_large(response)
-                    yield from decoder.feed(chunk)
+                    yield from self._decoded(decoder, chunk)
                 yield decoder.finish()
             finally:
                 response.close()
@@ -189,11 +189,22 @@ class HttpBackend:
                     yield self._read(response.status_code, response.headers, body)
                     return
                 async for chunk in self._abounded(response):
-                    for piece in decoder.feed(chunk):
+                    for piece in self._decoded(decoder, chunk):
                         yield piece
                 yield decoder.finish()
             finally:
                 await response.aclose()
+
+    def _decoded(self, decoder: StreamDecoder, chunk: bytes) -> list[str]:
+        try:
+            return decoder.feed(chunk)
+        except UnicodeDecodeError as exc:  # decoders split lines on bytes first: a cut character is whole again
+            raise ProviderConnectionError(
+                f"the stream is not valid UTF-8 ({exc.reason} at byte {exc.start} of a line)",
+                provider=self.profile.provider,
+                model=self.profile.model_id,
+                status=200,
+            ) from None
 
     @contextlib.contextmanager
     def _redacted(self) -> Iterator[None]:

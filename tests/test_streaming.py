@@ -227,3 +227,17 @@ def test_a_fallback_after_partials_is_announced_and_serves_the_output(server: Op
         items = list(person_task().stream_output(Review(text="x"), model=make(server), policy=policy))
     restart = next(item for item in items if isinstance(item, rp.Restart))
     assert "BadRequestError" in restart.reason and items[-1].age == 36 and len(backup.requests) == 1
+
+
+def test_invalid_utf8_in_a_stream_is_a_typed_error_but_a_character_split_across_chunks_is_not(
+    server: OpenAIServer,
+) -> None:
+    whole = b"".join(chat_stream('{"name": "Zoë", "age": 3}').chunks)  # the API sends UTF-8 unescaped
+    cut = whole.index("ë".encode()) + 1  # between the two bytes of ë
+    headers = (("content-type", "text/event-stream"),)
+    server.enqueue(rp.testing.Reply(200, headers=headers, chunks=(whole[:cut], whole[cut:])))
+    assert list(person_task().stream_output(Review(text="x"), model=make(server)))[-1].name == "Zoë"
+
+    server.enqueue(rp.testing.Reply(200, headers=headers, chunks=(whole.replace("ë".encode(), b"\xff"),)))
+    with pytest.raises(rp.ProviderConnectionError, match="not valid UTF-8"):
+        list(person_task().stream_output(Review(text="x"), model=make(server), policy=rp.Policy(transport_retries=0)))

@@ -118,7 +118,7 @@ def chat_stream(
         choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
         body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
         body |= {"system_fingerprint": "fp_robustprompt", "choices": choices, **extra}
-        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
+        return f"data: {json.dumps(body, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
 
     first: dict[str, Any] = {"role": "assistant", "content": None if tool else "", "refusal": None}
     if tool:
