@@ -16,7 +16,7 @@ import importlib.util
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -218,3 +218,49 @@ class LocalBackend:
     async def acomplete(self, prompt: Prompt) -> Completion:
         # llama.cpp computes in C without yielding: run it in a thread so the event loop stays free.
         return await asyncio.to_thread(self.complete, prompt)
+
+    # Streams: llama-cpp-python's own streaming, under the same grammar. The model is held for the whole stream
+    # (it decodes one sequence at a time); closing the stream stops the decoding and lets it go.
+
+    @property
+    def streams(self) -> bool:
+        return True
+
+    def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]:
+        llama, lock = self._model()
+        constrained = prompt.mode is OutputMode.GRAMMAR
+        pieces: list[str] = []
+        finish = "stop"
+        with lock, _typed_overflow(self.profile):
+            if self.profile.prompt_style == "completion":
+                grammar = self._grammar(prompt.output.schema) if constrained else None
+                chunks = llama.create_completion(
+                    render_completion_text(prompt), grammar=grammar, stop=_STOP, stream=True, **self._options()
+                )
+            else:
+                messages = [{"role": "system", "content": prompt.system}]
+                messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+                fmt = {"type": "json_object", "schema": prompt.output.schema} if constrained else None
+                chunks = llama.create_chat_completion(messages, response_format=fmt, stream=True, **self._options())
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                    finish = choice.get("finish_reason") or finish
+                    if text:
+                        pieces.append(text)
+                        yield text
+            finally:
+                chunks.close()
+            # The stream carries no usage: the context holds the prompt and every generated token.
+            generated = len(pieces)
+            usage = Usage(max(llama.n_tokens - generated, 0), generated)
+        yield Completion("".join(pieces), "length" if finish == "length" else "stop", usage, self.profile.model_id)
+
+    async def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]:
+        pieces = self.stream(prompt)
+        try:
+            while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield item
+        finally:
+            await asyncio.to_thread(pieces.close)

@@ -46,6 +46,9 @@ class MistralAdapter(OpenAIChatAdapter):
     api_key_required: ClassVar[bool] = True
     otel_provider: ClassVar[str] = "mistral_ai"
 
+    def stream_decoder(self, profile: ModelProfile) -> None:
+        return None  # Mistral's chunks differ (content lists, usage on the last chunk): not decoded yet
+
     def default_profile(self, model_id: str) -> ModelProfile:
         return ModelProfile(self.provider, model_id, modes=_MODES, context_window=128_000, max_output_tokens=16_384)
 

@@ -12,6 +12,7 @@ a bare "host:port" and is read the way Ollama's own client reads it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,8 +31,9 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, schema_text
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._sse import Lines
 
-__all__ = ["OllamaAdapter", "ollama_base_url"]
+__all__ = ["OllamaAdapter", "OllamaStream", "ollama_base_url"]
 
 _MODES = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 _FINISH = {"stop": "stop", "length": "length"}
@@ -74,6 +76,13 @@ class OllamaAdapter:
         if endpoint.api_key:
             headers["authorization"] = f"Bearer {endpoint.api_key}"
         return HttpCall("POST", f"{ollama_base_url(endpoint.base_url)}/api/chat", headers, body)
+
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        call = self.prepare(prompt, profile, settings, endpoint)
+        return HttpCall(call.method, call.url, call.headers, {**call.body, "stream": True})
+
+    def stream_decoder(self, profile: ModelProfile) -> OllamaStream:
+        return OllamaStream(self, profile)
 
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         data = self._decode(status, body, profile)
@@ -120,6 +129,59 @@ class OllamaAdapter:
         return provider_error(
             cls, message, self.provider, profile.model_id, status, body, retry_after=retry_after(headers)
         )
+
+
+class OllamaStream:
+    """`/api/chat` NDJSON (PROVIDERS.md §11.8): one JSON object a line, text in `message.content`, the last line
+    with `"done": true`, the stop reason and the counts; `{"error": "..."}` is a runner that failed mid-answer."""
+
+    def __init__(self, adapter: OllamaAdapter, profile: ModelProfile) -> None:
+        self._adapter = adapter
+        self._profile = profile
+        self._lines = Lines()
+        self._text: list[str] = []
+        self._last: dict[str, Any] | None = None
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for line in self._lines.feed(data):
+            if line.strip() and self._last is None:
+                pieces += self._line(line)
+        return pieces
+
+    def _line(self, line: str) -> list[str]:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise self._cut(f"a stream line that is not JSON: {line[:200]!r}") from None
+        if not isinstance(data, dict):
+            return []
+        if "error" in data:
+            raise self._adapter._error(200, {}, data, line.encode(), self._profile)
+        if data.get("done"):
+            self._last = data
+        message = data.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not content:
+            return []
+        self._text.append(str(content))
+        return [str(content)]
+
+    def finish(self) -> Completion:
+        if self._last is None and (rest := self._lines.rest()).strip():
+            self._line(rest)  # a last line sent without its newline
+        if self._last is None:
+            raise self._cut('the stream ended before its line with "done": true')
+        last = self._last
+        return Completion(
+            text="".join(self._text),
+            finish_reason=_FINISH.get(last.get("done_reason") or "stop", "other"),
+            usage=Usage(last.get("prompt_eval_count") or 0, last.get("eval_count") or 0),
+            model_id=str(last.get("model") or ""),
+        )
+
+    def _cut(self, why: str) -> ProviderError:
+        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)
 
 
 def _messages(prompt: Prompt) -> list[dict[str, str]]:

@@ -58,6 +58,8 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
         }
         return type(f"{cls.__name__}[{vendor.provider}]", (cls,), attributes)
 
+    stream_usage: ClassVar[bool] = False  # PROVIDERS.md §11.6, §11.10: rejected or unknown there
+
     def default_profile(self, model_id: str) -> ModelProfile:
         modes = self.vendor.modes if self.vendor is not None and self.vendor.modes else _MODES
         return ModelProfile(self.provider, model_id, modes=modes)

@@ -35,6 +35,9 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
     provider: ClassVar[str] = "openai-responses"
     otel_provider: ClassVar[str] = "openai"  # the same provider, by the conventions; only the API differs
 
+    def stream_decoder(self, profile: ModelProfile) -> None:
+        return None  # Responses streams are named events, not Chat Completions chunks: not decoded yet
+
     def default_profile(self, model_id: str) -> ModelProfile:
         # The same models as Chat Completions: reuse the openai catalog rather than keep a second copy of it.
         known = _catalog.lookup(f"openai:{model_id}")

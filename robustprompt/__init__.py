@@ -36,6 +36,7 @@ from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd
 from robustprompt._ledger import Ledger, LedgerLine
 from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model
+from robustprompt._partial import Partial, Restart
 from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
 from robustprompt._policy import Policy
 from robustprompt._profile import ModelProfile, Settings
@@ -73,6 +74,7 @@ __all__ = [
     "OutputMode",
     "OutputSpec",
     "OverloadedError",
+    "Partial",
     "Pipeline",
     "PipelineBatch",
     "PipelineError",
@@ -85,6 +87,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RefusalError",
+    "Restart",
     "RobustPromptError",
     "Run",
     "RunEnd",

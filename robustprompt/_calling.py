@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from robustprompt._errors import RobustPromptError
 from robustprompt._model import Model
+from robustprompt._partial import Partial, Restart
 from robustprompt._policy import Policy
 from robustprompt._run import Run
 from robustprompt._task import Example, TaskDeclaration, function_task
@@ -38,7 +39,7 @@ class Task(TaskDeclaration[I, O]):
     >>> classify(Review(text="Meh"), model="local:smollm2")   # -> Sentiment
     """
 
-    # Calling. The engine does the work; these are the four doors into it.
+    # Calling. The engine does the work; these are the doors into it.
 
     def run(
         self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
@@ -69,6 +70,28 @@ class Task(TaskDeclaration[I, O]):
         self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
     ) -> O:
         return cast("O", (await self.arun(value, model=model, policy=policy, cache=cache)).output)
+
+    def stream_output(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> Generator[Partial[O] | Restart | O, None, None]:
+        """One call, streamed: yields a `Partial` each time the answer shows more, a `Restart` when a new attempt
+        voids the partials before it, and last the validated output (or raises what `__call__` raises).
+
+        Partials are never validated outputs: strings and lists grow, numbers and enum values appear once
+        complete. Leaving the loop closes the connection. A cached answer, or a backend that does not stream,
+        yields only the output.
+        """
+        from robustprompt._streaming import stream_sync
+
+        return stream_sync(self, value, model, policy, cache)
+
+    def astream_output(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> AsyncGenerator[Partial[O] | Restart | O, None]:
+        """The async twin of `stream_output`: `async for item in task.astream_output(...)`."""
+        from robustprompt._streaming import stream_async
+
+        return stream_async(self, value, model, policy, cache)
 
     def map(
         self,

@@ -446,6 +446,10 @@ class _Call:
     def first(self) -> Request:
         return self._started(next(self._flow))
 
+    def close(self) -> None:
+        """Abandon the flow if it is still running (a consumer left a stream): its breaker slot is freed now."""
+        self._flow.close()
+
     def step(self, request: Request, sent: Sent) -> Request | None:
         """Give the flow what `request` brought back: the next request, or None once the run has its output."""
         attempts = len(self.run.attempts)

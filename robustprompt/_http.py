@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import weakref
 import zlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Generator, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,7 +24,7 @@ from robustprompt._prompt import Prompt
 from robustprompt._secrets import keep_out_of_logs, scrub, scrub_bytes
 from robustprompt._state import state
 from robustprompt._tokens import TokenCount, count_tokens
-from robustprompt.adapters import Adapter, Endpoint, HttpCall
+from robustprompt.adapters import Adapter, Endpoint, HttpCall, StreamDecoder, StreamingAdapter
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -151,6 +151,100 @@ class HttpBackend:
             finally:
                 await response.aclose()
         return self._read(response.status_code, response.headers, body)
+
+    # Streams: the adapter decodes, this carries bytes. Each yields the answer's text pieces, then its Completion.
+
+    @property
+    def streams(self) -> bool:
+        """Whether this API's answers can be streamed and decoded piece by piece."""
+        return self._decoder() is not None
+
+    def _decoder(self) -> StreamDecoder | None:
+        adapter = self.adapter
+        return adapter.stream_decoder(self.profile) if isinstance(adapter, StreamingAdapter) else None
+
+    def _stream_call(self, prompt: Prompt) -> tuple[HttpCall, StreamDecoder]:
+        decoder = self._decoder()
+        if decoder is None or not isinstance(self.adapter, StreamingAdapter):
+            raise ConfigError(
+                f"{self.profile.name}: answers from {self.profile.provider} are not streamed yet; call it without "
+                "streaming (`run`, `__call__`)"
+            )
+        return self.adapter.prepare_stream(prompt, self.profile, self.settings, self._endpoint), decoder
+
+    def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]:
+        call, decoder = self._stream_call(prompt)
+        client = self._sync_client()
+        request = self._request(client, call)
+        with self._transport_errors(), self._redacted():
+            response = client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = self._bounded(response, response.iter_raw())
+                    yield self._read(response.status_code, response.headers, body)
+                    return
+                size = 0
+                with self._body_errors(response):
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > self.settings.max_response_bytes:
+                            raise TooLarge
+                        yield from self._decoded(decoder, chunk)
+                yield decoder.finish()
+            finally:
+                response.close()
+
+    async def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]:
+        if self._given_sync and self._given_async is None and not state.routed_clients:
+            # As in `acomplete`: the user's own client carries the stream, read in a thread.
+            pieces = self.stream(prompt)
+            try:
+                while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+                    yield item
+            finally:
+                pieces.close()
+            return
+        call, decoder = self._stream_call(prompt)
+        client = self._async_client()
+        request = self._request(client, call)
+        with self._transport_errors(), self._redacted():
+            response = await client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = await self._aread(response)
+                    yield self._read(response.status_code, response.headers, body)
+                    return
+                size = 0
+                with self._body_errors(response):
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > self.settings.max_response_bytes:
+                            raise TooLarge
+                        for piece in self._decoded(decoder, chunk):
+                            yield piece
+                yield decoder.finish()
+            finally:
+                await response.aclose()
+
+    def _decoded(self, decoder: StreamDecoder, chunk: bytes) -> list[str]:
+        try:
+            return decoder.feed(chunk)
+        except UnicodeDecodeError as exc:  # decoders split lines on bytes first: a cut character is whole again
+            raise ProviderConnectionError(
+                f"the stream is not valid UTF-8 ({exc.reason} at byte {exc.start} of a line)",
+                provider=self.profile.provider,
+                model=self.profile.model_id,
+                status=200,
+            ) from None
+
+    @contextlib.contextmanager
+    def _redacted(self) -> Iterator[None]:
+        try:
+            yield
+        except ProviderError as exc:
+            if self._endpoint.api_key:
+                exc.redact(self._endpoint.api_key)
+            raise
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, call: HttpCall) -> httpx.Request:
         body = {"json": call.body} if call.content is None else {"content": call.content}

@@ -259,6 +259,8 @@ def chat_request_violations(body: Mapping[str, Any]) -> list[str]:
     """What the real Chat Completions endpoint would reject in `body`: the spec, strict schemas, names, and
     JSON mode without the word "json" in the messages."""
     found = envelope_errors(body, "CreateChatCompletionRequest")
+    if "stream_options" in body and body.get("stream") is not True:
+        found.append("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
     response_format = body.get("response_format")
     if not isinstance(response_format, Mapping):
         response_format = {}
