@@ -1,0 +1,185 @@
+"""JSON Schema helpers for the coercion walk: reference resolution, kinds, and the scalar conversions."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, TypeGuard
+
+__all__ = [
+    "KIND",
+    "NO",
+    "SCALARS",
+    "all_of",
+    "allowed",
+    "child_path",
+    "has_kind",
+    "is_mapping",
+    "match_option",
+    "object_fields",
+    "resolve",
+    "schema_branches",
+    "single_property",
+    "types_of",
+]
+
+_MAX_REF_HOPS = 32
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+NO: Any = object()  # "cannot convert"; None is a real JSON value
+KIND = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
+_NUMERIC_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.A)
+_BOOLEANS = {"true": True, "yes": True, "false": False, "no": False}
+_TRIM = string.punctuation + string.whitespace
+
+
+def _lookup(ref: str, root: Mapping[str, Any]) -> Any:
+    if not ref.startswith("#"):
+        return None  # a remote schema is never fetched: anything goes there
+    node: Any = root
+    for part in ref[1:].split("/"):
+        if not part:
+            continue
+        if not is_mapping(node):
+            return None
+        node = node.get(part.replace("~1", "/").replace("~0", "~"))
+    return node
+
+
+def is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)  # the exact check first: the ABC one is slow
+
+
+def resolve(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    for _ in range(_MAX_REF_HOPS):
+        if not is_mapping(schema):
+            return _EMPTY
+        ref = schema.get("$ref")
+        if ref is None:
+            return schema
+        schema = _lookup(ref, root) if isinstance(ref, str) else None
+    return _EMPTY
+
+
+def types_of(node: Mapping[str, Any]) -> tuple[str, ...]:
+    kind = node.get("type")
+    if isinstance(kind, str):
+        return (kind,)
+    if isinstance(kind, list):
+        return tuple(k for k in kind if isinstance(k, str))
+    return ()
+
+
+def has_kind(value: Any, declared: Any) -> bool:
+    """Whether `value` is of the kind a schema's "type" (a name, a list of names, or absent) declares."""
+    if declared is None:
+        return True
+    kind = KIND.get(type(value))
+    if isinstance(declared, str):
+        return kind == declared or (kind == "integer" and declared == "number")
+    if isinstance(declared, list):
+        return kind in declared or (kind == "integer" and "number" in declared)
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b) and isinstance(a, bool) is isinstance(b, bool)
+
+
+def allowed(value: Any, node: Mapping[str, Any]) -> bool:
+    """The checks that do not look inside the value: const, enum and type."""
+    if "const" in node and not _same(value, node["const"]):
+        return False
+    options = node.get("enum")
+    if isinstance(options, list) and not any(_same(value, option) for option in options):
+        return False
+    return has_kind(value, node.get("type"))
+
+
+def schema_branches(node: Mapping[str, Any]) -> list[Any] | None:
+    branches = node.get("anyOf") or node.get("oneOf")
+    return branches if isinstance(branches, list) else None
+
+
+def all_of(node: Mapping[str, Any]) -> list[Any]:
+    parts = node.get("allOf")
+    return parts if isinstance(parts, list) else []
+
+
+def object_fields(node: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
+    """An object schema's properties, and the schema of any other key (None: leave those alone)."""
+    properties = node.get("properties")
+    extra = node.get("additionalProperties")
+    return (properties if is_mapping(properties) else _EMPTY), (extra if is_mapping(extra) else None)
+
+
+def single_property(node: Mapping[str, Any]) -> tuple[str, Any] | None:
+    properties = node.get("properties")
+    types = types_of(node)
+    if not is_mapping(properties) or len(properties) != 1 or (types and "object" not in types):
+        return None
+    name, schema = next(iter(properties.items()))
+    return (name, schema) if isinstance(name, str) else None
+
+
+def child_path(path: str, key: str) -> str:
+    return key if path == "$" else f"{path}.{key}"
+
+
+def _to_number(value: Any) -> Any:
+    if not isinstance(value, str):
+        return NO
+    text = value.strip()
+    if not _NUMERIC_TEXT.fullmatch(text):
+        return NO
+    if "." in text or "e" in text or "E" in text:
+        number = float(text)
+        return number if math.isfinite(number) else NO
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts
+        return NO
+
+
+def _to_integer(value: Any) -> Any:
+    number = value if isinstance(value, float) else _to_number(value)
+    if isinstance(number, float):
+        return int(number) if number.is_integer() else NO
+    return number
+
+
+def _to_boolean(value: Any) -> Any:
+    return _BOOLEANS.get(value.strip().lower(), NO) if isinstance(value, str) else NO
+
+
+def _as_string(value: Any) -> Any:
+    return value if isinstance(value, str) else NO
+
+
+SCALARS: dict[str, Callable[[Any], Any]] = {
+    "integer": _to_integer,
+    "number": _to_number,
+    "boolean": _to_boolean,
+    "string": _as_string,
+}
+
+
+def match_option(value: str, options: list[Any]) -> str | None:
+    """The one option `value` names, ignoring case and then surrounding punctuation; None if not exactly one."""
+    strings = [option for option in options if isinstance(option, str)]
+    folded = value.casefold()
+    hits = {option for option in strings if option.casefold() == folded}
+    if not hits:
+        bare = value.strip(_TRIM).casefold()
+        hits = {option for option in strings if option.casefold() == bare}
+    return hits.pop() if len(hits) == 1 else None
