@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from robustprompt._parse._result import short
+from robustprompt._parse._result import ParseError, short
 from robustprompt._parse._schema import (
     KIND,
     NO,
@@ -22,8 +22,11 @@ from robustprompt._parse._schema import (
     single_property,
     types_of,
 )
+from robustprompt._parse._strict import decode_at
 
 __all__ = ["Coercer"]
+
+DEFAULT_DEPTH = 64  # JSON written inside a string is held to the parser's default nesting bound
 
 # A self-referencing schema could otherwise send the walk around forever without consuming the value.
 _MAX_SCHEMA_NESTING = 150
@@ -119,6 +122,9 @@ class Coercer:
                 source = "float" if isinstance(value, float) else KIND[type(value)]
                 self._repairs.append(f"coerced '{path}' from {source} to {kind}")
                 return converted
+        unwrapped = self._unwrap(value, types, path)
+        if unwrapped is not NO:
+            return self.coerce(unwrapped, node, path, depth + 1, wraps=wraps)
         # Bounded, since a recursive schema would wrap forever; and a null never gets a container invented.
         if wraps >= _MAX_WRAPS or value is None:
             return value
@@ -132,6 +138,21 @@ class Coercer:
         self._repairs.append(f"wrapped the value in an object as '{child_path(path, name)}'")
         return {name: self.coerce(value, schema, child_path(path, name), depth + 1, wraps=wraps + 1)}
 
+    def _unwrap(self, value: Any, types: tuple[str, ...], path: str) -> Any:
+        """The value inside a needless wrapper: JSON written as a string, or one object in a list."""
+        if isinstance(value, str) and ("object" in types or "array" in types) and value.lstrip()[:1] in ("{", "["):
+            try:
+                decoded, end = decode_at(value.strip(), 0, DEFAULT_DEPTH, shallow=False)
+            except (ParseError, ValueError):
+                return NO
+            if end == len(value.strip()):
+                self._repairs.append(f"decoded JSON written as a string at '{path}'")
+                return decoded
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and "object" in types:
+            self._repairs.append(f"took the one object out of its list at '{path}'")
+            return value[0]
+        return NO
+
     def _descend(self, value: Any, node: Mapping[str, Any], path: str, depth: int) -> Any:
         if isinstance(value, dict):
             return self._object(value, node, path, depth)
@@ -142,8 +163,10 @@ class Coercer:
         return value
 
     def _object(self, value: dict[str, Any], node: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
-        changed: dict[str, Any] | None = None
         properties, extra = object_fields(node)
+        if properties:
+            value = self._keys(value, properties, path)
+        changed: dict[str, Any] | None = None
         for key, item in value.items():
             schema = properties.get(key, extra)
             if schema is None:
@@ -153,6 +176,28 @@ class Coercer:
                 changed = dict(value) if changed is None else changed
                 changed[key] = new
         return value if changed is None else changed
+
+    def _keys(self, value: dict[str, Any], properties: Mapping[str, Any], path: str) -> dict[str, Any]:
+        """The object out of a wrapper key (`{"person": {...}}`), and keys in the wrong case renamed."""
+        if len(value) == 1:
+            [(key, inner)] = value.items()
+            if key not in properties and isinstance(inner, dict) and any(k in properties for k in inner):
+                self._repairs.append(f"took the object out of its wrapper key '{short(key)}' at '{path}'")
+                value = inner
+        if all(key in properties for key in value):
+            return value
+        by_name: dict[str, list[str]] = {}
+        for name in properties:
+            by_name.setdefault(_folded(name), []).append(name)
+        renamed: dict[str, Any] = {}
+        for key, item in value.items():
+            names = by_name.get(_folded(key), [])
+            if key in properties or len(names) != 1 or names[0] in value or names[0] in renamed:
+                renamed[key] = item
+                continue
+            self._repairs.append(f"renamed key '{short(key)}' to '{names[0]}' at '{path}'")
+            renamed[names[0]] = item
+        return renamed
 
     def _array(self, value: list[Any], node: Mapping[str, Any], path: str, depth: int) -> list[Any]:
         items = node.get("items")
@@ -179,3 +224,8 @@ class Coercer:
             return value
         self._repairs.append(f"matched enum value '{short(value)}' to '{match}' at '{path}'")
         return match
+
+
+def _folded(key: str) -> str:
+    """A key as "Name", "NAME", "first-name" and "firstName" all match "name" / "first_name"."""
+    return key.replace("_", "").replace("-", "").replace(" ", "").casefold()

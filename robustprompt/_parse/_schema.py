@@ -39,6 +39,11 @@ KIND = {
     type(None): "null",
 }
 _NUMERIC_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.A)
+# Numbers written for people: "12,111" (commas only in groups of three), "$19.50", "-€5".
+_HUMAN_NUMBER = re.compile(r"([+-]?)[$€£¥]?\s?([+-]?)((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)", re.A)
+_FRACTION = re.compile(r"([+-]?\d{1,15})\s*/\s*(\d{1,15})", re.A)
+# What a description may put after an option: "ONE: the first", "ONE - the first", "ONE (the first)".
+_OPTION_TAIL = re.compile(r"\s*(?::|\s[-–—]\s|\()")
 _BOOLEANS = {"true": True, "yes": True, "false": False, "no": False}
 _TRIM = string.punctuation + string.whitespace
 
@@ -141,7 +146,7 @@ def _to_number(value: Any) -> Any:
         return NO
     text = value.strip()
     if not _NUMERIC_TEXT.fullmatch(text):
-        return NO
+        return _human_number(text)
     if "." in text or "e" in text or "E" in text:
         number = float(text)
         return number if math.isfinite(number) else NO
@@ -149,6 +154,20 @@ def _to_number(value: Any) -> Any:
         return int(text)
     except ValueError:  # more digits than Python converts
         return NO
+
+
+def _human_number(text: str) -> Any:
+    fraction = _FRACTION.fullmatch(text)
+    if fraction is not None:
+        numerator, denominator = int(fraction.group(1)), int(fraction.group(2))
+        if denominator == 0:
+            return NO
+        return numerator // denominator if numerator % denominator == 0 else numerator / denominator
+    human = _HUMAN_NUMBER.fullmatch(text)
+    if human is None or (human.group(1) and human.group(2)):
+        return NO
+    sign = "-" if "-" in (human.group(1) + human.group(2)) else ""
+    return _to_number(sign + human.group(3).replace(",", ""))
 
 
 def _to_integer(value: Any) -> Any:
@@ -175,11 +194,12 @@ SCALARS: dict[str, Callable[[Any], Any]] = {
 
 
 def match_option(value: str, options: list[Any]) -> str | None:
-    """The one option `value` names, ignoring case and then surrounding punctuation; None if not exactly one."""
+    """The one option `value` names, ignoring case, then surrounding punctuation, then a description after it
+    ("ONE: the first"); None if not exactly one."""
     strings = [option for option in options if isinstance(option, str)]
-    folded = value.casefold()
-    hits = {option for option in strings if option.casefold() == folded}
-    if not hits:
-        bare = value.strip(_TRIM).casefold()
-        hits = {option for option in strings if option.casefold() == bare}
-    return hits.pop() if len(hits) == 1 else None
+    for candidate in (value, value.strip(_TRIM), _OPTION_TAIL.split(value, maxsplit=1)[0].strip(_TRIM)):
+        folded = candidate.casefold()
+        hits = {option for option in strings if option.casefold() == folded}
+        if hits:
+            return hits.pop() if len(hits) == 1 else None
+    return None
