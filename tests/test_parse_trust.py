@@ -81,6 +81,7 @@ def refused(text: str, model: type[BaseModel] | None, match: str | None = None) 
         "Draft:\n```python\nperson = {'name': 'Bob', 'age': 7}\n```\nAnswer:\n{\"name\": \"Ann\", \"age\": 41}",
         "```py\n{'name': 'Bob', 'age': 7}\n```\n```json\n{\"name\": \"Ann\", \"age\": 41}\n```",
         'Result: {"name": "Ann", "note": "see\n```json\n{\\"name\\": \\"Bob\\", \\"age\\": 7}\n```", "age": 41}',
+        '```js\nconst bob = {name: \'Bob\', age: 7}\n```\nResult: {"name": "Ann", "age": 41}',
     ],
 )
 def test_1_a_fence_of_code_or_inside_a_string_does_not_win(text: str) -> None:
@@ -152,6 +153,11 @@ def test_6_words_are_not_option_letters(text: str) -> None:
     refused(text, Choice, "names none of")
 
 
+@pytest.mark.parametrize("text", ["It is (C), not (A).", "Option A is wrong; B is right.", "A. or B. maybe"])
+def test_6_two_options_named_and_none_marked_as_the_answer_are_ambiguous(text: str) -> None:
+    refused(text, Choice, "names more than one of")
+
+
 @pytest.mark.parametrize(
     ("text", "letter"),
     [
@@ -161,7 +167,8 @@ def test_6_words_are_not_option_letters(text: str) -> None:
         ("Answer: E", "E"),
         ("F", "F"),
         ("**G**", "G"),
-        ("It is not A. On reflection it is option H", "H"),
+        ("It is not A. On reflection the answer is H", "H"),
+        ("(B) looked right, but the answer: C", "C"),
         ("I. e. the answer: L", "L"),
     ],
 )
@@ -189,6 +196,15 @@ def test_8_output_str_takes_the_whole_answer_and_says_so(text: str) -> None:
     parsed = parse(text, Text.model_json_schema(), text_output=True)
     assert parsed.value == {"answer": text.strip()}
     assert parsed.repairs == ("took the whole answer as the text output (output=str)",)
+
+
+def test_8_output_str_refuses_the_json_object_it_asked_for_cut_off() -> None:
+    with pytest.raises(ParseError, match="cut off"):
+        parse('{"answer": "The first half of the summ', Text.model_json_schema(), text_output=True)
+
+
+def test_a_javascript_fence_holding_only_json_is_the_answer() -> None:
+    assert value('```javascript\n{"name": "Ann", "age": 41}\n```', Person) == Person(name="Ann", age=41)
 
 
 def test_8_output_str_still_reads_the_json_object_it_asked_for() -> None:

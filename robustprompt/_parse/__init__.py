@@ -51,19 +51,24 @@ def _not_found(noun: str, locator: Locator) -> ParseError:
     )
 
 
-def _aligned(candidate: Candidate, schema: Mapping[str, Any] | None) -> tuple[Any, list[str], bool]:
-    """The candidate's value aligned with the schema, its repairs, and whether it then fits the schema."""
+def _aligned(candidate: Candidate, schema: Mapping[str, Any] | None, *, check: bool) -> tuple[Any, list[str], bool]:
+    """The candidate's value aligned with the schema, its repairs, and (if `check`) whether it then fits."""
     if schema is None:
         return candidate.value, candidate.repairs, True
     repairs = list(candidate.repairs)
     coercer = Coercer(schema, repairs)
     value = coercer.coerce(candidate.value, schema, "$", 0)
-    return value, repairs, coercer.fits(value, schema, 0)
+    return value, repairs, not check or coercer.fits(value, schema, 0)
 
 
 def _chosen(text: str, candidates: list[Candidate], schema: Mapping[str, Any] | None, noun: str) -> Parsed | None:
     """The one answer among the values found; several different ones that fit are a ParseError, not a pick."""
-    aligned = [(_aligned(candidate, schema), candidate) for candidate in candidates]
+    if len(candidates) == 1 and _right_kind(candidates[0].value, noun):
+        # Alone and of the right kind, it is the answer whether or not it fits: validation says what is wrong.
+        value, repairs, _ = _aligned(candidates[0], schema, check=False)
+        _refuse_continuation(text, candidates[0].end, noun)
+        return Parsed(value, tuple(repairs))
+    aligned = [(_aligned(candidate, schema, check=True), candidate) for candidate in candidates]
     fitting = [(found, candidate) for found, candidate in aligned if found[2]]
     distinct: list[Any] = []
     for (value, _, _), _ in fitting:
@@ -78,7 +83,7 @@ def _chosen(text: str, candidates: list[Candidate], schema: Mapping[str, Any] | 
         (value, repairs, _), candidate = fitting[0]
     else:
         # None fits: the first of the right kind still goes on, so that validation can say what is wrong with it.
-        kinds = [(found, c) for found, c in aligned if not found[2] and _right_kind(c.value, noun)]
+        kinds = [(found, c) for found, c in aligned if _right_kind(c.value, noun)]
         if not kinds:
             return None
         (value, repairs, _), candidate = kinds[0]
@@ -120,6 +125,8 @@ def _text_output(text: str, schema: Mapping[str, Any], max_depth: int) -> Parsed
     value = None if whole is None else whole.value
     if isinstance(value, dict) and set(value) == {name} and isinstance(value[name], str):
         return Parsed(value, () if fence is None else ("extracted JSON from a ``` fence",))
+    if whole is None and re.match(rf'\{{\s*"{re.escape(name)}"\s*:', body):
+        return None  # the JSON object it asked for, broken or cut off: read it as JSON, not as text
     return Parsed({name: stripped}, ("took the whole answer as the text output (output=str)",))
 
 
@@ -154,7 +161,8 @@ def parse(
     locator = Locator(text, max_depth)
     whole = locator.whole(stripped)
     if whole is not None:  # the fast path, and the answer whether it fits or not: validation says what is wrong
-        value, repairs, _ = _aligned(whole, schema)
+        repairs: list[str] = []
+        value = whole.value if schema is None else Coercer(schema, repairs).coerce(whole.value, schema, "$", 0)
         return Parsed(value, tuple(repairs))
     found = _chosen(text, locator.candidates(), schema, noun)
     if found is None and '\\"' in text and locator.cut is None:

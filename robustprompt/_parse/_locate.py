@@ -24,7 +24,9 @@ _BRACKET = re.compile(r"[\[\]{}]")
 _NON_SPACE = re.compile(r"\S")
 # Only at the start of a line, so that ``` inside a JSON string is not taken for a fence.
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)", re.M)
-_JSON_FENCES = frozenset({"", "json", "jsonc", "json5", "javascript", "js"})
+_JSON_FENCES = frozenset({"", "json", "jsonc", "json5"})
+# Models label JSON ```javascript at times: such a fence holds the answer only if it is nothing but a value.
+_SCRIPT_FENCES = frozenset({"javascript", "js"})
 
 
 @dataclass(slots=True)
@@ -95,10 +97,10 @@ class Locator:
         body_end = len(text) if closing < 0 else closing
         after = len(text) if closing < 0 else closing + 3
         language = fence.group(1).lower()
-        if language not in _JSON_FENCES:
+        body = text[fence.end() : body_end].strip()
+        if language not in _JSON_FENCES and not (language in _SCRIPT_FENCES and body[:1] in ("{", "[")):
             return after  # code: a dict in a ```python block is not the answer
         note = f"extracted JSON from a ```{fence.group(1)} fence"
-        body = text[fence.end() : body_end].strip()
         whole = self.whole(body) if body else None
         if whole is not None:
             found.append(Candidate(whole.value, after, [note]))

@@ -17,14 +17,14 @@ __all__ = ["from_prose"]
 _TRIM = string.punctuation + string.whitespace
 
 
-# Final-answer conventions for a number or a yes/no: \boxed{N}, "Answer: N", "the answer is true", [Yes], **N**.
-_SCALAR_MARK = re.compile(
+# Final-answer conventions for a number or a yes/no: \boxed{N}, "Answer: N", "the answer is true"; then, for a
+# yes/no only, [Yes] and **Yes** ("[1]" is a citation and "**3**" a step as often as an answer).
+_FINAL_MARK = re.compile(
     r"\\boxed\s*\{((?:[^{}\n]|\{[^{}\n]*\}){1,80})\}"
-    r"|answer\s*(?:is\b\s*:?|[:\-–—=])\s*[*\[(]*\s*(\$?[-+]?\$?[\d.,/]*\d|true|false|yes|no)(?!\w)"
-    r"|\[\s*([^\[\]\n]{1,40}?)\s*\]"
-    r"|\*\*\s*([^*\n]{1,40}?)\s*\*\*",
+    r"|answer\s*(?:is\b\s*:?|[:\-–—=])\s*[*\[(]*\s*(\$?[-+]?\$?[\d.,/]*\d|true|false|yes|no)(?!\w)",
     re.I,
 )
+_YES_NO_MARK = re.compile(r"\[\s*([^\[\]\n]{1,40}?)\s*\]|\*\*\s*([^*\n]{1,40}?)\s*\*\*")
 _LATEX_FRACTION = re.compile(r"\\d?frac\s*\{\s*([-+]?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _LATEX_NOISE = re.compile(r"\\[,!;: ]|\\?\$|\\text\s*\{[^{}]*\}|\\(?:mathrm|textbf)\b")
 
@@ -49,32 +49,31 @@ def _answer_patterns(options: tuple[str, ...]) -> tuple[re.Pattern[str], re.Patt
 
 
 @lru_cache(maxsize=128)
-def _letter_pattern(letters: tuple[str, ...]) -> re.Pattern[str]:
-    """Where a one-letter option stands as an option: (B), B), B., [B], **B**, "answer: B", "option B".
+def _letter_patterns(letters: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(answer mark, option mark) of one-letter options: "answer: B", [B], **B**; and (B), B), B., "option B",
+    "B is".
 
     Case-sensitive, so that the article "a" and the pronoun "I" are not read as options A and I.
     """
     one = "|".join(re.escape(letter) for letter in letters)
-    return re.compile(
-        rf"\(\s*({one})\s*\)"
-        rf"|(?<![\w(])({one})\)"
-        rf"|(?<![\w.])({one})\.(?![\w.])"
-        rf"|\[\s*({one})\s*\]"
-        rf"|\*\*\s*({one})\s*\*\*"
-        rf"|[Aa]nswer\s*(?:is\b\s*:?|[:\-–—])\s*[\"'*\[(]*({one})(?!\w)"
-        rf"|[Oo]ption\s+({one})(?!\w)"
+    answer = re.compile(
+        rf"[Aa]nswer\s*(?:is\b\s*:?|[:\-–—])\s*[\"'*\[(]*({one})(?!\w)|\[\s*({one})\s*\]|\*\*\s*({one})\s*\*\*"
     )
+    option = re.compile(
+        rf"\(\s*({one})\s*\)|(?<![\w(])({one})\)|(?<![\w.])({one})\.(?![\w.])|[Oo]ption\s+({one})(?!\w)"
+        rf"|(?<![\w.])({one})\s+(?:is|was|seems|looks)\b"  # "B is right": no article or pronoun is followed so
+    )
+    return answer, option
 
 
-def _marked_options(text: str, words: dict[str, str], letters: tuple[str, ...]) -> list[tuple[int, str]]:
-    """(position, option) of every option the text marks as its answer."""
-    marks: list[tuple[int, str]] = []
-    if words:
-        _, marked = _answer_patterns(tuple(words))
-        marks += [(m.start(), words["".join(m.groups(""))]) for m in marked.finditer(text.lower())]
-    if letters:
-        marks += [(m.start(), "".join(m.groups(""))) for m in _letter_pattern(letters).finditer(text)]
-    return sorted(marks)
+def _marked_letters(text: str, letters: tuple[str, ...]) -> set[str]:
+    """The letter the text gives as its answer: the last one marked as the answer, else the one it names as an
+    option; two different options named ("(C), not (A)") are two, not the last one."""
+    answer, option = _letter_patterns(letters)
+    marks = ["".join(m.groups("")) for m in answer.finditer(text)]
+    if marks:
+        return {marks[-1]}
+    return {"".join(m.groups("")) for m in option.finditer(text)}
 
 
 def _answer_in_prose(text: str, name: str, options: tuple[str, ...]) -> str:
@@ -83,15 +82,18 @@ def _answer_in_prose(text: str, name: str, options: tuple[str, ...]) -> str:
     for option in options:
         if option not in letters:
             words.setdefault(option.lower(), option)
-    # A marked answer wins, the last one: models restate and correct themselves as they go.
-    marks = _marked_options(text, words, letters)
-    if marks:
-        named = {marks[-1][1]}
-    else:
-        named = {words[found] for found in _answer_patterns(tuple(words))[0].findall(text.lower())} if words else set()
+    named: set[str] = set()
+    if words:
+        mention, marked = _answer_patterns(tuple(words))
+        lowered = text.lower()
+        # A marked answer wins, the last one: models restate and correct themselves as they go.
+        marks = marked.findall(lowered)
+        named = {words["".join(marks[-1])]} if marks else {words[found] for found in mention.findall(lowered)}
+    if letters and not named:
+        named = _marked_letters(text, letters)
         alone = text.strip(_TRIM)
-        if alone in letters:
-            named.add(alone)
+        if not named and alone in letters:
+            named = {alone}
     if len(named) == 1:
         return named.pop()
     listing = ", ".join(f"'{option}'" for option in options)
@@ -122,16 +124,16 @@ def _plain_answer(stripped: str, types: tuple[str, ...]) -> Any:
     if value is not NO:
         return value
     # The last marked answer that reads as the type wins: models restate and correct themselves as they go.
-    # Brackets and bold mark a yes or no only: "[1]" is a citation and "**3**" a step as often as an answer.
-    yes_no = ("boolean",) if "boolean" in types else ()
-    for mark in reversed(list(_SCALAR_MARK.finditer(stripped))):
-        boxed, answer, bracketed, bold = mark.groups()
-        if boxed is not None or answer is not None:
-            value = _converted(_from_latex(boxed) if boxed is not None else answer, types)
-        else:
-            value = _converted(bracketed or bold, yes_no)
+    for mark in reversed(list(_FINAL_MARK.finditer(stripped))):
+        boxed, answer = mark.groups()
+        value = _converted(_from_latex(boxed) if boxed is not None else answer, types)
         if value is not NO:
             return value
+    if "boolean" in types:
+        for mark in reversed(list(_YES_NO_MARK.finditer(stripped))):
+            value = _converted(mark.group(1) or mark.group(2), ("boolean",))
+            if value is not NO:
+                return value
     return NO
 
 
