@@ -62,6 +62,10 @@ class Level(BaseModel):
     level: Literal["ONE", "TWO", "THREE"]
 
 
+class Mood(BaseModel):
+    mood: Literal["POS", "NEG"] = pydantic.Field(description="POS: good, happy; NEG: bad, sad")
+
+
 class Summary(BaseModel):
     summary: str
 
@@ -162,6 +166,7 @@ CATEGORIES: dict[str, list[Case]] = {
         Case('{"level": "ONE: the lowest level"}', Level, Level(level="ONE")),
         Case('{"level": "Three - top"}', Level, Level(level="THREE")),
         Case('{"level": "ONE or TWO"}', Level, NO_ANSWER),
+        Case('{"mood": "happy"}', Mood, Mood(mood="POS")),
     ],
     "near-JSON syntax": [
         Case("{name: Ann, age: 41}", Person, ANN),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from robustprompt._parse import ParseError, parse
 
@@ -282,6 +282,29 @@ def test_numbers_that_are_no_integer_stay_an_error(raw: str) -> None:
 )
 def test_enum_values_by_case_and_with_their_description(raw: str, expected: str) -> None:
     assert value(json.dumps({"level": raw}), Level).level == expected
+
+
+class Mood(BaseModel):
+    mood: Literal["POS", "NEG", "MIX"] = Field(
+        description="POS: good, great / happy; NEG: bad or poor; MIX - both good and bad, mixed"
+    )
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("great", "POS"), ("Poor.", "NEG"), ("both good and bad", "MIX")])
+def test_enum_aliases_given_in_the_field_description(raw: str, expected: str) -> None:
+    parsed = parse(json.dumps({"mood": raw}), Mood.model_json_schema())
+    assert parsed.value == {"mood": expected}
+    assert parsed.repairs == (f"matched enum value '{raw}' to '{expected}' at 'mood'",)
+
+
+def test_an_alias_two_values_share_is_an_error_not_a_pick() -> None:
+    class Split(BaseModel):
+        side: Literal["L", "R"] = Field(description="L: left, side; R: right, side")
+
+    parsed = parse('{"side": "side"}', Split.model_json_schema())
+    assert parsed.value == {"side": "side"}  # left alone: validation refuses it with the allowed values
+    with pytest.raises(Exception, match="'L' or 'R'"):
+        Split.model_validate(parsed.value)
 
 
 def test_two_matching_enum_values_are_an_error_not_a_pick() -> None:

@@ -13,6 +13,7 @@ from robustprompt._parse._schema import (
     all_of,
     allowed,
     child_path,
+    described_option,
     has_kind,
     is_mapping,
     match_option,
@@ -55,6 +56,8 @@ class Coercer:
             return self._combined(value, node, path, depth, wraps=wraps)
         if not has_kind(value, node.get("type")):
             return self._convert(value, node, types_of(node), path, depth, wraps=wraps)
+        if isinstance(value, str) and "enum" in node:
+            return self._enum(value, node, path, _descriptions(schema, node))
         return self._descend(value, node, path, depth)
 
     def fits(self, value: Any, schema: Any, depth: int) -> bool:
@@ -159,7 +162,7 @@ class Coercer:
         if isinstance(value, list):
             return self._array(value, node, path, depth)
         if isinstance(value, str) and ("enum" in node or "const" in node):
-            return self._enum(value, node, path)
+            return self._enum(value, node, path, [])
         return value
 
     def _object(self, value: dict[str, Any], node: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
@@ -211,7 +214,7 @@ class Coercer:
                 changed[index] = new
         return value if changed is None else changed
 
-    def _enum(self, value: str, node: Mapping[str, Any], path: str) -> Any:
+    def _enum(self, value: str, node: Mapping[str, Any], path: str, descriptions: list[str]) -> Any:
         options = node.get("enum")
         if not isinstance(options, list):
             if "const" not in node:
@@ -219,7 +222,7 @@ class Coercer:
             options = [node["const"]]
         if value in options:
             return value
-        match = match_option(value, options)
+        match = match_option(value, options) or described_option(value, options, descriptions)
         if match is None:
             return value
         self._repairs.append(f"matched enum value '{short(value)}' to '{match}' at '{path}'")
@@ -229,3 +232,9 @@ class Coercer:
 def _folded(key: str) -> str:
     """A key as "Name", "NAME", "first-name" and "firstName" all match "name" / "first_name"."""
     return key.replace("_", "").replace("-", "").replace(" ", "").casefold()
+
+
+def _descriptions(schema: Any, node: Mapping[str, Any]) -> list[str]:
+    """The descriptions of a field and of the type it refers to: either may explain the options."""
+    found = [node.get("description"), schema.get("description") if is_mapping(schema) else None]
+    return [text for text in found if isinstance(text, str)]

@@ -16,6 +16,7 @@ __all__ = [
     "all_of",
     "allowed",
     "child_path",
+    "described_option",
     "has_kind",
     "is_mapping",
     "match_option",
@@ -203,3 +204,34 @@ def match_option(value: str, options: list[Any]) -> str | None:
         if hits:
             return hits.pop() if len(hits) == 1 else None
     return None
+
+
+def described_option(value: str, options: list[Any], descriptions: list[str]) -> str | None:
+    """The one option whose description the value repeats, as a reader of the schema would map it: with the
+    description "ONE: the lowest level; TWO: the middle one", "the lowest level" is ONE. Aliases listed the
+    same way ("NEG: bad, poor") count too. None unless exactly one option matches."""
+    strings = sorted((option for option in options if isinstance(option, str) and option), key=len, reverse=True)
+    folded = value.strip(_TRIM).casefold()
+    if not strings or not folded:
+        return None
+    hits: set[str] = set()
+    for description in descriptions:
+        for option, phrase in _described(description, tuple(strings)):
+            if folded in (part.strip(_TRIM).casefold() for part in _ALIAS_SPLIT.split(phrase)):
+                hits.add(option)
+    return hits.pop() if len(hits) == 1 else None
+
+
+_ALIAS_SPLIT = re.compile(r",|/|\bor\b")
+
+
+def _described(description: str, options: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(option, the text after "OPTION:") for each option the description explains."""
+    names = "|".join(re.escape(option) for option in options)
+    entries = list(re.finditer(rf"(?<![\w])({names})[\"'`]?\s*(?::|=|\s[-–—]\s)", description))
+    out = []
+    for index, entry in enumerate(entries):
+        end = entries[index + 1].start() if index + 1 < len(entries) else len(description)
+        phrase = re.split(r"[;\n]", description[entry.end() : end], maxsplit=1)[0]
+        out.append((entry.group(1), phrase))
+    return out
