@@ -174,7 +174,7 @@ class LocalBackend:
             return TokenCount(len(llama.tokenize(text.encode(), add_bos=False)), True, "model")
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema)  # not sorted: the grammar writes the fields in the order the schema lists them
         if key not in self._grammars:
             from llama_cpp.llama_grammar import LlamaGrammar
 
