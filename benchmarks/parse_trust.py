@@ -327,8 +327,8 @@ def recorded(path: Path) -> dict[str, Counter[str]]:
     sys.path.insert(0, str(REPO / "examples"))
     import llmdrift_prime
 
-    from robustprompt._cases import load_cases
-    from robustprompt._replay import ReplaySource
+    from robustprompt.evals._cases import load_cases
+    from robustprompt.evals._replay import ReplaySource
 
     with tempfile.TemporaryDirectory() as tmp:
         cases_file = Path(tmp) / "cases.jsonl"
