@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -45,25 +46,40 @@ class PerSpec(Generic[T]):
         return value
 
 
+_DAY_NAMES = frozenset({"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"})
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait: `retry-after-ms`, then `retry-after` (seconds or an HTTP date)."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
+    """Seconds the server asks us to wait: `retry-after-ms`, then `retry-after` (seconds or an HTTP date).
+
+    None when neither says anything usable (nan, inf, a negative number, a date that does not parse): normal
+    backoff applies then. A date already past means "now" (RFC 9110), so 0.
+    """
+    if (ms := _seconds(headers.get("retry-after-ms"))) is not None:
+        return ms / 1000
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    if (seconds := _seconds(value)) is not None:
+        return seconds
+    day, comma, _ = value.partition(",")
+    if comma and day.strip() not in _DAY_NAMES:  # the parser ignores the day name: "Zun, 29 Sep ..." is no date
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def error_for_status(status: int, headers: Mapping[str, str]) -> type[ProviderError]:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from robustprompt import _catalog
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import ConfigError, ContextLengthError
+from robustprompt._grammar_schema import every_field_reachable
 from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, render_completion_text
@@ -173,7 +174,7 @@ class LocalBackend:
             return TokenCount(len(llama.tokenize(text.encode(), add_bos=False)), True, "model")
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema)  # not sorted: the grammar writes the fields in the order the schema lists them
         if key not in self._grammars:
             from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -195,7 +196,7 @@ class LocalBackend:
         constrained = prompt.mode is OutputMode.GRAMMAR
         with lock, _typed_overflow(self.profile):
             if self.profile.prompt_style == "completion":
-                grammar = self._grammar(prompt.output.schema) if constrained else None
+                grammar = self._grammar(every_field_reachable(prompt.output.schema)) if constrained else None
                 result = llama.create_completion(
                     render_completion_text(prompt), grammar=grammar, stop=_STOP, **self._options()
                 )
@@ -203,7 +204,8 @@ class LocalBackend:
             else:
                 messages = [{"role": "system", "content": prompt.system}]
                 messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
-                fmt = {"type": "json_object", "schema": prompt.output.schema} if constrained else None
+                schema = every_field_reachable(prompt.output.schema)
+                fmt = {"type": "json_object", "schema": schema} if constrained else None
                 result = llama.create_chat_completion(messages, response_format=fmt, **self._options())
                 text = result["choices"][0]["message"]["content"] or ""
         usage = result.get("usage") or {}

@@ -22,14 +22,17 @@ from typing import Any, ClassVar
 
 from robustprompt._catalog import Vendor
 from robustprompt._errors import BadRequestError, ProviderError, SchemaRejectedError
+from robustprompt._grammar_schema import every_field_reachable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
+from robustprompt.adapters._common import PerSpec
 from robustprompt.adapters.openai import OpenAIChatAdapter
 
 __all__ = ["OpenAICompatibleAdapter"]
 
 _MODES = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
+_GRAMMAR_SCHEMAS: PerSpec[dict[str, Any]] = PerSpec()
 _FORMAT_NAMED = re.compile(r"response[_ ]format", re.IGNORECASE)
 # llama-cpp-python refuses a body with pydantic's wording, in a 500: "1 validation error: {... 'loc': ('body',
 # 'response_format', 'type') ...}". Only the location counts: the message also echoes the refused input.
@@ -71,7 +74,9 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
             body["max_tokens"] = body.pop("max_completion_tokens")
         if prompt.mode is OutputMode.JSON_OBJECT:
             # The schema is in the prompt already; here it also constrains decoding on servers that read it.
-            body["response_format"] = {"type": "json_object", "schema": prompt.output.schema}
+            # Every field reachable, so a decoding grammar cannot close the object before an optional one.
+            schema = _GRAMMAR_SCHEMAS.get(prompt.output, lambda: every_field_reachable(prompt.output.schema))
+            body["response_format"] = {"type": "json_object", "schema": schema}
         if self.vendor is not None:
             body.update(self.vendor.extra_body)
         return replace(call, body=body)

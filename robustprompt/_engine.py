@@ -160,7 +160,7 @@ class _Checked:
 
 def _check(task: TaskDeclaration[Any, Any], completion: Completion) -> _Checked:
     try:
-        parsed = parse(completion.text, task.spec.schema)
+        parsed = parse(completion.text, task.spec.schema, text_output=task.output_type is str)
     except ParseError as exc:
         return _Checked(None, (), _with_truncation(completion, [str(exc)]), clean=False)
     output, errors = task.validator.validate(parsed.value)

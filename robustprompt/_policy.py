@@ -31,7 +31,7 @@ class Policy:
     reasks: int = 1
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
-    retry_after_cap: float = 60.0
+    retry_after_cap: float = 120.0  # openai-python's cap too
     reask_answer_chars: int = 2000
     reask_max_errors: int = 8
     mode: OutputMode | None = field(default=None)  # force one output mode instead of the profile's best

@@ -26,6 +26,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_prompt",
             "_tokens",
             "_parse",
+            "_parse.*",
+            "_grammar_schema",
             "_validate",
             "_partial",
             "_profile",
