@@ -22,7 +22,7 @@ from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 
-__all__ = ["Adapter", "Endpoint", "HttpCall", "InProcessAdapter"]
+__all__ = ["Adapter", "Endpoint", "HttpCall", "InProcessAdapter", "StreamDecoder", "StreamingAdapter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,34 @@ class Adapter(Protocol):
 
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         """The completion of a 2xx response; raises a `ProviderError` subclass for anything else."""
+        ...
+
+
+class StreamDecoder(Protocol):
+    """One streamed response body, decoded as it arrives (pure: the backend feeds it the bytes)."""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The answer text this data completes (pieces, in order); raises the `ProviderError` a non-streamed
+        call would raise when the server reports an error inside the stream."""
+        ...
+
+    def finish(self) -> Completion:
+        """The whole answer once the body ended; raises a retryable `ProviderError` if it ended too soon."""
+        ...
+
+
+@runtime_checkable
+class StreamingAdapter(Protocol):
+    """An HTTP adapter that can also ask for the answer as a stream, in its provider's own wire format. A 2xx
+    response is fed to its decoder; any other status is read by `read`, as a non-streamed response is."""
+
+    def prepare_stream(
+        self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint
+    ) -> HttpCall: ...
+
+    def stream_decoder(self, profile: ModelProfile) -> StreamDecoder | None:
+        """A decoder for one response, or None when this API's streams are not decoded yet (a subclass of an
+        adapter that streams may speak another stream format)."""
         ...
 
 

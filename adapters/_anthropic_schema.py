@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from robustprompt._errors import ConfigError
-from robustprompt.adapters._schema_common import note, pointer, subject
+from robustprompt.adapters._schema_common import Unexpressible, merge_all_of, note
 
 __all__ = ["to_anthropic_schema", "tool_input_schema"]
 
@@ -31,22 +31,8 @@ _FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostnam
 # The SDK's transform refuses a node with none of these: the grammar cannot decode "any value".
 _TYPED = frozenset({"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const"})
 _PRIMITIVES = (str, int, float, bool, type(None))
-PROVIDER_NAMES = {"anthropic": "Anthropic"}
-
-
-class Unexpressible(Exception):
-    """Raised inside the walk; the public functions turn it into a `ConfigError` naming the provider."""
-
-    def __init__(self, path: tuple[str, ...], problem: str, cannot: str, fix: str) -> None:
-        super().__init__(problem)
-        self.path, self.problem, self.cannot, self.fix = path, problem, cannot, fix
-
-    def message(self, provider: str) -> str:
-        name = PROVIDER_NAMES.get(provider, provider)
-        return (
-            f"{subject(self.path)} {self.problem} (at {pointer(self.path)}); {name} structured outputs cannot "
-            f"express {self.cannot}: {self.fix}, or choose the tool_call or prompted output mode"
-        )
+_NAMES = {"anthropic": "Anthropic"}
+_INSTEAD = "the tool_call or prompted output mode"
 
 
 def to_anthropic_schema(schema: Mapping[str, Any], *, provider: str = "anthropic") -> dict[str, Any]:
@@ -59,14 +45,14 @@ def to_anthropic_schema(schema: Mapping[str, Any], *, provider: str = "anthropic
         out = _Walk(root).node(inline_root_ref(root), ())
         return _prune_definitions(out)
     except Unexpressible as err:
-        raise ConfigError(err.message(provider)) from None
+        raise err.config_error(f"{_NAMES.get(provider, provider)} structured outputs", _INSTEAD) from None
 
 
 def tool_input_schema(schema: Mapping[str, Any], *, provider: str = "anthropic") -> dict[str, Any]:
     """The schema as a plain tool's `input_schema`: any JSON Schema, but the root must be an object."""
     root = inline_root_ref(copy.deepcopy(dict(schema)))
     if root.get("type") != "object":
-        name = PROVIDER_NAMES.get(provider, provider)
+        name = _NAMES.get(provider, provider)
         raise ConfigError(
             f"the root schema is not an object (type {root.get('type')!r}); {name} tool input must be an "
             "object: wrap the output in a model with one field"
@@ -86,6 +72,7 @@ class _Walk:
                 path, "has no type (Any, or a bare list or dict)", "values of any type", "give it a concrete type"
             )
         if "allOf" in schema:
+            # One member only: every object is closed, so two different objects' intersection accepts nothing.
             return self.node(merge_all_of(schema, path), path)
         if "$ref" in schema:
             return self.reference(schema, path)
@@ -140,17 +127,6 @@ def _keep_or_note(
         out[key] = value
     else:
         notes.append(note(key, value))
-
-
-def merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    members = node["allOf"]
-    if len(members) != 1:
-        # Every object is closed, so the intersection of two different objects would accept nothing.
-        raise Unexpressible(
-            path, f"combines {len(members)} schemas with allOf", "intersections of schemas", "merge them into one model"
-        )
-    # Older pydantic wraps a `$ref` as `allOf: [{"$ref": ...}]` to give it siblings; the node's own keys win.
-    return {**members[0], **{key: value for key, value in node.items() if key != "allOf"}}
 
 
 def _check_closed(node: Mapping[str, Any], path: tuple[str, ...]) -> None:

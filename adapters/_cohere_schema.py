@@ -15,15 +15,12 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from robustprompt._errors import ConfigError
 from robustprompt.adapters._schema_common import (
     Unexpressible,
     inline_root_ref,
     merge_all_of,
     note,
-    pointer,
     root_kind,
-    subject,
 )
 
 __all__ = ["to_cohere_schema"]
@@ -54,10 +51,7 @@ def to_cohere_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
             )
         return _walk(root, ())
     except Unexpressible as err:
-        raise ConfigError(
-            f"{subject(err.path)} {err.problem} (at {pointer(err.path)}); Cohere structured outputs cannot "
-            f"express {err.cannot}: {err.fix}, or choose the json_object output mode"
-        ) from None
+        raise err.config_error("Cohere structured outputs", "the json_object output mode") from None
 
 
 def _walk(node: Any, path: tuple[str, ...]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""Wire facts shared by HTTP APIs: Retry-After parsing and the status-to-error mapping."""
+"""Wire facts shared by HTTP APIs: Retry-After parsing, the status-to-error mapping and the error itself."""
 
 from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -19,7 +20,7 @@ from robustprompt._errors import (
 )
 from robustprompt._prompt import OutputSpec
 
-__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "retry_after"]
+__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "provider_error", "retry_after"]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
 
@@ -45,25 +46,40 @@ class PerSpec(Generic[T]):
         return value
 
 
+_DAY_NAMES = frozenset({"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"})
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait: `retry-after-ms`, then `retry-after` (seconds or an HTTP date)."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
+    """Seconds the server asks us to wait: `retry-after-ms`, then `retry-after` (seconds or an HTTP date).
+
+    None when neither says anything usable (nan, inf, a negative number, a date that does not parse): normal
+    backoff applies then. A date already past means "now" (RFC 9110), so 0.
+    """
+    if (ms := _seconds(headers.get("retry-after-ms"))) is not None:
+        return ms / 1000
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    if (seconds := _seconds(value)) is not None:
+        return seconds
+    day, comma, _ = value.partition(",")
+    if comma and day.strip() not in _DAY_NAMES:  # the parser ignores the day name: "Zun, 29 Sep ..." is no date
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def error_for_status(status: int, headers: Mapping[str, str]) -> type[ProviderError]:
@@ -85,6 +101,22 @@ def error_for_status(status: int, headers: Mapping[str, str]) -> type[ProviderEr
     if should == "false" and cls.retryable:
         return BadRequestError
     return cls
+
+
+def provider_error(
+    cls: type[ProviderError],
+    message: str,
+    provider: str,
+    model: str,
+    status: int,
+    body: bytes,
+    *,
+    code: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The error an answer amounts to, carrying the start of the body as the provider sent it."""
+    excerpt = body[:MAX_ERROR_BODY].decode("utf-8", "replace")
+    return cls(message, provider=provider, model=model, status=status, code=code, retry_after=retry_after, body=excerpt)
 
 
 def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:

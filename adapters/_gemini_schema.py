@@ -12,14 +12,11 @@ validation against the original model enforces them. What a dialect cannot expre
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from robustprompt._errors import ConfigError
-
 # One walk of a JSON pointer path, shared with the OpenAI transform so errors read the same everywhere.
-from robustprompt.adapters._schema_common import pointer, subject
+from robustprompt.adapters._schema_common import Unexpressible, merge_all_of, note
 
 __all__ = ["to_gemini_json_schema", "to_gemini_openapi_schema"]
 
@@ -46,20 +43,7 @@ _OPENAPI_FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double
 
 _JSON_DIALECT = "responseJsonSchema"
 _OPENAPI_DIALECT = "schema subset (responseSchema and function parameters)"
-
-
-class Unexpressible(Exception):
-    """Raised inside a walk; the public functions turn it into a `ConfigError` naming the dialect."""
-
-    def __init__(self, path: tuple[str, ...], problem: str, cannot: str, fix: str) -> None:
-        super().__init__(problem)
-        self.path, self.problem, self.cannot, self.fix = path, problem, cannot, fix
-
-    def config_error(self, dialect: str) -> ConfigError:
-        return ConfigError(
-            f"{subject(self.path)} {self.problem} (at {pointer(self.path)}); Gemini's {dialect} cannot express "
-            f"{self.cannot}: {self.fix}, or choose another output mode"
-        )
+_INSTEAD = "another output mode"
 
 
 # ---------------------------------------------------------------- responseJsonSchema
@@ -72,7 +56,7 @@ def to_gemini_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = _json(copy.deepcopy(dict(schema)), ())
         _check_recursion(out)
     except Unexpressible as err:
-        raise err.config_error(_JSON_DIALECT) from None
+        raise err.config_error(f"Gemini's {_JSON_DIALECT}", _INSTEAD) from None
     return out
 
 
@@ -195,7 +179,7 @@ def to_gemini_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return _openapi(root, (), defs, ())
     except Unexpressible as err:
-        raise err.config_error(_OPENAPI_DIALECT) from None
+        raise err.config_error(f"Gemini's {_OPENAPI_DIALECT}", _INSTEAD) from None
 
 
 def _openapi(node: Any, path: tuple[str, ...], defs: Mapping[str, Any], inlining: tuple[str, ...]) -> dict[str, Any]:
@@ -334,23 +318,6 @@ def _formats(kind: Any) -> set[str]:
 
 
 # ---------------------------------------------------------------- shared
-
-
-def merge_all_of(node: Mapping[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    members = node["allOf"]
-    if len(members) != 1:
-        raise Unexpressible(
-            path,
-            f"combines {len(members)} schemas with allOf",
-            "intersections of schemas",
-            "merge them into one model",
-        )
-    # Older pydantic wraps a `$ref` as `allOf: [{"$ref": ...}]` to give it siblings; the node's own keys win.
-    return {**members[0], **{key: value for key, value in node.items() if key != "allOf"}}
-
-
-def note(key: str, value: Any) -> str:
-    return f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
 
 
 def _describe(out: dict[str, Any], notes: list[str]) -> None:

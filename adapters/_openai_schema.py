@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from robustprompt._errors import ConfigError
 from robustprompt.adapters._schema_common import (
     Unexpressible,
     inline_root_ref,
@@ -22,6 +21,8 @@ from robustprompt.adapters._schema_common import (
 )
 
 __all__ = ["to_strict_schema"]
+
+_NAMES = {"openai": "OpenAI", "mistral": "Mistral"}  # the providers that take this dialect
 
 _NULL = {"type": "null"}
 
@@ -59,7 +60,7 @@ def to_strict_schema(schema: Mapping[str, Any], *, provider: str = "openai") -> 
             )
         return _strict(root, ())
     except Unexpressible as err:
-        raise ConfigError(err.message(provider)) from None
+        raise err.config_error(f"{_NAMES.get(provider, provider)} strict mode", "a non-strict output mode") from None
 
 
 def _strict(node: Any, path: tuple[str, ...]) -> dict[str, Any]:

@@ -7,23 +7,23 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Unexpressible", "inline_root_ref", "merge_all_of", "note", "pointer", "root_kind", "subject"]
+from robustprompt._errors import ConfigError
 
-PROVIDER_NAMES = {"openai": "OpenAI", "mistral": "Mistral", "cohere": "Cohere"}
+__all__ = ["Unexpressible", "inline_root_ref", "merge_all_of", "note", "pointer", "root_kind", "subject"]
 
 
 class Unexpressible(Exception):
-    """Raised inside a transform's walk; the transform turns it into a `ConfigError` naming the provider."""
+    """Raised inside a transform's walk; the transform turns it into a `ConfigError` naming its dialect."""
 
     def __init__(self, path: tuple[str, ...], problem: str, cannot: str, fix: str) -> None:
         super().__init__(problem)
         self.path, self.problem, self.cannot, self.fix = path, problem, cannot, fix
 
-    def message(self, provider: str) -> str:
-        name = PROVIDER_NAMES.get(provider, provider)
-        return (
-            f"{subject(self.path)} {self.problem} (at {pointer(self.path)}); {name} strict mode cannot express "
-            f"{self.cannot}: {self.fix}, or choose a non-strict output mode"
+    def config_error(self, dialect: str, instead: str) -> ConfigError:
+        """E.g. dialect "OpenAI strict mode", instead "a non-strict output mode"."""
+        return ConfigError(
+            f"{subject(self.path)} {self.problem} (at {pointer(self.path)}); {dialect} cannot express {self.cannot}: "
+            f"{self.fix}, or choose {instead}"
         )
 
 

@@ -31,6 +31,7 @@ from robustprompt._errors import (
     ContextLengthError,
     ModelNotFoundError,
     OverloadedError,
+    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     SchemaRejectedError,
@@ -39,9 +40,10 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._sse import SseDecoder
 
-__all__ = ["AnthropicAdapter"]
+__all__ = ["AnthropicAdapter", "AnthropicStream"]
 
 API_VERSION = "2023-06-01"
 
@@ -106,6 +108,13 @@ class AnthropicAdapter:
             headers["x-api-key"] = endpoint.api_key
         return HttpCall("POST", f"{endpoint.base_url}/v1/messages", headers, body)
 
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        call = self.prepare(prompt, profile, settings, endpoint)
+        return HttpCall(call.method, call.url, call.headers, {**call.body, "stream": True})
+
+    def stream_decoder(self, profile: ModelProfile) -> AnthropicStream:
+        return AnthropicStream(self, profile)
+
     def _output(self, prompt: Prompt, profile: ModelProfile) -> dict[str, Any]:
         spec = prompt.output
         if prompt.mode is OutputMode.JSON_SCHEMA:
@@ -130,12 +139,8 @@ class AnthropicAdapter:
             raise self._error(status, headers, data, body, profile)
         content = data.get("content") if isinstance(data, dict) else None
         if not isinstance(content, list):
-            raise BadRequestError(
-                "response has no content list",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no content list", self.provider, profile.model_id, status, body
             )
         blocks = [block for block in content if isinstance(block, dict)]
         text = "".join(str(block.get("text") or "") for block in blocks if block.get("type") == "text")
@@ -159,14 +164,15 @@ class AnthropicAdapter:
         kind = str(err.get("type") or "")
         message = str(err.get("message") or f"HTTP {status}")
         cls = _error_class(status, kind, message, headers)
-        return cls(
+        return provider_error(
+            cls,
             message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
+            self.provider,
+            profile.model_id,
+            status,
+            body,
             code=kind or None,
             retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
         )
 
 
@@ -217,3 +223,97 @@ def _error_class(status: int, kind: str, message: str, headers: Mapping[str, str
     if status == 400 and _SCHEMA_PROBLEM.search(message):
         return SchemaRejectedError
     return cls
+
+
+# The status a non-streamed call gets for each error type, for the same error arriving as an `error` event.
+_STREAM_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+class AnthropicStream:
+    """Messages SSE (PROVIDERS.md §11.4): `message_start`, blocks of `content_block_delta` (`text_delta`, or a
+    tool call's `input_json_delta`), `message_delta` with the stop reason and cumulative usage, `message_stop`.
+    An `error` event is the typed error of the same error type; `ping` and unknown events are ignored."""
+
+    def __init__(self, adapter: AnthropicAdapter, profile: ModelProfile) -> None:
+        self._adapter = adapter
+        self._profile = profile
+        self._sse = SseDecoder()
+        self._text: list[str] = []
+        self._tool: list[str] | None = None  # the input of the tool call, once one started
+        self._usage: dict[str, Any] = {}
+        self._stop = ""
+        self._model = ""
+        self._done = False
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for event in self._sse.feed(data):
+            if not self._done:
+                pieces += self._event(event.data)
+        return pieces
+
+    def _event(self, data: str) -> list[str]:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise self._cut(f"a stream event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(payload, dict):
+            return []
+        kind = payload.get("type")
+        if kind == "error":
+            err = payload.get("error")
+            err = err if isinstance(err, dict) else {}
+            status = _STREAM_ERROR_STATUS.get(str(err.get("type")), 500)
+            raise self._adapter._error(status, {}, payload, data.encode(), self._profile)
+        if kind == "message_start" and isinstance(message := payload.get("message"), dict):
+            self._model = str(message.get("model") or "")
+            self._usage.update(message.get("usage") or {})
+        elif kind == "content_block_start" and (payload.get("content_block") or {}).get("type") == "tool_use":
+            self._tool = self._tool if self._tool is not None else []
+        elif kind == "content_block_delta" and isinstance(delta := payload.get("delta"), dict):
+            return self._delta(delta)
+        elif kind == "message_delta":
+            self._stop = str((payload.get("delta") or {}).get("stop_reason") or self._stop)
+            self._usage.update(payload.get("usage") or {})  # cumulative: the last count replaces the earlier
+        elif kind == "message_stop":
+            self._done = True
+        return []
+
+    def _delta(self, delta: dict[str, Any]) -> list[str]:
+        if delta.get("type") == "text_delta" and (text := delta.get("text")):
+            self._text.append(str(text))
+            return [] if self._tool is not None else [str(text)]
+        if delta.get("type") == "input_json_delta" and self._tool is not None and (part := delta.get("partial_json")):
+            self._tool.append(str(part))
+            return [str(part)]
+        return []
+
+    def finish(self) -> Completion:
+        if not self._done:
+            if pending := self._sse.pending():
+                self._event(pending)
+            raise self._cut("the stream ended before `message_stop`")
+        text = "".join(self._text)
+        if self._tool is not None:
+            text = "".join(self._tool) or "{}"  # an empty input buffer is an empty object
+        finish = _STOP.get(self._stop, "other")
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            usage=_usage(self._usage),
+            model_id=self._model,
+            refusal=(text.strip() or None) if finish == "refusal" else None,
+        )
+
+    def _cut(self, why: str) -> ProviderError:
+        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)

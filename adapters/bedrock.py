@@ -47,7 +47,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -250,12 +250,8 @@ class BedrockAdapter:
             content = data["output"]["message"]["content"]
             blocks = [block for block in content if isinstance(block, dict)]
         except (KeyError, TypeError):
-            raise BadRequestError(
-                "response has no output.message.content",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no output.message.content", self.provider, profile.model_id, status, body
             ) from None
         calls = [block["toolUse"] for block in blocks if isinstance(block.get("toolUse"), dict)]
         # Text blocks only: a reasoning model's `reasoningContent` blocks come before the answer.
@@ -301,14 +297,8 @@ def _error(status: int, headers: Mapping[str, str], data: Any, body: bytes, prov
     cls = _error_class(kind, message, status, headers)
     if cls is ModelNotFoundError and _NEEDS_PROFILE in message:
         message += f" (use an inference profile id, such as 'us.{model}' or 'global.{model}')"
-    return cls(
-        message,
-        provider=provider,
-        model=model,
-        status=status,
-        code=kind or None,
-        retry_after=retry_after(headers),
-        body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+    return provider_error(
+        cls, message, provider, model, status, body, code=kind or None, retry_after=retry_after(headers)
     )
 
 

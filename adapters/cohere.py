@@ -32,7 +32,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._cohere_schema import to_cohere_schema
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
 
 __all__ = ["CohereAdapter"]
 
@@ -78,12 +78,8 @@ class CohereAdapter:
             raise self._error(status, headers, data, body, profile)
         message = data.get("message") if isinstance(data, dict) else None
         if not isinstance(message, dict):
-            raise BadRequestError(
-                "response has no message",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no message", self.provider, profile.model_id, status, body
             )
         items = message.get("content") or []
         text = "".join(item.get("text", "") for item in items if isinstance(item, dict) and item.get("type") == "text")
@@ -105,13 +101,8 @@ class CohereAdapter:
             cls = ContextLengthError
         elif status in (400, 422) and _SCHEMA.search(message):
             cls = SchemaRejectedError
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+        return provider_error(
+            cls, message, self.provider, profile.model_id, status, body, retry_after=retry_after(headers)
         )
 
 

@@ -33,7 +33,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._gemini_schema import to_gemini_json_schema, to_gemini_openapi_schema
 
 __all__ = ["GeminiAdapter"]
@@ -133,12 +133,8 @@ class GeminiAdapter:
             blocked = (data.get("promptFeedback") or {}).get("blockReason")
             if blocked:  # the prompt itself was refused: no candidate was generated
                 return Completion("", "refusal", usage, model_id, refusal=f"the prompt was blocked ({blocked})")
-            raise BadRequestError(
-                "response has no candidates",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no candidates", self.provider, profile.model_id, status, body
             )
         candidate = candidates[0]
         reason = str(candidate.get("finishReason") or "")
@@ -163,14 +159,15 @@ class GeminiAdapter:
             cls = ModelNotFoundError
         elif status == 429 and any("PerDay" in quota for quota in _quota_ids(details)):
             cls = QuotaExceededError
-        return cls(
+        return provider_error(
+            cls,
             message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
+            self.provider,
+            profile.model_id,
+            status,
+            body,
             code=err.get("status"),
             retry_after=_retry_delay(details) or retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
         )
 
 

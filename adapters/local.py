@@ -16,13 +16,14 @@ import importlib.util
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from robustprompt import _catalog
 from robustprompt._completion import Completion, Usage
 from robustprompt._errors import ConfigError, ContextLengthError
+from robustprompt._grammar_schema import every_field_reachable
 from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, render_completion_text
@@ -173,7 +174,7 @@ class LocalBackend:
             return TokenCount(len(llama.tokenize(text.encode(), add_bos=False)), True, "model")
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema)  # not sorted: the grammar writes the fields in the order the schema lists them
         if key not in self._grammars:
             from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -199,13 +200,14 @@ class LocalBackend:
             if text is None and self.profile.prompt_style == "completion":
                 text = render_completion_text(prompt)
             if text is not None:
-                grammar = self._grammar(prompt.output.schema) if constrained else None
+                grammar = self._grammar(every_field_reachable(prompt.output.schema)) if constrained else None
                 result = llama.create_completion(text, grammar=grammar, stop=_STOP, **self._options())
                 text = result["choices"][0]["text"]
             else:
                 messages = [{"role": "system", "content": prompt.system}]
                 messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
-                fmt = {"type": "json_object", "schema": prompt.output.schema} if constrained else None
+                schema = every_field_reachable(prompt.output.schema)
+                fmt = {"type": "json_object", "schema": schema} if constrained else None
                 result = llama.create_chat_completion(messages, response_format=fmt, **self._options())
                 text = result["choices"][0]["message"]["content"] or ""
         usage = result.get("usage") or {}
@@ -220,3 +222,51 @@ class LocalBackend:
     async def acomplete(self, prompt: Prompt) -> Completion:
         # llama.cpp computes in C without yielding: run it in a thread so the event loop stays free.
         return await asyncio.to_thread(self.complete, prompt)
+
+    # Streams: llama-cpp-python's own streaming, under the same grammar. The model is held for the whole stream
+    # (it decodes one sequence at a time); closing the stream stops the decoding and lets it go.
+
+    @property
+    def streams(self) -> bool:
+        return True
+
+    def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]:
+        llama, lock = self._model()
+        constrained = prompt.mode is OutputMode.GRAMMAR
+        pieces: list[str] = []
+        finish = "stop"
+        with lock, _typed_overflow(self.profile):
+            # As in `complete`: a completion-style rendering is sent as its text, chat template or not.
+            text = prompt.text
+            if text is None and self.profile.prompt_style == "completion":
+                text = render_completion_text(prompt)
+            if text is not None:
+                grammar = self._grammar(prompt.output.schema) if constrained else None
+                chunks = llama.create_completion(text, grammar=grammar, stop=_STOP, stream=True, **self._options())
+            else:
+                messages = [{"role": "system", "content": prompt.system}]
+                messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+                fmt = {"type": "json_object", "schema": prompt.output.schema} if constrained else None
+                chunks = llama.create_chat_completion(messages, response_format=fmt, stream=True, **self._options())
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                    finish = choice.get("finish_reason") or finish
+                    if text:
+                        pieces.append(text)
+                        yield text
+            finally:
+                chunks.close()
+            # The stream carries no usage: the context holds the prompt and every generated token.
+            generated = len(pieces)
+            usage = Usage(max(llama.n_tokens - generated, 0), generated)
+        yield Completion("".join(pieces), "length" if finish == "length" else "stop", usage, self.profile.model_id)
+
+    async def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]:
+        pieces = self.stream(prompt)
+        try:
+            while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield item
+        finally:
+            await asyncio.to_thread(pieces.close)

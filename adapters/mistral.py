@@ -26,7 +26,7 @@ from robustprompt._errors import ContextLengthError, ModelNotFoundError, Provide
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, retry_after
+from robustprompt.adapters._common import error_for_status, provider_error, retry_after
 from robustprompt.adapters.openai import OpenAIChatAdapter
 
 __all__ = ["MistralAdapter"]
@@ -45,6 +45,9 @@ class MistralAdapter(OpenAIChatAdapter):
     api_key_env: ClassVar[tuple[str, ...]] = ("MISTRAL_API_KEY",)
     api_key_required: ClassVar[bool] = True
     otel_provider: ClassVar[str] = "mistral_ai"
+
+    def stream_decoder(self, profile: ModelProfile) -> None:
+        return None  # Mistral's chunks differ (content lists, usage on the last chunk): not decoded yet
 
     def default_profile(self, model_id: str) -> ModelProfile:
         return ModelProfile(self.provider, model_id, modes=_MODES, context_window=128_000, max_output_tokens=16_384)
@@ -75,14 +78,15 @@ class MistralAdapter(OpenAIChatAdapter):
             cls = SchemaRejectedError
         elif status in (400, 422) and _CONTEXT.search(message):
             cls = ContextLengthError
-        return cls(
+        return provider_error(
+            cls,
             message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
+            self.provider,
+            profile.model_id,
+            status,
+            body,
             code=None if code is None else str(code),
             retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
         )
 
 

@@ -12,6 +12,7 @@ a bare "host:port" and is read the way Ollama's own client reads it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -29,9 +30,10 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, schema_text
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._sse import Lines
 
-__all__ = ["OllamaAdapter", "ollama_base_url"]
+__all__ = ["OllamaAdapter", "OllamaStream", "ollama_base_url"]
 
 _MODES = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 _FINISH = {"stop": "stop", "length": "length"}
@@ -75,6 +77,13 @@ class OllamaAdapter:
             headers["authorization"] = f"Bearer {endpoint.api_key}"
         return HttpCall("POST", f"{ollama_base_url(endpoint.base_url)}/api/chat", headers, body)
 
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        call = self.prepare(prompt, profile, settings, endpoint)
+        return HttpCall(call.method, call.url, call.headers, {**call.body, "stream": True})
+
+    def stream_decoder(self, profile: ModelProfile) -> OllamaStream:
+        return OllamaStream(self, profile)
+
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         data = self._decode(status, body, profile)
         failed = not 200 <= status < 300 or (isinstance(data, dict) and "error" in data)
@@ -82,12 +91,8 @@ class OllamaAdapter:
             raise self._error(status, headers, data, body, profile)
         message = data.get("message") if isinstance(data, dict) else None
         if not isinstance(message, dict):
-            raise BadRequestError(
-                "response has no message",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+            raise provider_error(
+                BadRequestError, "response has no message", self.provider, profile.model_id, status, body
             )
         return Completion(
             text=message.get("content") or "",
@@ -121,14 +126,62 @@ class OllamaAdapter:
                 message = f"{message}: pull it first (ollama pull {profile.model_id})"
         elif status == 404:
             message = f"{message}: no /api/chat here, check that the base URL is an Ollama server's address"
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+        return provider_error(
+            cls, message, self.provider, profile.model_id, status, body, retry_after=retry_after(headers)
         )
+
+
+class OllamaStream:
+    """`/api/chat` NDJSON (PROVIDERS.md §11.8): one JSON object a line, text in `message.content`, the last line
+    with `"done": true`, the stop reason and the counts; `{"error": "..."}` is a runner that failed mid-answer."""
+
+    def __init__(self, adapter: OllamaAdapter, profile: ModelProfile) -> None:
+        self._adapter = adapter
+        self._profile = profile
+        self._lines = Lines()
+        self._text: list[str] = []
+        self._last: dict[str, Any] | None = None
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for line in self._lines.feed(data):
+            if line.strip() and self._last is None:
+                pieces += self._line(line)
+        return pieces
+
+    def _line(self, line: str) -> list[str]:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise self._cut(f"a stream line that is not JSON: {line[:200]!r}") from None
+        if not isinstance(data, dict):
+            return []
+        if "error" in data:
+            raise self._adapter._error(200, {}, data, line.encode(), self._profile)
+        if data.get("done"):
+            self._last = data
+        message = data.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not content:
+            return []
+        self._text.append(str(content))
+        return [str(content)]
+
+    def finish(self) -> Completion:
+        if self._last is None and (rest := self._lines.rest()).strip():
+            self._line(rest)  # a last line sent without its newline
+        if self._last is None:
+            raise self._cut('the stream ended before its line with "done": true')
+        last = self._last
+        return Completion(
+            text="".join(self._text),
+            finish_reason=_FINISH.get(last.get("done_reason") or "stop", "other"),
+            usage=Usage(last.get("prompt_eval_count") or 0, last.get("eval_count") or 0),
+            model_id=str(last.get("model") or ""),
+        )
+
+    def _cut(self, why: str) -> ProviderError:
+        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)
 
 
 def _messages(prompt: Prompt) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ the schema was rejected (downgrade the mode); 404 `model_not_found` and 429 `ins
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -16,6 +17,7 @@ from robustprompt._errors import (
     ConfigError,
     ContextLengthError,
     ModelNotFoundError,
+    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     SchemaRejectedError,
@@ -23,11 +25,22 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, PerSpec, error_for_status, json_body, retry_after
+from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._openai_schema import to_strict_schema
+from robustprompt.adapters._sse import SseDecoder
 
-__all__ = ["MODES", "OpenAIChatAdapter"]
+__all__ = ["MODES", "OpenAIChatAdapter", "OpenAIChatStream"]
 
+# The status a non-streamed call would have got for an error that arrives inside a 200 stream.
+_STREAM_ERROR_STATUS = {
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "requests": 429,
+    "tokens": 429,
+    "context_length_exceeded": 400,
+    "invalid_request_error": 400,
+    "server_error": 500,
+}
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "refusal"}
 MODES = (OutputMode.JSON_SCHEMA, OutputMode.TOOL_CALL, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 
@@ -38,6 +51,7 @@ class OpenAIChatAdapter:
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     api_key_required: ClassVar[bool] = True
+    stream_usage: ClassVar[bool] = True  # `stream_options.include_usage`: some servers of this wire reject it
 
     def __init__(self) -> None:
         # The strict transform walks the whole schema; do it once per output spec, not once per request.
@@ -68,6 +82,16 @@ class OpenAIChatAdapter:
         if settings.seed is not None:
             body["seed"] = settings.seed
         return HttpCall("POST", self._url(endpoint, profile), self._headers(endpoint), body)
+
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        call = self.prepare(prompt, profile, settings, endpoint)
+        body = {**call.body, "stream": True}
+        if self.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        return HttpCall(call.method, call.url, call.headers, body)
+
+    def stream_decoder(self, profile: ModelProfile) -> OpenAIChatStream | None:
+        return OpenAIChatStream(self, profile)
 
     # Hooks for APIs that speak this wire at another address or with another auth header.
     def _url(self, endpoint: Endpoint, profile: ModelProfile) -> str:
@@ -117,12 +141,13 @@ class OpenAIChatAdapter:
             usage = data.get("usage") or {}
         except (KeyError, IndexError, TypeError, AttributeError):
             # OpenAI-compatible servers vary: a body without this shape is the server's fault, not a blip.
-            raise ProviderError(
+            raise provider_error(
+                ProviderError,
                 "malformed response: no choices[0].message with content or a tool call",
-                provider=self.provider,
-                model=profile.model_id,
-                status=status,
-                body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+                self.provider,
+                profile.model_id,
+                status,
+                body,
             ) from None
         finish = "refusal" if refusal else _FINISH.get(choice.get("finish_reason") or "stop", "other")
         return Completion(
@@ -149,12 +174,94 @@ class OpenAIChatAdapter:
             cls = ModelNotFoundError
         elif status == 429 and code == "insufficient_quota":
             cls = QuotaExceededError
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            code=code,
-            retry_after=retry_after(headers),
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
+        return provider_error(
+            cls, message, self.provider, profile.model_id, status, body, code=code, retry_after=retry_after(headers)
         )
+
+
+class OpenAIChatStream:
+    """Chat Completions SSE (PROVIDERS.md §11.1): `data:` chunks to `data: [DONE]`, text in `delta.content`, a
+    forced tool call's arguments in `delta.tool_calls[index 0]`, usage in an extra chunk with no choices."""
+
+    def __init__(self, adapter: OpenAIChatAdapter, profile: ModelProfile) -> None:
+        self._adapter = adapter
+        self._profile = profile
+        self._sse = SseDecoder()
+        self._content: list[str] = []
+        self._arguments: list[str] = []
+        self._refusal: list[str] = []
+        self._finish: str | None = None
+        self._usage = Usage()
+        self._model = ""
+        self._done = False
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for event in self._sse.feed(data):
+            if self._done:
+                break
+            if event.data.startswith("[DONE]"):
+                self._done = True
+                break
+            pieces += self._chunk(event.data)
+        return pieces
+
+    def _chunk(self, data: str) -> list[str]:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise self._cut(f"a stream chunk that is not JSON: {data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            return []
+        if chunk.get("error"):
+            raise self._error(chunk, data)
+        self._model = str(chunk.get("model") or self._model)
+        if isinstance(usage := chunk.get("usage"), dict):
+            self._usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        pieces: list[str] = []
+        for choice in chunk.get("choices") or []:  # [] on the usage chunk and on Azure's annotation chunks
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            delta = delta if isinstance(delta, dict) else {}  # Azure's late annotation chunks have none
+            if refusal := delta.get("refusal"):
+                self._refusal.append(str(refusal))
+            if content := delta.get("content"):
+                self._content.append(str(content))
+                if not self._arguments:
+                    pieces.append(str(content))
+            for call in delta.get("tool_calls") or []:
+                if not isinstance(call, dict) or call.get("index", 0) != 0:  # the forced call: no parallel calls
+                    continue
+                if arguments := (call.get("function") or {}).get("arguments"):
+                    self._arguments.append(str(arguments))
+                    pieces.append(str(arguments))
+            if choice.get("finish_reason"):
+                self._finish = str(choice["finish_reason"])
+        return pieces
+
+    def finish(self) -> Completion:
+        if not self._done and self._finish is None:
+            pending = self._sse.pending()
+            if pending:
+                self._chunk(pending)  # an error event left without its blank line still names the error
+            raise self._cut("the stream ended before its finish chunk and `data: [DONE]`")
+        refusal = "".join(self._refusal) or None
+        finish = "refusal" if refusal else _FINISH.get(self._finish or "stop", "other")
+        text = "".join(self._arguments) or "".join(self._content)
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            usage=self._usage,
+            model_id=self._model,
+            refusal=refusal or (text if finish == "refusal" else None),
+        )
+
+    def _cut(self, why: str) -> ProviderError:
+        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)
+
+    def _error(self, chunk: dict[str, Any], data: str) -> ProviderError:
+        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        kind = str(err.get("code") or err.get("type") or "")
+        status = _STREAM_ERROR_STATUS.get(kind, 500)
+        return self._adapter._error(status, {}, {"error": err}, data.encode(), self._profile)

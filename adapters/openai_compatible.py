@@ -22,15 +22,17 @@ from typing import Any, ClassVar
 
 from robustprompt._catalog import Vendor
 from robustprompt._errors import BadRequestError, ProviderError, SchemaRejectedError
+from robustprompt._grammar_schema import every_field_reachable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY
+from robustprompt.adapters._common import PerSpec
 from robustprompt.adapters.openai import OpenAIChatAdapter
 
 __all__ = ["OpenAICompatibleAdapter"]
 
 _MODES = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
+_GRAMMAR_SCHEMAS: PerSpec[dict[str, Any]] = PerSpec()
 _FORMAT_NAMED = re.compile(r"response[_ ]format", re.IGNORECASE)
 # llama-cpp-python refuses a body with pydantic's wording, in a 500: "1 validation error: {... 'loc': ('body',
 # 'response_format', 'type') ...}". Only the location counts: the message also echoes the refused input.
@@ -59,6 +61,8 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
         }
         return type(f"{cls.__name__}[{vendor.provider}]", (cls,), attributes)
 
+    stream_usage: ClassVar[bool] = False  # PROVIDERS.md §11.6, §11.10: rejected or unknown there
+
     def default_profile(self, model_id: str) -> ModelProfile:
         modes = self.vendor.modes if self.vendor is not None and self.vendor.modes else _MODES
         return ModelProfile(self.provider, model_id, modes=modes)
@@ -70,7 +74,9 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
             body["max_tokens"] = body.pop("max_completion_tokens")
         if prompt.mode is OutputMode.JSON_OBJECT:
             # The schema is in the prompt already; here it also constrains decoding on servers that read it.
-            body["response_format"] = {"type": "json_object", "schema": prompt.output.schema}
+            # Every field reachable, so a decoding grammar cannot close the object before an optional one.
+            schema = _GRAMMAR_SCHEMAS.get(prompt.output, lambda: every_field_reachable(prompt.output.schema))
+            body["response_format"] = {"type": "json_object", "schema": schema}
         if self.vendor is not None:
             body.update(self.vendor.extra_body)
         return replace(call, body=body)
@@ -80,7 +86,7 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
     ) -> ProviderError:
         err = super()._error(status, headers, data, body, profile)
         # The parsed message in full, and the raw body for servers with another error shape (FastAPI's `detail`).
-        text = f"{err.message}\n{body[:MAX_ERROR_BODY].decode('utf-8', 'replace')}"
+        text = f"{err.message}\n{err.body or ''}"
         if status in (400, 422) and _FORMAT_NAMED.search(text):
             return err.recast(SchemaRejectedError)
         if status == 500 and _VALIDATION.search(text):

@@ -20,7 +20,7 @@ from robustprompt._errors import BadRequestError, ConfigError, ProviderError, Ra
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import MAX_ERROR_BODY, json_body
+from robustprompt.adapters._common import json_body, provider_error
 from robustprompt.adapters.openai import MODES, OpenAIChatAdapter
 
 __all__ = ["MIN_OUTPUT_TOKENS", "OpenAIResponsesAdapter"]
@@ -34,6 +34,9 @@ _FAILED: dict[str, type[ProviderError]] = {"server_error": ServerError, "rate_li
 class OpenAIResponsesAdapter(OpenAIChatAdapter):
     provider: ClassVar[str] = "openai-responses"
     otel_provider: ClassVar[str] = "openai"  # the same provider, by the conventions; only the API differs
+
+    def stream_decoder(self, profile: ModelProfile) -> None:
+        return None  # Responses streams are named events, not Chat Completions chunks: not decoded yet
 
     def default_profile(self, model_id: str) -> ModelProfile:
         # The same models as Chat Completions: reuse the openai catalog rather than keep a second copy of it.
@@ -109,23 +112,10 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
         code = error.get("code")
         cls = _FAILED.get(str(code), BadRequestError)
         message = f"the response failed: {error.get('message') or code or 'no reason given'}"
-        return cls(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            code=code,
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
-        )
+        return provider_error(cls, message, self.provider, profile.model_id, status, body, code=code)
 
     def _unreadable(self, message: str, status: int, body: bytes, profile: ModelProfile) -> ProviderError:
-        return BadRequestError(
-            message,
-            provider=self.provider,
-            model=profile.model_id,
-            status=status,
-            body=body[:MAX_ERROR_BODY].decode("utf-8", "replace"),
-        )
+        return provider_error(BadRequestError, message, self.provider, profile.model_id, status, body)
 
 
 def _output_tokens(requested: int, profile: ModelProfile) -> int:

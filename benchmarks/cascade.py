@@ -152,7 +152,7 @@ def pipeline(n: int, k: int, fault: Fault | None, tag: str) -> Pipeline:
 
 
 def on(n: int, k: int, fault: Fault, items: list[Stage]) -> Counter[str]:
-    batch = pipeline(n, k, fault, f"on-n{n}-k{k}-{fault}").map(items, concurrency=16)
+    batch = pipeline(n, k, fault, f"on-n{n}-k{k}-{fault}").map(items, batch=rp.Batch(concurrency=16))
     counts: Counter[str] = Counter()
     for stage, item in zip(items, batch.items, strict=True):
         counts[_on_outcome(stage, item, n, k)] += 1
@@ -195,7 +195,7 @@ def main() -> None:
                 cells = [pct(a["bad"], count), pct(a["crashed"], count)]
                 cells += [pct(b[key], count) for key in ("bad", "named", "fallback", "default")]
                 print(f"| {n} | {fault} | {k} | {handling(k)} | " + " | ".join(cells) + " |")
-    clean = pipeline(5, 0, None, "clean").map(items, concurrency=16)
+    clean = pipeline(5, 0, None, "clean").map(items, batch=rp.Batch(concurrency=16))
     right = sum(
         isinstance(run, PipelineRun) and run.ok and run.output.model_dump() == right_end(stage, 5)
         for stage, run in zip(items, clean.items, strict=True)

@@ -1,6 +1,7 @@
 """Reliability under faults: 10,000 task calls through `task.map` against a provider that misbehaves.
 
     python benchmarks/faults.py [N]          # N calls (default 10,000); about a minute on 2 cores
+    python benchmarks/faults.py N hostile    # scenario 3 only, so that peak RSS is its own
 
 Scenario 1: the loopback fault server (OpenAI wire) faults 30 % of requests, drawn from a seeded mix of every
 transient kind (429 with Retry-After or retry-after-ms, 500, 502, 503, 529, a hang past the client's timeout, a
@@ -10,6 +11,12 @@ that no retry came before the Retry-After the server asked for, and reports wall
 
 Scenario 2: the primary model is retired (its server answers 404 model_not_found to everything) and the policy
 falls back to a healthy model: every call must be served by the fallback, with one wasted call at most.
+
+Scenario 3: hostile servers, OpenAI and Anthropic wires, async (`task.map`) and blocking (`task.run` in a loop):
+10 % of requests trickle their headers or body a byte at a time, send a `gzip, gzip` bomb (512 MiB inflated),
+report 10^12 output tokens, or answer with a lone surrogate, on top of the transient mix, with `tpm=` pacing and a
+deadline. It checks every input is accounted for as a value or a typed error, reports the slowest call against the
+deadline, and peak RSS against the 32 MiB body cap.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from pydantic import BaseModel
 
 import robustprompt as rp
 from robustprompt.testing import Fault, FaultPlan, FaultServer, answer_from
-from robustprompt.testing._faults import TRANSIENT
+from robustprompt.testing._faults import HOSTILE, TRANSIENT
 
 
 class Review(BaseModel):
@@ -69,7 +76,7 @@ def scenario_faults(n: int) -> None:
             "openai:gpt-4.1-mini", base_url=server.base_url, api_key="bench", timeout=TIMEOUT, http_client=client
         )
         start = time.perf_counter()
-        results = TASK.map(items, model=model, policy=POLICY, concurrency=64, runs=True)
+        results = TASK.map(items, model=model, policy=POLICY, batch=rp.Batch(concurrency=64), runs=True)
         wall = time.perf_counter() - start
         served, early = dict(server.counts), server.early_retries
     outcomes: collections.Counter[str] = collections.Counter()
@@ -112,7 +119,7 @@ def scenario_retired(n: int) -> None:
         fallback = rp.model("openai:gpt-4.1-mini", base_url=healthy.base_url, api_key="bench", http_client=client)
         policy = rp.Policy(fallbacks=(fallback,))
         start = time.perf_counter()
-        results = TASK.map(inputs(n), model=primary, policy=policy, concurrency=64, runs=True)
+        results = TASK.map(inputs(n), model=primary, policy=policy, batch=rp.Batch(concurrency=64), runs=True)
         wall = time.perf_counter() - start
         wasted = len(gone.requests)
     served_by = collections.Counter(r.model if isinstance(r, rp.Run) else type(r).__name__ for r in results)
@@ -125,10 +132,74 @@ def scenario_retired(n: int) -> None:
     print(f"wall time {wall:.1f} s ({n / wall:,.0f} calls/s), peak RSS {peak_rss_mb():.0f} MB")
 
 
+HOSTILE_DEADLINE = 2.0
+HOSTILE_NAMES = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-haiku-4-5"}
+
+
+def _hostile_outcomes(api: str, n: int, blocking: bool) -> tuple[collections.Counter[str], float, float]:
+    plan = FaultPlan(rate=0.1, kinds=HOSTILE, seed=17, retry_after=0.05, hang=2 * TIMEOUT, trickle=0.2)
+    # The breaker stays out of it (10 % faults would open it): each call meets the hostile server itself.
+    policy = rp.Policy(
+        transport_retries=1,
+        reasks=1,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        deadline=HOSTILE_DEADLINE,
+        breaker_failures=10**6,
+    )
+    outcomes: collections.Counter[str] = collections.Counter()
+    slowest = 0.0
+    with FaultServer(api, plan, answer, api_key="bench-key-0123456789") as server:
+        model = rp.model(HOSTILE_NAMES[api], base_url=server.base_url, api_key="bench-key-0123456789", timeout=TIMEOUT)
+        start = time.perf_counter()
+        if blocking:
+            results: list[object] = []
+            for item in inputs(n):
+                began = time.perf_counter()
+                try:
+                    results.append(TASK.run(item, model=model, policy=policy).output)
+                except rp.RobustPromptError as exc:
+                    results.append(exc)
+                slowest = max(slowest, time.perf_counter() - began)
+        else:
+            runs = TASK.map(
+                inputs(n), model=model, policy=policy, batch=rp.Batch(concurrency=32, tpm=10_000_000), runs=True
+            )
+            results = [r.output if isinstance(r, rp.Run) else r for r in runs]
+            slowest = max((r.latency for r in runs if isinstance(r, rp.Run)), default=0.0)
+            slowest = max([slowest, *(e.run.latency for e in runs if isinstance(e, rp.ProviderError) and e.run)])
+        wall = time.perf_counter() - start
+    for result in results:
+        outcomes["validated" if isinstance(result, Sentiment) else f"failed: {type(result).__name__}"] += 1
+    return outcomes, wall, slowest
+
+
+def scenario_hostile(n: int) -> None:
+    print(f"\n## Scenario 3: hostile servers, 10 % of requests faulted with {', '.join(f.value for f in HOSTILE)}\n")
+    print(f"deadline {HOSTILE_DEADLINE:g} s, timeout {TIMEOUT:g} s per phase\n")
+    print("| wire | form | calls | validated | typed errors | untyped | slowest call | wall |")
+    print("|---|---|---|---|---|---|---|---|")
+    for api in HOSTILE_NAMES:
+        for blocking, count in ((False, n), (True, max(n // 20, 20))):
+            outcomes, wall, slowest = _hostile_outcomes(api, count, blocking)
+            typed = sum(v for k, v in outcomes.items() if k.startswith("failed"))
+            untyped = count - outcomes["validated"] - typed
+            form = "task.run loop" if blocking else "task.map"
+            print(
+                f"| {api} | {form} | {count:,} | {outcomes['validated']:,} | {typed:,} | {untyped} | "
+                f"{slowest:.2f} s | {wall:.1f} s |"
+            )
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB (body cap 32 MiB; each bomb inflates to 512 MiB unchecked)")
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    if sys.argv[2:] == ["hostile"]:
+        scenario_hostile(n)
+        return
     scenario_faults(n)
     scenario_retired(n)
+    scenario_hostile(min(n, 2_000))
 
 
 if __name__ == "__main__":

@@ -129,7 +129,9 @@ def build(model: rp.Model) -> rp.Pipeline:
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "local:gemma3-270m"
     pipeline = build(rp.model(name, temperature=0, max_output_tokens=48))
-    batch = pipeline.map(REVIEWS, concurrency=1)  # an embedded model decodes one sequence at a time anyway
+    batch = pipeline.map(
+        REVIEWS, batch=rp.Batch(concurrency=1)
+    )  # an embedded model decodes one sequence at a time anyway
     for review, item, run in zip(REVIEWS, batch.items, batch.runs, strict=True):
         print(f"<- {review.text!r}")
         print(f"-> {item.output!r}" if isinstance(item, rp.PipelineRun) else f"!! {item}")

@@ -62,7 +62,7 @@ def classify(shots: int) -> rp.Task[Review, Sentiment]:
 def results(task: rp.Task[Any, Any], cases: tuple[Case, ...], name: str) -> list[CaseResult]:
     model = rp.model(name, temperature=0, max_output_tokens=48)
     # One at a time: an embedded model decodes one sequence at a time anyway.
-    outcomes = task.map([case.input for case in cases], model=model, concurrency=1, runs=True)
+    outcomes = task.map([case.input for case in cases], model=model, batch=rp.Batch(concurrency=1), runs=True)
     return [
         CaseResult.from_outcome(case.id, task, outcome, model=name, expected=case.expected, profile=model.profile)
         for case, outcome in zip(cases, outcomes, strict=True)

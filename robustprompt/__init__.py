@@ -10,6 +10,7 @@ classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment
 """
 
 from robustprompt._adaptation import Adaptation, AdaptationWarning, Score
+from robustprompt._batch import Batch
 from robustprompt._cache import Cache
 from robustprompt._calling import Task, task
 from robustprompt._catalog import register as register_model
@@ -33,8 +34,10 @@ from robustprompt._errors import (
     ServerError,
 )
 from robustprompt._hooks import AttemptEnd, AttemptStart, CallInfo, Hook, RunEnd, hooks
+from robustprompt._ledger import Ledger, LedgerLine
 from robustprompt._lifecycle import ModelRetirementWarning
 from robustprompt._model import Model
+from robustprompt._partial import Partial, Restart
 from robustprompt._pipeline import Link, LinkTrace, Pipeline, PipelineBatch, PipelineError, PipelineRun, Step
 from robustprompt._policy import Policy
 from robustprompt._profile import ModelProfile, Settings
@@ -54,6 +57,7 @@ __all__ = [
     "AttemptStart",
     "AuthError",
     "BadRequestError",
+    "Batch",
     "Cache",
     "CallInfo",
     "Completion",
@@ -62,6 +66,8 @@ __all__ = [
     "ContextLengthError",
     "Example",
     "Hook",
+    "Ledger",
+    "LedgerLine",
     "Link",
     "LinkTrace",
     "Message",
@@ -73,6 +79,7 @@ __all__ = [
     "OutputMode",
     "OutputSpec",
     "OverloadedError",
+    "Partial",
     "Pipeline",
     "PipelineBatch",
     "PipelineError",
@@ -85,6 +92,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RefusalError",
+    "Restart",
     "RobustPromptError",
     "Run",
     "RunEnd",

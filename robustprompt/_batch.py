@@ -1,18 +1,18 @@
-"""Run one task over many inputs: concurrent, bounded, rate-limited, every input accounted for.
+"""Run a task or a pipeline over many inputs: concurrent, bounded, rate-limited, every input accounted for.
 
-    batch = Batch("openai:gpt-4.1-mini", concurrency=8, rpm=500)
-    runs = map_task(classify, reviews, batch)
-    # runs[i] is the Run for reviews[i], or the RobustPromptError that ended it
+    outputs = classify.map(reviews, model="openai:gpt-4.1-mini", batch=rp.Batch(concurrency=8, rpm=500))
+    # outputs[i] is the output for reviews[i], or the RobustPromptError that ended it
 
-    for index, outcome in stream_task(classify, read_reviews(), batch, keep_runs=False):
+    for index, outcome in classify.stream(read_reviews(), model=..., batch=rp.Batch(rpm=500)):
         save(index, outcome)  # in completion order, each as its call ends; the batch keeps none of them
 
-One pool of `concurrency` call slots serves every form: it takes an input only when a slot is free and hands each
-outcome over as its call ends, so no more than that many calls are in flight, no more than that many inputs are
-taken ahead, and nothing is kept once handed over. `astream_task` is that pool; `stream_task` drives it from blocking
-code; `amap_task` and `map_task` collect it into a list in input order. Rate limits are token buckets applied to
-every request the engine sends (re-asks and transport retries included), by wrapping the model's backend: limiting
-whole task calls instead would let re-asks through uncounted.
+`Batch` says how a batch runs, whatever form it takes; a `Job` says what it does with each input (`TaskJob`
+here, the pipeline's own in `_pipeline`). One pool of `concurrency` call slots serves every form: it takes an input
+only when a slot is free and hands each outcome over as its call ends, so no more than that many calls are in
+flight, no more than that many inputs are taken ahead, and nothing is kept once handed over. `astream_job` is that
+pool; `stream_job` drives it from blocking code; `amap_job` and `map_job` collect it into a list in input order.
+Rate limits are token buckets applied to every request the engine sends (re-asks and transport retries included),
+by wrapping each model's backend: limiting whole calls instead would let re-asks through uncounted.
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sized
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Sized
 from typing import Any, Protocol, TextIO, TypeAlias, TypeVar
 
 from robustprompt._cache import Cache
 from robustprompt._completion import Completion
+from robustprompt._deadline import DEADLINE, in_time, remaining
 from robustprompt._engine import run_async
-from robustprompt._errors import ConfigError, RobustPromptError
-from robustprompt._model import Backend, Model
+from robustprompt._errors import ConfigError, ProviderTimeout, RobustPromptError, contained, typed
+from robustprompt._ledger import Ledger
+from robustprompt._model import Model, believable
 from robustprompt._policy import Policy
 from robustprompt._prompt import Prompt
 from robustprompt._resolve import resolve
@@ -38,11 +40,25 @@ from robustprompt._run import Run
 from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Batch", "Clock", "Outcome", "amap_task", "astream_task", "map_task", "stream_task"]
+__all__ = [
+    "Batch",
+    "Call",
+    "Clock",
+    "Job",
+    "Limits",
+    "Outcome",
+    "TaskJob",
+    "amap_job",
+    "astream_job",
+    "map_job",
+    "stream_job",
+]
 
-Outcome: TypeAlias = "Run[Any] | RobustPromptError"
-OnResult: TypeAlias = Callable[[int, Outcome], None]
+Outcome: TypeAlias = "Run[Any] | RobustPromptError"  # a task's; a pipeline's is a PipelineRun or the error
+OnResult: TypeAlias = Callable[[int, Any], None]
 Landed: TypeAlias = tuple[int, Any]  # an input's index and its outcome, as a stream hands them over
+# One input's call, returning its outcome: a RobustPromptError is an outcome, not raised.
+Call: TypeAlias = Callable[[Any], Coroutine[Any, Any, Any]]
 
 T = TypeVar("T")
 
@@ -98,10 +114,12 @@ class _Bucket:
 
 
 class _LimitedBackend:
-    """The model's backend, behind the request and token buckets. Batches call `acomplete` only."""
+    """The model's backend, behind the request and token buckets. Batches call `acomplete` only. No wait for a
+    bucket outlasts the call's deadline."""
 
-    def __init__(self, inner: Backend, requests: _Bucket | None, tokens: _Bucket | None) -> None:
-        self._inner = inner
+    def __init__(self, model: Model, requests: _Bucket | None, tokens: _Bucket | None) -> None:
+        self._inner = model.backend
+        self._model = model
         self._requests = requests
         self._tokens = tokens
 
@@ -113,14 +131,31 @@ class _LimitedBackend:
 
     async def acomplete(self, prompt: Prompt) -> Completion:
         estimate = self._prompt_tokens(prompt) if self._tokens is not None else 0
+        await self._paced(estimate)
+        completion = await self._inner.acomplete(prompt)
+        if self._tokens is not None and completion.usage is not None:
+            usage = believable(completion.usage, self._model.profile, self._model.settings)
+            self._tokens.charge(usage.total_tokens - estimate)
+        return completion
+
+    async def _paced(self, estimate: int) -> None:
+        left = remaining()
+        try:
+            await in_time(self._take(estimate), left)
+        except asyncio.TimeoutError:
+            profile = self._model.profile
+            raise ProviderTimeout(
+                f"the call's deadline passed while waiting {left:.1f} s for the rate limit (rpm / tpm)",
+                provider=profile.provider,
+                model=profile.model_id,
+                code=DEADLINE,
+            ) from None
+
+    async def _take(self, estimate: int) -> None:
         if self._requests is not None:
             await self._requests.take(1)
         if self._tokens is not None:
             await self._tokens.take(estimate)
-        completion = await self._inner.acomplete(prompt)
-        if self._tokens is not None and completion.usage is not None:
-            self._tokens.charge(completion.usage.total_tokens - estimate)
-        return completion
 
     def _prompt_tokens(self, prompt: Prompt) -> int:
         texts = [prompt.system, *(message.content for message in prompt.messages)]
@@ -140,7 +175,7 @@ def _limited(model: Model, rpm: float | None, tpm: float | None, clock: Clock) -
     requests = _Bucket(rpm, 1, clock) if rpm is not None else None
     tokens = _Bucket(tpm, tpm / 60.0, clock) if tpm is not None else None
     fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(Model)}
-    fields["backend"] = _LimitedBackend(model.backend, requests, tokens)
+    fields["backend"] = _LimitedBackend(model, requests, tokens)
     return Model(**fields)  # the plain dataclass: test doubles' constructors take other arguments
 
 
@@ -182,69 +217,135 @@ def _progress_stream(progress: bool | None) -> TextIO | None:
     return sys.stderr if show else None
 
 
+class Limits:
+    """The batch's rate limits, bound to the loop that runs it: each model gets its own request and token buckets
+    (providers limit each model on its own), shared by every call to the same model and address."""
+
+    def __init__(self, rpm: float | None, tpm: float | None, clock: Clock) -> None:
+        self._rpm = rpm
+        self._tpm = tpm
+        self._clock = clock
+        self._models: dict[str, Model] = {}
+
+    @property
+    def active(self) -> bool:
+        return self._rpm is not None or self._tpm is not None
+
+    def __call__(self, model: Model) -> Model:
+        """The model behind this batch's buckets (the model itself when the batch sets no limit)."""
+        if model.key not in self._models:
+            self._models[model.key] = _limited(model, self._rpm, self._tpm, self._clock)
+        return self._models[model.key]
+
+
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """How a batch runs, whatever form it takes (list or stream), checked when it is made.
+    """How a batch runs, whatever it runs (a task or a pipeline) and whatever form it takes (list or stream);
+    checked when it is made.
 
-    `rpm` / `tpm` cap requests and tokens per minute (tokens estimated on each prompt with the model's
-    tokenizer, corrected by the usage each answer reports). `progress` draws a bar on stderr (default: when
-    stderr is a terminal). `clock` is for tests: time as the rate limiter sees it.
+    `concurrency` calls at most run at once. `rpm` / `tpm` cap the requests and tokens per minute sent to each
+    model (tokens estimated on each prompt with the model's tokenizer, corrected by the usage each answer
+    reports). `progress` draws a bar on stderr (default: when stderr is a terminal). `clock` is time as the rate
+    limiter sees it: tests pass one that advances only when slept on.
     """
 
-    model: Model | str | None = None
-    policy: Policy | None = None
     concurrency: int = 8
     rpm: float | None = None
     tpm: float | None = None
     progress: bool | None = None
     clock: Clock | None = None
-    cache: Cache | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise ConfigError(f"concurrency must be a whole number of calls, got {self.concurrency!r}")
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
         _positive("rpm", self.rpm)
         _positive("tpm", self.tpm)
 
 
-async def _one(
-    task: TaskDeclaration[Any, Any], value: Any, model: Model, policy: Policy | None, cache: Cache | None
-) -> Outcome:
-    try:
-        return await run_async(task, value, model, policy, cache)
-    except RobustPromptError as exc:
-        return exc
+class Job(Protocol):
+    """What a batch does with each input."""
+
+    @property
+    def kind(self) -> str:
+        """ "task" or "pipeline": what the batch's errors call the object it was asked of."""
+        ...
+
+    def start(self, limits: Limits) -> tuple[str, Call]:
+        """(the progress bar's label, the call for one input), made under the loop that runs the calls: a
+        backend's connection pool belongs to one loop."""
+        ...
+
+    def keep(self, outcome: Any) -> Any:
+        """What a stream or a list holds of an outcome."""
+        ...
 
 
-def _kept(outcome: Outcome, keep_runs: bool) -> Any:
-    return outcome if keep_runs or isinstance(outcome, RobustPromptError) else outcome.output
+@dataclasses.dataclass(frozen=True)
+class TaskJob:
+    """A task called on each input with one model, policy and cache. With `runs=False` a stream or list holds each
+    validated output itself, or the error: a large batch then holds no answer texts or attempt records (an error
+    still carries its Run)."""
+
+    task: TaskDeclaration[Any, Any]
+    model: Model | str | None = None
+    policy: Policy | None = None
+    cache: Cache | None = None
+    runs: bool = True
+    ledger: Ledger | None = None  # totals every call the batch ends, by model and task
+    kind = "task"
+
+    def start(self, limits: Limits) -> tuple[str, Call]:
+        model = limits(resolve(self.model))
+
+        async def call(value: Any) -> Outcome:
+            outcome = await self._outcome(value, model)
+            if self.ledger is not None:
+                self.ledger.add(self.task.name, outcome)
+            return outcome
+
+        return model.name, call
+
+    async def _outcome(self, value: Any, model: Model) -> Outcome:
+        try:
+            return await run_async(self.task, value, model, self.policy, self.cache)
+        except RobustPromptError as exc:
+            return exc
+        except Exception as exc:  # whatever one input raised is that input's outcome, never the batch's end
+            if contained(exc):
+                return typed(exc, None)
+            raise
+
+    def keep(self, outcome: Outcome) -> Any:
+        return outcome if self.runs or isinstance(outcome, RobustPromptError) else outcome.output
 
 
 async def _landed(
-    task: TaskDeclaration[Any, Any], inputs: Iterable[Any], batch: Batch, total: int | None, keep_runs: bool
+    job: Job, inputs: Iterable[Any], batch: Batch, total: int | None, keep: Callable[[Any], Any]
 ) -> AsyncGenerator[Landed, None]:
-    """The pool: (index, outcome) for each input as its call ends. Inputs are taken only when the consumer asks
-    for the next outcome, one per freed slot, so a consumer that pauses holds the batch at `concurrency` calls."""
-    # Resolved here, under the loop that runs the calls: a backend's connection pool belongs to one loop.
-    model = _limited(resolve(batch.model), batch.rpm, batch.tpm, batch.clock or _SystemClock())
-    bar = _Progress(model.name, total, _progress_stream(batch.progress))
+    """The pool: (index, what `keep` keeps of its outcome) for each input as its call ends. Inputs are taken only
+    when the consumer asks for the next outcome, one per freed slot, so a consumer that pauses holds the batch at
+    `concurrency` calls."""
+    label, call_one = job.start(Limits(batch.rpm, batch.tpm, batch.clock or _SystemClock()))
+    bar = _Progress(label, total, _progress_stream(batch.progress))
     todo = enumerate(inputs)
-    ended: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()  # never more than `concurrency` calls in it
-    calls: dict[asyncio.Task[Outcome], int] = {}
+    ended: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()  # never more than `concurrency` calls in it
+    calls: dict[asyncio.Task[Any], int] = {}
 
     # The two steps are functions of their own so that no local of the suspended generator keeps an input or an
     # outcome alive while the consumer holds the batch.
     def take_inputs() -> None:
         for index, value in itertools.islice(todo, batch.concurrency - len(calls)):
-            call = asyncio.create_task(_one(task, value, model, batch.policy, batch.cache))
+            call = asyncio.create_task(call_one(value))
             call.add_done_callback(ended.put_nowait)
             calls[call] = index
 
-    def hand_over(call: asyncio.Task[Outcome]) -> Landed:
+    def hand_over(call: asyncio.Task[Any]) -> Landed:
         index = calls.pop(call)
         outcome = call.result()  # a bug outside robustprompt's errors escapes here and ends the batch
         bar.update(outcome)
-        return index, _kept(outcome, keep_runs)
+        return index, keep(outcome)
 
     try:
         while True:
@@ -257,6 +358,10 @@ async def _landed(
             call.cancel()
         await asyncio.gather(*calls, return_exceptions=True)
         bar.close()
+
+
+def _whole(outcome: Any) -> Any:
+    return outcome
 
 
 def _total(inputs: Iterable[Any]) -> int | None:
@@ -300,62 +405,47 @@ def _blocking(landed: AsyncGenerator[T, None]) -> Generator[T, None, None]:
             loop.close()
 
 
-def astream_task(
-    task: TaskDeclaration[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
-) -> AsyncGenerator[Landed, None]:
-    """Run `task` on every input, yielding `(index, outcome)` as each call ends (completion order).
+def astream_job(job: Job, inputs: Iterable[Any], batch: Batch | None = None) -> AsyncGenerator[Landed, None]:
+    """Run `job` on every input, yielding `(index, outcome)` as each call ends (completion order).
 
-    The outcome is the input's Run (or, with `keep_runs=False`, its validated output) or the error that ended it.
     Inputs are taken lazily, any iterable: at most `batch.concurrency` calls in flight and as many inputs taken
     ahead, and nothing kept once yielded (the progress bar has a total when `len(inputs)` works). Stopping early
     (`break`, `aclose()`) cancels the calls in flight; `contextlib.aclosing` makes that happen at once rather than
     when the generator is collected.
     """
-    return _landed(task, inputs, batch, _total(inputs), keep_runs)
+    return _landed(job, inputs, batch or Batch(), _total(inputs), job.keep)
 
 
-def stream_task(
-    task: TaskDeclaration[Any, Any], inputs: Iterable[Any], batch: Batch, *, keep_runs: bool = True
-) -> Generator[Landed, None, None]:
-    """The blocking form of `astream_task`, for code with no event loop running. Calls advance only while the
+def stream_job(job: Job, inputs: Iterable[Any], batch: Batch | None = None) -> Generator[Landed, None, None]:
+    """The blocking form of `astream_job`, for code with no event loop running. Calls advance only while the
     consumer waits for the next item; closing the generator (or leaving the loop) cancels those in flight."""
-    _require_no_loop("stream() was called inside a running event loop: use `async for ... in astream(...)` there")
-    return _blocking(_landed(task, inputs, batch, _total(inputs), keep_runs))
+    _require_no_loop(
+        f"{job.kind}.stream() was called inside a running event loop: use `async for ... in {job.kind}.astream(...)`"
+    )
+    return _blocking(astream_job(job, inputs, batch))
 
 
-async def amap_task(
-    task: TaskDeclaration[Any, Any],
-    inputs: Iterable[Any],
-    batch: Batch,
-    *,
-    keep_runs: bool = True,
-    on_result: OnResult | None = None,
+async def amap_job(
+    job: Job, inputs: Iterable[Any], batch: Batch | None = None, *, on_result: OnResult | None = None
 ) -> list[Any]:
-    """Run `task` on every input; item i of the result is input i's Run or the error that ended it.
+    """Run `job` on every input; item i of the result is what the job keeps of input i's outcome.
 
-    With `keep_runs=False` item i is the validated output itself, or the error: a large batch then holds no
-    answer texts or attempt records (an error still carries its Run). `on_result(index, outcome)` sees each
-    result as it lands, e.g. to store it at once. Only cancellation, or a bug outside robustprompt's errors,
-    escapes; the other calls are then cancelled.
+    `on_result(index, outcome)` sees each whole outcome as it lands, e.g. to store it at once. Only cancellation
+    (or an error that ends a whole run, such as a cassette's) escapes; the other calls are then cancelled.
     """
     items = list(inputs)
     results: list[Any] = [None] * len(items)
-    async with contextlib.aclosing(_landed(task, items, batch, len(items), keep_runs=True)) as landed:
+    async with contextlib.aclosing(_landed(job, items, batch or Batch(), len(items), _whole)) as landed:
         async for index, outcome in landed:
-            results[index] = _kept(outcome, keep_runs)
+            results[index] = job.keep(outcome)
             if on_result is not None:
                 on_result(index, outcome)
     return results  # the stream ran to its end: each slot is filled
 
 
-def map_task(
-    task: TaskDeclaration[Any, Any],
-    inputs: Iterable[Any],
-    batch: Batch,
-    *,
-    keep_runs: bool = True,
-    on_result: OnResult | None = None,
+def map_job(
+    job: Job, inputs: Iterable[Any], batch: Batch | None = None, *, on_result: OnResult | None = None
 ) -> list[Any]:
-    """The blocking form of `amap_task`, for code with no event loop running (a script, a worker thread)."""
-    _require_no_loop("map_task() was called inside a running event loop: use `await amap_task(...)` there")
-    return asyncio.run(amap_task(task, inputs, batch, keep_runs=keep_runs, on_result=on_result))
+    """The blocking form of `amap_job`, for code with no event loop running (a script, a worker thread)."""
+    _require_no_loop(f"{job.kind}.map() was called inside a running event loop: use `await {job.kind}.amap(...)`")
+    return asyncio.run(amap_job(job, inputs, batch, on_result=on_result))

@@ -62,9 +62,20 @@ class Breakers:
                 state.trial_running = False
 
     def success(self, model: str) -> None:
+        """A call answered. A dead mark stays: the call may have been sent before the model answered "not found"."""
         with self._lock:
-            self._states.pop(model, None)
+            state = self._states.get(model)
+            if state is not None and state.dead is not None:
+                state.trial_running = False
+            else:
+                self._states.pop(model, None)
             self._answered.add(model)
+
+    def dead_reason(self, model: str) -> str | None:
+        """Why `model` will not be called again in this process, or None while it may be."""
+        with self._lock:
+            state = self._states.get(model)
+            return None if state is None else state.dead
 
     def failure(self, model: str, threshold: int) -> None:
         with self._lock:

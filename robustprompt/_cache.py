@@ -156,7 +156,7 @@ class Cache(SqliteFile):
         try:
             expired = self.ttl is not None and self._clock() - stored >= self.ttl
             value = json.loads(text)
-            answer = Attempt(1, name, OutputMode(mode), raw=text, usage=Usage())
+            answer = Attempt(1, name, OutputMode(mode), raw=text, usage=Usage(), cost=0.0)
             when = dt.datetime.fromtimestamp(stored, dt.timezone.utc).isoformat(timespec="seconds")
         except (ValueError, TypeError, OverflowError):  # a damaged row: bad JSON, an unknown mode, a bad time
             return None

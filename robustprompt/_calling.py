@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from robustprompt._errors import RobustPromptError
 from robustprompt._model import Model
+from robustprompt._partial import Partial, Restart
 from robustprompt._policy import Policy
 from robustprompt._run import Run
 from robustprompt._task import Example, TaskDeclaration, function_task
@@ -22,7 +23,9 @@ from robustprompt._validate import Check
 
 if TYPE_CHECKING:
     from robustprompt._adaptation import Adaptation
+    from robustprompt._batch import Batch
     from robustprompt._cache import Cache
+    from robustprompt._ledger import Ledger
 
 __all__ = ["Task", "task"]
 
@@ -104,7 +107,7 @@ class Task(TaskDeclaration[I, O]):
             concurrency=concurrency,
         )
 
-    # Calling. The engine does the work; these are the four doors into it.
+    # Calling. The engine does the work; these are the doors into it.
 
     def run(
         self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
@@ -136,29 +139,49 @@ class Task(TaskDeclaration[I, O]):
     ) -> O:
         return cast("O", (await self.arun(value, model=model, policy=policy, cache=cache)).output)
 
+    def stream_output(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> Generator[Partial[O] | Restart | O, None, None]:
+        """One call, streamed: yields a `Partial` each time the answer shows more, a `Restart` when a new attempt
+        voids the partials before it, and last the validated output (or raises what `__call__` raises).
+
+        Partials are never validated outputs: strings and lists grow, numbers and enum values appear once
+        complete. Leaving the loop closes the connection. A cached answer, or a backend that does not stream,
+        yields only the output.
+        """
+        from robustprompt._streaming import stream_sync
+
+        return stream_sync(self, value, model, policy, cache)
+
+    def astream_output(
+        self, value: I, *, model: Model | str | None = None, policy: Policy | None = None, cache: Cache | None = None
+    ) -> AsyncGenerator[Partial[O] | Restart | O, None]:
+        """The async twin of `stream_output`: `async for item in task.astream_output(...)`."""
+        from robustprompt._streaming import stream_async
+
+        return stream_async(self, value, model, policy, cache)
+
     def map(
         self,
         inputs: Iterable[I],
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> list[O | RobustPromptError]:
-        """Run the task on every input, `concurrency` at a time, within `rpm` requests and `tpm` tokens a minute.
+        """Run the task on every input, as `batch` says (default `rp.Batch()`: 8 calls at a time, no rate limit).
 
         Item i of the result belongs to input i: its validated output, or the typed error that ended its call (the
         error's `.run` has the attempts). Nothing is raised for one input's failure. With `runs=True` the items are
         whole Runs (answer texts and attempts included) instead of outputs. A progress bar shows on a terminal.
+        `ledger` (an `rp.Ledger`) totals every call's requests, tokens and cost, by model and task.
         """
-        from robustprompt._batch import Batch, map_task
+        from robustprompt._batch import TaskJob, map_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return map_task(self, inputs, batch, keep_runs=runs)
+        return map_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
     async def amap(
         self,
@@ -166,18 +189,15 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> list[O | RobustPromptError]:
         """The async twin of `map`."""
-        from robustprompt._batch import Batch, amap_task
+        from robustprompt._batch import TaskJob, amap_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return await amap_task(self, inputs, batch, keep_runs=runs)
+        return await amap_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
     def stream(
         self,
@@ -185,24 +205,21 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> Generator[tuple[int, O | RobustPromptError], None, None]:
         """`map` for batches too large to hold: yields `(index, outcome)` as each call ends, keeping none of them.
 
         The outcome is what item `index` of `map` would be. Inputs are read lazily from any iterable (a generator
-        of a million lines is fine): at most `concurrency` calls run, as many inputs are taken ahead, and calls
-        wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no event
-        loop running; inside one, use `astream`.
+        of a million lines is fine): at most `batch.concurrency` calls run, as many inputs are taken ahead, and
+        calls wait while the loop body runs. Leaving the loop early cancels the calls in flight. For code with no
+        event loop running; inside one, use `astream`.
         """
-        from robustprompt._batch import Batch, stream_task
+        from robustprompt._batch import TaskJob, stream_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return stream_task(self, inputs, batch, keep_runs=runs)
+        return stream_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
     def astream(
         self,
@@ -210,22 +227,19 @@ class Task(TaskDeclaration[I, O]):
         *,
         model: Model | str | None = None,
         policy: Policy | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        progress: bool | None = None,
-        runs: bool = False,
         cache: Cache | None = None,
+        batch: Batch | None = None,
+        runs: bool = False,
+        ledger: Ledger | None = None,
     ) -> AsyncGenerator[tuple[int, O | RobustPromptError], None]:
         """The async twin of `stream`: `async for index, outcome in task.astream(...)`.
 
         `break` cancels the calls in flight once the generator is collected; `async with
         contextlib.aclosing(task.astream(...)) as outcomes` cancels them as the block exits.
         """
-        from robustprompt._batch import Batch, astream_task
+        from robustprompt._batch import TaskJob, astream_job
 
-        batch = Batch(model, policy, concurrency, rpm, tpm, progress, cache=cache)
-        return astream_task(self, inputs, batch, keep_runs=runs)
+        return astream_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
 
 
 @overload

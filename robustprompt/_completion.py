@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Completion", "Usage"]
 
@@ -18,6 +20,17 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+    def within(self, max_input: int, max_output: int) -> Usage:
+        """This usage as a server reported it, made believable: whole counts, none over what one request can
+        use (`Infinity`, `1e12` or a string from a broken server would stall a token pacer, or skew costs)."""
+        return Usage(_count(self.input_tokens, max_input), _count(self.output_tokens, max_output))
+
+
+def _count(value: Any, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return 0
+    return int(min(max(value, 0), limit))
 
 
 @dataclass(frozen=True, slots=True)

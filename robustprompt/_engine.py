@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -37,11 +37,14 @@ from robustprompt._errors import (
     RefusalError,
     RobustPromptError,
     SchemaRejectedError,
+    contained,
+    typed,
 )
 from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
+from robustprompt._ledger import price
 from robustprompt._lifecycle import warn_retirement
-from robustprompt._model import Model
+from robustprompt._model import Model, believable
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt, with_reask
@@ -96,16 +99,30 @@ def _modes(
             )
         return [policy.mode]
     # A rejection may be of the mode or of one task's schema (too large, too deep): remembered per model and task.
-    with state.lock:
-        rejected = state.rejected_modes.get((model.key, task.fingerprint), set())
+    demoted = state.demotions.demoted((model.key, task.fingerprint))
     # The configuration's mode goes first when the model has it; the others stay behind it for downgrades.
     ordered = sorted(model.profile.modes, key=lambda m: m is not preferred)
-    return [m for m in ordered if m not in rejected] or [model.profile.modes[-1]]
+    return [m for m in ordered if m not in demoted] or [model.profile.modes[-1]]
 
 
-def _remember_rejected(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode) -> None:
-    with state.lock:
-        state.rejected_modes.setdefault((model.key, task.fingerprint), set()).add(mode)
+def _judge_mode(model: Model, task: TaskDeclaration[Any, Any], mode: OutputMode, *, ignored: bool, clean: bool) -> None:
+    key = (model.key, task.fingerprint)
+    if ignored:
+        state.demotions.ignored(key, mode)
+    elif clean:
+        state.demotions.followed(key, mode)
+
+
+def rejected_modes() -> dict[tuple[str, str], frozenset[OutputMode]]:
+    """What this process learned so far: (model key, task fingerprint) -> the modes its server rejected."""
+    return state.demotions.refusals()
+
+
+def learn_rejected_modes(learned: Mapping[tuple[str, str], Iterable[OutputMode]]) -> None:
+    """Start from what another process learned (the `robustprompt` command keeps it in its results store)."""
+    for key, modes in learned.items():
+        for mode in modes:
+            state.demotions.rejected(key, mode)
 
 
 def _context_budget(model: Model) -> int:
@@ -159,7 +176,7 @@ class _Checked:
 
 def _check(task: TaskDeclaration[Any, Any], completion: Completion) -> _Checked:
     try:
-        parsed = parse(completion.text, task.spec.schema)
+        parsed = parse(completion.text, task.spec.schema, text_output=task.output_type is str)
     except ParseError as exc:
         return _Checked(None, (), _with_truncation(completion, [str(exc)]), clean=False)
     output, errors = task.validator.validate(parsed.value)
@@ -188,7 +205,12 @@ def _spent_error(
 
 
 def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: Any) -> Attempt:
-    return Attempt(number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, **fields)
+    if fields.get("usage") is not None:  # any backend's report, the user's own included, is data from outside
+        fields["usage"] = believable(fields["usage"], model.profile, model.settings)
+    cost = price(model.profile, fields.get("usage"))
+    return Attempt(
+        number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, cost=cost, **fields
+    )
 
 
 def _failed_attempt(number: int, model: Model, mode: OutputMode, sent: Sent, error: ProviderError) -> Attempt:
@@ -272,7 +294,7 @@ def _flow(
         if isinstance(result, ProviderError):
             run.attempts.append(_failed_attempt(number, model, mode, sent, result))
             if isinstance(result, SchemaRejectedError) and modes and policy.mode is None:
-                _remember_rejected(model, task, mode)
+                state.demotions.rejected((model.key, task.fingerprint), mode)
                 mode = modes.pop(0)
                 prompt = base = _base(task, input_json, model, mode, run, policy)
                 last = result
@@ -284,11 +306,12 @@ def _flow(
             raise _refusal(model, result, run)
         checked = _check(task, result)
         run.attempts.append(_answered_attempt(number, model, mode, sent, result, checked))
-        # Constrained decoding yields clean JSON; needing repairs means the server ignored the mode (as some
-        # servers do with options they dropped): answers in that mode cannot be trusted to follow the schema.
+        # Constrained decoding yields clean JSON; needing repairs suggests the server ignored the mode (as some
+        # servers do with options they dropped): this call moves on if the answer failed, and repeated signs
+        # demote the mode for later calls (`_demotions`).
         ignored = mode.constrained and not checked.clean and not result.truncated and policy.mode is None
-        if ignored:
-            _remember_rejected(model, task, mode)
+        if mode.constrained and policy.mode is None:
+            _judge_mode(model, task, mode, ignored=ignored, clean=checked.clean)
         if not checked.errors:
             return checked.output
         errors = "; ".join(checked.errors)
@@ -333,6 +356,8 @@ def _chain(
             break
         if (closed := state.breakers.allow(model.key, policy.breaker_cooldown)) is not None:
             run.notes.append(f"skipped {model.name}: {closed}")
+            if (dead := state.breakers.dead_reason(model.key)) is not None:
+                error = error or _gone(model, dead)
             continue
         run.model = model.name
         judged = False  # an allowed call must end with a verdict for the breaker, or free its trial slot
@@ -359,6 +384,31 @@ def _chain(
     raise error
 
 
+def _gone(model: Model, reason: str) -> ModelNotFoundError:
+    """The error for a call to a model known dead in this process, naming what the catalog says replaces it."""
+    replacement = model.profile.replacement
+    hint = (
+        f"; its replacement is {replacement}. Prove it on your cases first: robustprompt migrate TASK --cases FILE "
+        f"--from {model.name} --to {replacement}"
+        if replacement
+        else "; choose another model, or give Policy(fallbacks=...)"
+    )
+    return ModelNotFoundError(
+        f"not called again in this process: {reason}{hint}",
+        provider=model.profile.provider,
+        model=model.profile.model_id,
+    )
+
+
+def _input_json(task: TaskDeclaration[Any, Any], value: Any) -> str:
+    try:
+        return task.input_json(value)
+    except Exception as exc:
+        if contained(exc):
+            raise typed(exc, None) from exc
+        raise
+
+
 # The drivers. Around the pure flow they carry requests, read and fill the response cache, and tell the hooks.
 
 
@@ -376,7 +426,7 @@ class _Call:
         self.task = task
         self.policy = policy or Policy()
         self.models = models_for(model, self.policy)
-        self.input_json = task.input_json(value)
+        self.input_json = _input_json(task, value)
         self.cache = enabled(cache)
         self.run: Run[Any] = Run(task.name, task.fingerprint, self.models[0].name)
         self.result = self.run  # what the caller gets: the flow's run, or one served from the cache
@@ -392,8 +442,12 @@ class _Call:
         try:
             yield
         except BaseException as exc:
-            self.hooks.run_end(self.run, exc)
-            raise
+            self._flow.close()  # its breaker slot is freed now, not when the generator is collected
+            error = typed(exc, self.run) if contained(exc) else exc
+            self.hooks.run_end(self.run, error)
+            if error is exc:
+                raise
+            raise error from exc
         self.hooks.run_end(self.result, None, cached=self.cached)
 
     def lookup(self) -> bool:
@@ -417,6 +471,10 @@ class _Call:
 
     def first(self) -> Request:
         return self._started(next(self._flow))
+
+    def close(self) -> None:
+        """Abandon the flow if it is still running (a consumer left a stream): its breaker slot is freed now."""
+        self._flow.close()
 
     def step(self, request: Request, sent: Sent) -> Request | None:
         """Give the flow what `request` brought back: the next request, or None once the run has its output."""

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from robustprompt._secrets import scrub
+
 if TYPE_CHECKING:
     from robustprompt._run import Run
 
@@ -46,7 +48,10 @@ __all__ = [
     "RobustPromptError",
     "SchemaRejectedError",
     "ServerError",
+    "Uncontained",
+    "contained",
     "run_of",
+    "typed",
 ]
 
 
@@ -91,9 +96,10 @@ class ProviderError(RobustPromptError):
         return err
 
     def redact(self, secret: str) -> None:
-        """Replace every occurrence of `secret` (an API key some APIs echo back) in this error's texts."""
-        self.message = self.message.replace(secret, "***")
-        self.body = self.body.replace(secret, "***") if self.body else self.body
+        """Take `secret` (an API key some APIs echo back), whole or as a masked tail, out of this error's texts."""
+        self.message = scrub(self.message, secret)
+        self.body = scrub(self.body, secret) if self.body else self.body
+        self.code = scrub(self.code, secret) if self.code else self.code
         self.args = (self.message,)
 
     def __str__(self) -> str:
@@ -172,3 +178,26 @@ def run_of(error: RobustPromptError) -> Run[Any] | None:
     if isinstance(error, (OutputError, ProviderError)):
         return error.run
     return None
+
+
+class Uncontained(Exception):
+    """Base of errors that end the whole run, never one call (a test cassette with no recording): robustprompt
+    does not turn them into a call's outcome, where a fallback or a default could make them pass."""
+
+
+_UNEXPECTED_CHARS = 500
+
+
+def contained(exc: BaseException) -> bool:
+    """Whether `exc`, raised inside one call, must become that call's error (see `typed`)."""
+    return isinstance(exc, Exception) and not isinstance(exc, (RobustPromptError, Uncontained))
+
+
+def typed(exc: BaseException, run: Run[Any] | None) -> RobustPromptError:
+    """A contained exception (a bug, here or in code of the user's such as a check) as an error of the tree, so
+    that one input's failure stays that input's: an OutputError once the model has answered, a ConfigError
+    before. The original stays as `__cause__`."""
+    text = f"unexpected {type(exc).__name__}: {str(exc)[:_UNEXPECTED_CHARS]} (its traceback is in __cause__)"
+    err: RobustPromptError = OutputError(text, run) if run is not None and run.attempts else ConfigError(text)
+    err.__cause__ = exc
+    return err

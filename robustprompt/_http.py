@@ -7,24 +7,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+import zlib
+from collections.abc import AsyncGenerator, Awaitable, Generator, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
 from robustprompt._completion import Completion
-from robustprompt._deadline import remaining
-from robustprompt._errors import ProviderConnectionError, ProviderError, ProviderTimeout
+from robustprompt._deadline import DEADLINE, in_time, phase, phase_left, remaining
+from robustprompt._decoding import ACCEPT_ENCODING, BoundedBody, TooLarge, UnknownEncoding
+from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout, contained
+from robustprompt._model import believable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
+from robustprompt._secrets import keep_out_of_logs, scrub, scrub_bytes
 from robustprompt._state import state
 from robustprompt._tokens import TokenCount, count_tokens
-from robustprompt.adapters import Adapter, Endpoint, HttpCall
+from robustprompt.adapters import Adapter, Endpoint, HttpCall, StreamDecoder, StreamingAdapter
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
 __all__ = ["HttpBackend"]
+
+T = TypeVar("T")
+
+
+async def _in_time(awaitable: Awaitable[T], seconds: float) -> T:
+    """`awaitable`, cancelled after `seconds`: one request phase, whatever the transport's per-read timeouts."""
+    try:
+        return await in_time(awaitable, seconds)
+    except asyncio.TimeoutError:
+        raise httpx.ReadTimeout("the request's time ran out") from None
 
 
 class HttpBackend:
@@ -45,6 +60,8 @@ class HttpBackend:
         self.profile = profile
         self.settings = settings
         self._endpoint = Endpoint(base_url, api_key)
+        if api_key:
+            keep_out_of_logs(api_key)
         self._client = client
         self._given_sync = client is not None
         self._given_async = async_client
@@ -67,7 +84,9 @@ class HttpBackend:
         if routed := state.routed_clients[-1:]:  # a slice: another thread may leave its cassette meanwhile
             return routed[0][0]
         if self._client is None:
-            self._client = httpx.Client()
+            from robustprompt._sync_transport import default_sync_client
+
+            self._client = default_sync_client()
         return self._client
 
     def _async_client(self) -> httpx.AsyncClient:
@@ -94,21 +113,28 @@ class HttpBackend:
             await client.aclose()
 
     def complete(self, prompt: Prompt) -> Completion:
+        with self._typed_failures():
+            return self._complete(prompt)
+
+    async def acomplete(self, prompt: Prompt) -> Completion:
+        with self._typed_failures():
+            return await self._acomplete(prompt)
+
+    def _complete(self, prompt: Prompt) -> Completion:
         call = self.adapter.prepare(prompt, self.profile, self.settings, self._endpoint)
         client = self._sync_client()
         request = self._request(client, call)
         with self._transport_errors():
-            response = client.send(request, stream=True)
+            with phase(self.settings.timeout):  # connecting, sending, the response headers
+                response = client.send(request, stream=True)
             try:
-                if self._stated_within_cap(response):
-                    body = response.read()
-                else:
-                    body = self._bounded(response, response.iter_bytes())
+                with phase(self.settings.timeout):
+                    body = self._bounded(response, response.iter_raw())
             finally:
                 response.close()
         return self._read(response.status_code, response.headers, body)
 
-    async def acomplete(self, prompt: Prompt) -> Completion:
+    async def _acomplete(self, prompt: Prompt) -> Completion:
         if self._given_sync and self._given_async is None and not state.routed_clients:
             # The user's own client (a proxy, a mock transport) must carry every call: run it in a thread rather
             # than build an async client that would go around it.
@@ -117,59 +143,163 @@ class HttpBackend:
         client = self._async_client()
         request = self._request(client, call)
         with self._transport_errors():
-            response = await client.send(request, stream=True)
+            with phase(self.settings.timeout) as seconds:
+                response = await _in_time(client.send(request, stream=True), seconds)
             try:
-                if self._stated_within_cap(response):
-                    body = await response.aread()
-                else:
-                    body = b"".join([chunk async for chunk in self._abounded(response)])
+                with phase(self.settings.timeout) as seconds:
+                    body = await _in_time(self._aread(response), seconds)
             finally:
                 await response.aclose()
         return self._read(response.status_code, response.headers, body)
+
+    # Streams: the adapter decodes, this carries bytes. Each yields the answer's text pieces, then its Completion.
+
+    @property
+    def streams(self) -> bool:
+        """Whether this API's answers can be streamed and decoded piece by piece."""
+        return self._decoder() is not None
+
+    def _decoder(self) -> StreamDecoder | None:
+        adapter = self.adapter
+        return adapter.stream_decoder(self.profile) if isinstance(adapter, StreamingAdapter) else None
+
+    def _stream_call(self, prompt: Prompt) -> tuple[HttpCall, StreamDecoder]:
+        decoder = self._decoder()
+        if decoder is None or not isinstance(self.adapter, StreamingAdapter):
+            raise ConfigError(
+                f"{self.profile.name}: answers from {self.profile.provider} are not streamed yet; call it without "
+                "streaming (`run`, `__call__`)"
+            )
+        return self.adapter.prepare_stream(prompt, self.profile, self.settings, self._endpoint), decoder
+
+    def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]:
+        call, decoder = self._stream_call(prompt)
+        client = self._sync_client()
+        request = self._request(client, call)
+        with self._transport_errors(), self._redacted():
+            response = client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = self._bounded(response, response.iter_raw())
+                    yield self._read(response.status_code, response.headers, body)
+                    return
+                size = 0
+                with self._body_errors(response):
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > self.settings.max_response_bytes:
+                            raise TooLarge
+                        yield from self._decoded(decoder, chunk)
+                yield decoder.finish()
+            finally:
+                response.close()
+
+    async def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]:
+        if self._given_sync and self._given_async is None and not state.routed_clients:
+            # As in `acomplete`: the user's own client carries the stream, read in a thread.
+            pieces = self.stream(prompt)
+            try:
+                while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+                    yield item
+            finally:
+                pieces.close()
+            return
+        call, decoder = self._stream_call(prompt)
+        client = self._async_client()
+        request = self._request(client, call)
+        with self._transport_errors(), self._redacted():
+            response = await client.send(request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    body = await self._aread(response)
+                    yield self._read(response.status_code, response.headers, body)
+                    return
+                size = 0
+                with self._body_errors(response):
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > self.settings.max_response_bytes:
+                            raise TooLarge
+                        for piece in self._decoded(decoder, chunk):
+                            yield piece
+                yield decoder.finish()
+            finally:
+                await response.aclose()
+
+    def _decoded(self, decoder: StreamDecoder, chunk: bytes) -> list[str]:
+        try:
+            return decoder.feed(chunk)
+        except UnicodeDecodeError as exc:  # decoders split lines on bytes first: a cut character is whole again
+            raise ProviderConnectionError(
+                f"the stream is not valid UTF-8 ({exc.reason} at byte {exc.start} of a line)",
+                provider=self.profile.provider,
+                model=self.profile.model_id,
+                status=200,
+            ) from None
+
+    @contextlib.contextmanager
+    def _redacted(self) -> Iterator[None]:
+        try:
+            yield
+        except ProviderError as exc:
+            if self._endpoint.api_key:
+                exc.redact(self._endpoint.api_key)
+            raise
 
     def _request(self, client: httpx.Client | httpx.AsyncClient, call: HttpCall) -> httpx.Request:
         body = {"json": call.body} if call.content is None else {"content": call.content}
         left = remaining()  # a request in flight must not outlive the call's deadline
         timeout = self.settings.timeout if left is None else max(min(self.settings.timeout, left), 0.001)
-        return client.build_request(call.method, call.url, headers=call.headers, timeout=timeout, **body)
-
-    def _too_large(self, response: httpx.Response) -> ProviderError:
-        limit = self.settings.max_response_bytes
-        return ProviderError(
-            f"response body over {limit} bytes (max_response_bytes): refused unread",
-            provider=self.profile.provider,
-            model=self.profile.model_id,
-            status=response.status_code,
-        )
-
-    def _stated_within_cap(self, response: httpx.Response) -> bool:
-        """Whether the headers fix the body's size within the cap: HTTP framing then stops the read there. A
-        compressed body can inflate far beyond its stated length, so it is always read with the bound."""
-        headers = response.headers
-        length = headers.get("content-length", "")
-        return (
-            length.isdigit()
-            and int(length) <= self.settings.max_response_bytes
-            and "content-encoding" not in headers
-            and "transfer-encoding" not in headers  # with both, httpx reads the body as chunked: any length
-        )
+        headers = {"accept-encoding": ACCEPT_ENCODING, **call.headers}  # only what can be decoded within the cap
+        return client.build_request(call.method, call.url, headers=headers, timeout=timeout, **body)
 
     def _bounded(self, response: httpx.Response, chunks: Iterator[bytes]) -> bytes:
-        size, parts = 0, []
-        for chunk in chunks:
-            size += len(chunk)
-            if size > self.settings.max_response_bytes:
-                raise self._too_large(response)
-            parts.append(chunk)
-        return b"".join(parts)
+        """The body, refused past the size cap, and cut off when the phase's time runs out between two chunks
+        (a client of the user's bounds each read only)."""
+        with self._body_errors(response):
+            if response.is_stream_consumed:
+                return self._read_already(response)
+            body = BoundedBody(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
+            for chunk in chunks:
+                body.take(chunk)
+                if phase_left() == 0:
+                    raise httpx.ReadTimeout("the body did not arrive in time")
+            return body.done()
 
-    async def _abounded(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.settings.max_response_bytes:
-                raise self._too_large(response)
-            yield chunk
+    async def _aread(self, response: httpx.Response) -> bytes:
+        with self._body_errors(response):
+            if response.is_stream_consumed:
+                return self._read_already(response)
+            body = BoundedBody(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
+            async for chunk in response.aiter_raw():
+                body.take(chunk)
+            return body.done()
+
+    def _read_already(self, response: httpx.Response) -> bytes:
+        """A body a transport read before handing the response over (httpx.MockTransport does), decoded."""
+        if len(response.content) > self.settings.max_response_bytes:
+            raise TooLarge
+        return response.content
+
+    @contextlib.contextmanager
+    def _body_errors(self, response: httpx.Response) -> Iterator[None]:
+        provider, model, status = self.profile.provider, self.profile.model_id, response.status_code
+        try:
+            yield
+        except TooLarge:
+            limit = self.settings.max_response_bytes
+            raise ProviderError(
+                f"response body over {limit} bytes (max_response_bytes), decoded or not: refused",
+                provider=provider,
+                model=model,
+                status=status,
+            ) from None
+        except UnknownEncoding as exc:
+            raise ProviderError(f"unreadable response: {exc}", provider=provider, model=model, status=status) from None
+        except zlib.error as exc:
+            raise ProviderConnectionError(
+                f"the response body could not be decoded: {exc}", provider=provider, model=model, status=status
+            ) from None
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
@@ -178,8 +308,17 @@ class HttpBackend:
         try:
             yield
         except httpx.TimeoutException as exc:
+            if remaining() == 0:  # the call's own deadline cut the request short, not the provider's slowness
+                raise ProviderTimeout(
+                    "the call's deadline passed during the request", provider=provider, model=model, code=DEADLINE
+                ) from None
             raise ProviderTimeout(
                 f"no answer within {self.settings.timeout:g} s ({type(exc).__name__})", provider=provider, model=model
+            ) from None
+        except httpx.UnsupportedProtocol:
+            raise ConfigError(
+                f"the base URL {self.base_url!r} must start with http:// or https:// (pass base_url= to "
+                "robustprompt.model(), or set the provider's base URL variable)"
             ) from None
         except httpx.TransportError as exc:
             raise ProviderConnectionError(
@@ -187,10 +326,35 @@ class HttpBackend:
             ) from None
 
     def _read(self, status: int, headers: httpx.Headers, body: bytes) -> Completion:
+        if key := self._endpoint.api_key:  # before the adapter cuts, parses or keeps any of it
+            body = scrub_bytes(body, key)
+            if any(key[-4:] in value for value in headers.values()):
+                headers = httpx.Headers([(name, scrub(value, key)) for name, value in headers.multi_items()])
+        completion = self.adapter.read(status, headers, body, self.profile)
+        if completion.usage is None:
+            return completion
+        return replace(completion, usage=believable(completion.usage, self.profile, self.settings))
+
+    @contextlib.contextmanager
+    def _typed_failures(self) -> Iterator[None]:
+        """Every failure of a request as a provider error, with the key taken out of it: some APIs echo the key
+        in auth errors, and an unexpected failure (an adapter's bug on an odd answer) may quote the request."""
+        key = self._endpoint.api_key
         try:
-            return self.adapter.read(status, headers, body, self.profile)
+            yield
         except ProviderError as exc:
-            # Some APIs echo the presented key in auth errors; it must not travel on in messages or logs.
-            if self._endpoint.api_key:
-                exc.redact(self._endpoint.api_key)
+            if key:
+                exc.redact(key)
             raise
+        except Exception as exc:
+            if not contained(exc):
+                raise
+            err = ProviderError(
+                f"the request could not be made or its answer read: {type(exc).__name__}: {str(exc)[:500]}",
+                provider=self.profile.provider,
+                model=self.profile.model_id,
+                code="unexpected",
+            )
+            if key:
+                err.redact(key)
+            raise err from None  # the original may hold the request, key included

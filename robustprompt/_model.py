@@ -6,15 +6,16 @@ and what watches them all import it, and it imports none of them.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from robustprompt._completion import Completion
+from robustprompt._completion import Completion, Usage
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Backend", "Model"]
+__all__ = ["Backend", "Model", "StreamingBackend", "believable"]
 
 
 class Backend(Protocol):
@@ -25,6 +26,18 @@ class Backend(Protocol):
     async def acomplete(self, prompt: Prompt) -> Completion: ...
 
     def count_tokens(self, text: str) -> TokenCount: ...
+
+
+@runtime_checkable
+class StreamingBackend(Protocol):
+    """A backend that can also hand the answer over as it arrives: text pieces, then the whole Completion."""
+
+    @property
+    def streams(self) -> bool: ...
+
+    def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]: ...
+
+    def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,3 +67,9 @@ class Model:
         closer = getattr(self.backend, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def believable(usage: Usage, profile: ModelProfile, settings: Settings) -> Usage:
+    """Reported usage within what one request to this model can use: its window, and its output cap."""
+    max_output = max(profile.max_output_tokens, settings.max_output_tokens or 0)
+    return usage.within(profile.context_window, max_output)

@@ -5,7 +5,7 @@
         rp.Link("classify", classify, after=("input",), default=Sentiment(label="neutral")),
         rp.Step("record", make_record, after=("extract", "classify"), output=Record),
     ], input=Review)
-    run = pipeline.run(Review(text="..."))      # or: await pipeline.arun(...), pipeline.map(inputs)
+    run = pipeline.run(Review(text="..."))      # or: await pipeline.arun(...), pipeline.map(inputs, batch=...)
     run.output, run.trace["classify"].outcome   # "ok", "fallback", "default", "failed" or "skipped"
     print(run.format_trace())
 
@@ -31,12 +31,13 @@ import enum
 import functools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
 import pydantic
 
+from robustprompt._batch import Batch, Call, Limits, amap_job, astream_job, map_job, stream_job
 from robustprompt._calling import Task
 from robustprompt._completion import Usage
 from robustprompt._errors import ConfigError, RobustPromptError, run_of
@@ -544,30 +545,68 @@ class Pipeline:
             state.raise_stop()
         return state.result()
 
-    async def amap(self, inputs: Iterable[Any], *, concurrency: int = 8) -> PipelineBatch:
-        """Run the pipeline on every input, `concurrency` runs at a time. Item i of the batch is input i's
-        PipelineRun, or the error that stopped it: nothing is raised for one input's failure."""
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-        gate = asyncio.Semaphore(concurrency)
+    def _paced(self, limits: Limits) -> Pipeline:
+        """This pipeline with each task link's model behind the batch's rate limits; itself when there are none."""
+        if not limits.active:
+            return self
+        links = [
+            dataclasses.replace(n, model=limits(resolve(n.model))) if isinstance(n, Link) else n for n in self.links
+        ]
+        return Pipeline(self.name, links, input=self.input_type)
 
-        async def one(value: Any) -> PipelineRun | RobustPromptError:
-            async with gate:
-                try:
-                    return await self.arun(value)
-                except RobustPromptError as exc:
-                    return exc
+    async def amap(self, inputs: Iterable[Any], *, batch: Batch | None = None) -> PipelineBatch:
+        """Run the pipeline on every input, as `batch` says (default `rp.Batch()`: 8 runs at a time, no rate
+        limit; `rpm` / `tpm` pace each link's model). Item i of the result is input i's PipelineRun, or the error
+        that stopped it: nothing is raised for one input's failure. A progress bar shows on a terminal."""
+        return self._batch(await amap_job(_PipelineJob(self), inputs, batch))
 
-        items = await _all(one(value) for value in inputs)
+    def map(self, inputs: Iterable[Any], *, batch: Batch | None = None) -> PipelineBatch:
+        """The blocking form of `amap`, for code with no event loop running."""
+        return self._batch(map_job(_PipelineJob(self), inputs, batch))
+
+    def stream(
+        self, inputs: Iterable[Any], *, batch: Batch | None = None
+    ) -> Generator[tuple[int, PipelineRun | RobustPromptError], None, None]:
+        """`map` for batches too large to hold: yields `(index, item)` as each run ends, keeping none of them.
+
+        The item is what `map(...).items[index]` would be. Inputs are read lazily from any iterable: at most
+        `batch.concurrency` runs at once, as many inputs taken ahead, and runs wait while the loop body runs.
+        Leaving the loop early cancels the runs in flight. For code with no event loop running; inside one, use
+        `astream`.
+        """
+        return stream_job(_PipelineJob(self), inputs, batch)
+
+    def astream(
+        self, inputs: Iterable[Any], *, batch: Batch | None = None
+    ) -> AsyncGenerator[tuple[int, PipelineRun | RobustPromptError], None]:
+        """The async twin of `stream`; `contextlib.aclosing(pipeline.astream(...))` cancels the runs in flight as
+        its block exits."""
+        return astream_job(_PipelineJob(self), inputs, batch)
+
+    def _batch(self, items: list[PipelineRun | RobustPromptError]) -> PipelineBatch:
         return PipelineBatch(self.name, tuple(node.name for node in self.links), items)
 
-    def map(self, inputs: Iterable[Any], *, concurrency: int = 8) -> PipelineBatch:
-        """The blocking form of `amap`, for code with no event loop running."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.amap(inputs, concurrency=concurrency))
-        raise ConfigError("Pipeline.map() was called inside a running event loop: use `await pipeline.amap(...)`")
+
+@dataclass(frozen=True)
+class _PipelineJob:
+    """The pipeline run on each input of a batch."""
+
+    pipeline: Pipeline
+    kind = "pipeline"
+
+    def start(self, limits: Limits) -> tuple[str, Call]:
+        pipeline = self.pipeline._paced(limits)
+
+        async def call(value: Any) -> PipelineRun | RobustPromptError:
+            try:
+                return await pipeline.arun(value)
+            except RobustPromptError as exc:
+                return exc
+
+        return f"pipeline {pipeline.name}", call
+
+    def keep(self, outcome: PipelineRun | RobustPromptError) -> PipelineRun | RobustPromptError:
+        return outcome
 
 
 def _wire(pipeline: str, links: Sequence[Node]) -> dict[str, tuple[str, ...]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from robustprompt._errors import ConfigError
 from robustprompt._model import Model
+from robustprompt._profile import check_seconds, check_whole
 from robustprompt._prompt import OutputMode
 from robustprompt._renderings import Configuration
 
@@ -32,7 +33,7 @@ class Policy:
     reasks: int = 1
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
-    retry_after_cap: float = 60.0
+    retry_after_cap: float = 120.0  # openai-python's cap too
     reask_answer_chars: int = 2000
     reask_max_errors: int = 8
     mode: OutputMode | None = field(default=None)  # force one output mode instead of the profile's best
@@ -45,11 +46,24 @@ class Policy:
 
     def __post_init__(self) -> None:
         for name in ("transport_retries", "reasks", "reask_answer_chars", "reask_max_errors"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"Policy.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_attempts", "deadline", "breaker_failures"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"Policy.{name} must be > 0, got {value}")
+            check_whole(f"Policy.{name}", getattr(self, name), minimum=0)
+        for name in ("max_attempts", "breaker_failures"):
+            if getattr(self, name) is not None:
+                check_whole(f"Policy.{name}", getattr(self, name), minimum=1)
+        for name in ("backoff_initial", "backoff_max", "retry_after_cap", "breaker_cooldown"):
+            check_seconds(f"Policy.{name}", getattr(self, name), zero_ok=True)
+        if self.deadline is not None:
+            check_seconds("Policy.deadline", self.deadline, zero_ok=False)
+        object.__setattr__(self, "mode", _mode(self.mode))
         if isinstance(self.fallbacks, (str, bytes)):
             raise ConfigError("Policy.fallbacks takes a tuple of models: fallbacks=('openai:gpt-4.1',)")
+
+
+def _mode(value: object) -> OutputMode | None:
+    if value is None or isinstance(value, OutputMode):
+        return value
+    try:
+        return OutputMode(value)  # the mode's name as a string is accepted: Policy(mode="json_schema")
+    except ValueError:
+        known = ", ".join(repr(m.value) for m in OutputMode)
+        raise ConfigError(f"Policy.mode must be an rp.OutputMode or one of {known}, got {value!r}") from None

@@ -4,13 +4,15 @@ budgets, is `_policy`."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+from robustprompt._errors import ConfigError
 from robustprompt._prompt import OutputMode
 from robustprompt._renderings import Configuration
 
-__all__ = ["ModelProfile", "Settings"]
+__all__ = ["ModelProfile", "Settings", "check_seconds", "check_whole"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +58,21 @@ class Settings:
     seed: int | None = None
     timeout: float = 60.0
     max_response_bytes: int = 32 * 1024 * 1024  # a larger body is refused unread: no answer is that long
+
+    def __post_init__(self) -> None:
+        check_seconds("timeout", self.timeout, zero_ok=False)
+        check_whole("max_response_bytes", self.max_response_bytes, minimum=1)
+        if self.max_output_tokens is not None:
+            check_whole("max_output_tokens", self.max_output_tokens, minimum=1)
+
+
+def check_seconds(name: str, value: object, *, zero_ok: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero_ok):  # type: ignore[operator]
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+
+
+def check_whole(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")

@@ -114,6 +114,16 @@ def render(
     return Prompt(system, tuple(turns), spec, mode, dropped_examples)
 
 
+def encodable(text: str) -> str:
+    """`text` with lone surrogates (which a JSON answer can carry as `\\ud800`, and UTF-8 cannot encode) replaced
+    by U+FFFD, so that it can be sent back to the model."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def with_reask(base: Prompt, answer: str, errors: Sequence[str], *, max_answer_chars: int, max_errors: int) -> Prompt:
     """The base prompt plus the last failed answer and its errors.
 
@@ -121,7 +131,8 @@ def with_reask(base: Prompt, answer: str, errors: Sequence[str], *, max_answer_c
     grow the conversation without bound.
     """
     shown = answer if len(answer) <= max_answer_chars else answer[:max_answer_chars] + " …[truncated]"
-    listed = [f"- {e}" for e in errors[:max_errors]]
+    shown = encodable(shown)
+    listed = [f"- {encodable(e)}" for e in errors[:max_errors]]
     if len(errors) > max_errors:
         listed.append(f"- … and {len(errors) - max_errors} more")
     feedback = (

@@ -36,6 +36,10 @@ def _clean_key(key: str, where: str) -> str:
         raise ConfigError(
             f"the API key from {where} has whitespace or a control character (a trailing newline?): strip it"
         )
+    if not key.isascii():  # no HTTP header carries it, and the encoder's error would quote the whole header
+        raise ConfigError(
+            f"the API key from {where} has a character that is not ASCII (a curly quote pasted with it?): retype it"
+        )
     return key
 
 
@@ -58,7 +62,18 @@ def _base_url(adapter: Adapter, explicit: str | None) -> str:
         names = " or ".join(adapter.base_url_env)
         where = f"pass base_url= to robustprompt.model(){f' or set {names}' if names else ''}"
         raise ConfigError(f"{adapter.provider} has no default address: {where}")
-    return url.rstrip("/")
+    return _checked_url(url).rstrip("/")
+
+
+def _checked_url(url: str) -> str:
+    if url != url.strip() or not url.isprintable():
+        raise ConfigError(f"the base URL {url!r} has whitespace or a control character (a trailing newline?): strip it")
+    # An address with no scheme passes: some adapters read "host:port" as their server's own client does, and
+    # the request refuses one that stays without (HttpBackend). Another scheme is wrong for every adapter.
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() not in ("http", "https"):
+        raise ConfigError(f"the base URL {url!r} must start with http:// or https://")
+    return url
 
 
 def model(

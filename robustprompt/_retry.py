@@ -7,6 +7,7 @@ exponential backoff with jitter. No wait runs past the call's deadline.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ def _error(state: tenacity.RetryCallState) -> BaseException | None:
     return state.outcome.exception() if state.outcome else None
 
 
+def _asked_wait(state: tenacity.RetryCallState) -> float | None:
+    """The wait the failed send's error asks for; None when it asks nothing usable (nan, inf, negative), since
+    asyncio.sleep(nan) never returns and time.sleep(nan) raises: normal backoff applies then."""
+    asked = getattr(_error(state), "retry_after", None)
+    if not isinstance(asked, (int, float)) or not math.isfinite(asked) or asked < 0:
+        return None
+    return float(asked)
+
+
 class _AskedWaitTooLong(tenacity.stop.stop_base):
     """The server asked for a wait beyond the cap, or past the deadline: give up rather than retry early."""
 
@@ -61,7 +71,7 @@ class _AskedWaitTooLong(tenacity.stop.stop_base):
         self.deadline = deadline
 
     def __call__(self, state: tenacity.RetryCallState) -> bool:
-        wait = getattr(_error(state), "retry_after", None)
+        wait = _asked_wait(state)
         if wait is None:
             return False
         return wait > self.cap or (self.deadline is not None and time.monotonic() + wait > self.deadline)
@@ -81,9 +91,9 @@ def _wait(policy: Policy, deadline: float | None) -> Callable[[tenacity.RetryCal
     backoff = exponential + tenacity.wait_random(0, policy.backoff_initial)
 
     def wait(state: tenacity.RetryCallState) -> float:
-        asked = getattr(_error(state), "retry_after", None)
+        asked = _asked_wait(state)
         if asked is not None:
-            return float(asked)  # within the cap and the deadline, or the stop condition would have ended it
+            return asked  # within the cap and the deadline, or the stop condition would have ended it
         seconds = backoff(state)
         return seconds if deadline is None else max(min(seconds, deadline - time.monotonic()), 0.0)
 

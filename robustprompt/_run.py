@@ -32,6 +32,7 @@ class Attempt:
     latency: float = 0.0
     finish_reason: str | None = None
     transport_errors: tuple[str, ...] = ()
+    cost: float | None = None  # USD at the catalog's prices for its usage; None when a price is unknown
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,12 @@ class Run(Generic[O]):
             if attempt.usage is not None:
                 total = total + attempt.usage
         return total
+
+    @property
+    def cost(self) -> float | None:
+        """USD over every attempt, at the catalog's prices; None when an attempt that used tokens has no price."""
+        costs = [a.cost for a in self.attempts if a.usage is not None and a.usage.total_tokens]
+        return None if None in costs else sum(c for c in costs if c is not None)
 
     @property
     def mode(self) -> OutputMode | None:

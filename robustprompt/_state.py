@@ -1,7 +1,8 @@
 """What the process remembers between calls, in one place: `robustprompt.reset()` forgets it.
 
 - breakers: each model's circuit (failures, cooldowns, models found dead or retired), timed by `clock`;
-- rejected modes: output modes a server rejected or ignored, per model and task (the next call starts lower);
+- demotions: output modes a server rejected, or ignored repeatedly, per model and task (the next call starts
+  lower, until the demotion lapses), timed by `clock`;
 - warned retirements: models whose retirement warning was given (once per process);
 - resolved names: the handle a model name resolved to, so its HTTP pools are reused (each handle keeps its own
   async client per event loop);
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from robustprompt._breaker import Breakers
-from robustprompt._prompt import OutputMode
+from robustprompt._demotions import Demotions
 
 if TYPE_CHECKING:
     from robustprompt._events import Hook
@@ -41,7 +42,7 @@ class ProcessState:
         self.lock = threading.Lock()
         self.clock = clock
         self.breakers = Breakers(lambda: self.clock())  # read late: `reset(clock=...)` takes effect at once
-        self.rejected_modes: dict[tuple[str, str], set[OutputMode]] = {}
+        self.demotions = Demotions(lambda: self.clock())
         self.warned_retirements: set[str] = set()
         self.resolved: collections.OrderedDict[tuple[str, int], Model] = collections.OrderedDict()
         self.hooks: tuple[Hook, ...] = ()  # replaced, never mutated: calls read it without the lock
@@ -68,20 +69,20 @@ class ProcessState:
         with self.lock:
             if clock is not None:
                 self.clock = clock
-            self.rejected_modes.clear()
             self.warned_retirements.clear()
             self.resolved.clear()
             self.hooks = ()
         self.breakers.reset()
+        self.demotions.clear()
 
 
 state = ProcessState()
 
 
 def reset(*, clock: Clock | None = None) -> None:
-    """Forget what the process remembers between calls: circuit breakers, rejected output modes, retirement
+    """Forget what the process remembers between calls: circuit breakers, demoted output modes, retirement
     warnings given, handles resolved by name, and registered hooks. `clock` (seconds, monotonic) times the
-    breakers' cooldowns from now on, so a test can move time forward without sleeping.
+    breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping.
 
     Left as they are: models added with `register_model` (configuration, not memory), and the routes of a
     cassette whose `with` block is still open (dropping them would send a replayed test to the network).

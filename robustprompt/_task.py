@@ -6,17 +6,21 @@ engine, the batch runner, the cache and the hooks see only the declaration, so n
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import inspect
 import json
+import math
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 import pydantic
+import pydantic_core
 
 from robustprompt._declared import declaring_file, default_record_path
 from robustprompt._errors import ConfigError
@@ -56,6 +60,19 @@ def _output_model(output: Any) -> type[pydantic.BaseModel]:
         raise ConfigError(f"output type {output!r} cannot be described as JSON: {exc}") from exc
 
 
+def _scorers(
+    name: str, model: type[pydantic.BaseModel], scorers: Mapping[str, Callable[[Any, Any], float]]
+) -> dict[str, Callable[[Any, Any], float]]:
+    """How `migrate` scores free-text output fields: field -> (expected, got) -> a score from 0 to 1."""
+    for field_name, scorer in scorers.items():
+        if field_name not in model.model_fields:
+            known = ", ".join(model.model_fields)
+            raise ConfigError(f"task {name!r}: scorer for {field_name!r}, which is not an output field ({known})")
+        if not callable(scorer):
+            raise ConfigError(f"task {name!r}: scorer for {field_name!r} is not a function (expected, got) -> float")
+    return dict(scorers)
+
+
 def _spec_name(name: str) -> str:
     return (_NAME_OK.sub("_", name).strip("_") or "output")[:64]
 
@@ -74,6 +91,7 @@ class TaskDeclaration(Generic[I, O]):
         examples: Sequence[Example[Any, Any]] = (),
         checks: Sequence[Check] = (),
         version: str = "1",
+        scorers: Mapping[str, Callable[[Any, Any], float]] | None = None,
     ) -> None:
         if not name.strip():
             raise ConfigError("a task needs a name: Task('classify', ...)")
@@ -89,11 +107,14 @@ class TaskDeclaration(Generic[I, O]):
         model = _output_model(output)
         unwrap: Callable[[Any], Any] = (lambda m: getattr(m, ANSWER_FIELD)) if wrapped else (lambda m: m)
         self._wrapped = wrapped
-        self.validator = Validator(model, checks, unwrap)
+        with _described(f"task {name!r}: output type {output!r}"):
+            self.validator = Validator(model, checks, unwrap)
         self.checks = tuple(checks)
         self.spec = OutputSpec(_spec_name(name), self.validator.schema, description=instructions.strip()[:300])
         self.examples: tuple[tuple[str, str], ...] = tuple(self._example_json(i, ex) for i, ex in enumerate(examples))
-        self.fingerprint = self._fingerprint()
+        self.scorers = _scorers(name, model, scorers or {})
+        with _described(f"task {name!r}: input type {input!r}"):
+            self.fingerprint = self._fingerprint()  # scorers judge answers and do not shape them: not part of it
         # Where adapt writes, and every call reads, this task's adaptation records (set it to move them).
         self.adaptations: Path = default_record_path(declaring_file())
 
@@ -102,10 +123,26 @@ class TaskDeclaration(Generic[I, O]):
 
     def input_json(self, value: Any) -> str:
         """The input as the JSON data block the model sees; ConfigError when it does not match the input type."""
+        return self._dump_input(value, f"task {self.name!r}")
+
+    def _dump_input(self, value: Any, where: str) -> str:
         try:
-            return self._input.dump_json(self._input.validate_python(value)).decode()
+            valid = self._input.validate_python(value)
         except pydantic.ValidationError as exc:
-            raise ConfigError(f"task {self.name!r}: input does not match {_type_name(self.input_type)}: {exc}") from exc
+            raise ConfigError(f"{where}: input does not match {_type_name(self.input_type)}: {exc}") from exc
+        try:
+            dumped = self._input.dump_json(valid)
+        except pydantic_core.PydanticSerializationError as exc:
+            raise ConfigError(
+                f"{where}: the input cannot be written as JSON ({exc}): pass plain data (text, numbers, lists, "
+                "dicts, pydantic models), with no object that contains itself and no bytes that are not UTF-8"
+            ) from None
+        if b"null" in dumped and _non_finite(self._input.dump_python(valid)):  # pydantic writes NaN as null
+            raise ConfigError(
+                f"{where}: the input holds NaN or infinity, which JSON cannot carry (it would reach the model as "
+                "null): replace it, e.g. with None"
+            )
+        return dumped.decode()
 
     def output_record(self, value: Any) -> dict[str, Any]:
         """A validated output as a JSON object in the task's output shape (plain types under "answer")."""
@@ -122,10 +159,7 @@ class TaskDeclaration(Generic[I, O]):
         where = f"task {self.name!r}, example {index}"
         if not isinstance(example, Example):
             raise ConfigError(f"{where}: expected rp.Example(input, output), got {type(example).__name__}")
-        try:
-            input_json = self._input.dump_json(self._input.validate_python(example.input)).decode()
-        except pydantic.ValidationError as exc:
-            raise ConfigError(f"{where}: input does not match {_type_name(self.input_type)}: {exc}") from exc
+        input_json = self._dump_input(example.input, where)
         try:
             output_json = self.output_json(example.output)
         except pydantic.ValidationError as exc:
@@ -151,11 +185,37 @@ class TaskDeclaration(Generic[I, O]):
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
 def _type_name(tp: object) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
+@contextlib.contextmanager
+def _described(where: str) -> Iterator[None]:
+    """A type pydantic validates but cannot describe as JSON Schema (a Callable...) cannot be sent to a model."""
+    try:
+        yield
+    except pydantic.PydanticUserError as exc:
+        raise ConfigError(
+            f"{where} cannot be described as JSON Schema ({exc.message}): use a pydantic model or plain data types"
+        ) from None
+
+
 def _type_adapter(tp: Any, where: str) -> pydantic.TypeAdapter[Any]:
+    if inspect.isroutine(tp) or isinstance(tp, functools.partial):
+        raise ConfigError(
+            f"{where} is a function ({getattr(tp, '__qualname__', tp)!r}), not a type: pass a type such as a pydantic "
+            "model, str or list[str]"
+        )
     try:
         return pydantic.TypeAdapter(tp)
     except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:

@@ -77,6 +77,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 through aiohttp, with httpx's limits, timeouts, TLS defaults and proxy variables."""
 
     def __init__(self) -> None:
+        # httpx's verification: certifi, or SSL_CERT_FILE / SSL_CERT_DIR. Loaded here, before any request: it
+        # takes a good part of a second, which must not count against the first request's time.
+        self._ssl = httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
         self._closer: AsyncGenerator[None, None] | None = None
         self._proxies: dict[str, str] = {}
@@ -86,7 +89,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connector = aiohttp.TCPConnector(
             limit=100,  # httpx's default pool: 100 connections, idle ones dropped after 5 s
             keepalive_timeout=5.0,
-            ssl=httpx.create_ssl_context(),  # httpx's verification: certifi, or SSL_CERT_FILE / SSL_CERT_DIR
+            ssl=self._ssl,
         )
         # trust_env stays off: aiohttp would also add .netrc credentials, which httpx does not. Proxies from
         # the environment are applied per request below, as httpx applies them.

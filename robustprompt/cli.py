@@ -9,7 +9,8 @@
 
 TASK is `module:attribute` or `path/to/file.py:attribute`. A model is a catalog name (`openai:gpt-4.1-mini`) or
 recorded answers (`replay:answers.csv#model=...`). Exit status: 0 no regression, 1 B regresses beyond the
-thresholds, 2 a usage or configuration error.
+thresholds, 2 a usage or configuration error, 3 cannot judge (a side's valid rate is under --min-valid, or fewer
+than --min-pairs paired cases are valid on both sides: no regression found, but no evidence either).
 
 With `--link`, migrate tries model B on one task link of an rp.Pipeline, every other link fixed: the cases hold
 the pipeline's input and, optionally, its expected end output. The verdict compares the pipeline's end outputs
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robustprompt",
         description="Run a typed task's cases on models, compare two models or two dates, gate CI on the result.",
-        epilog="Exit status: 0 no regression, 1 B regresses beyond the thresholds, 2 usage or configuration error.",
+        epilog="Exit status: 0 no regression, 1 B regresses beyond the thresholds, 2 usage or configuration error, "
+        "3 cannot judge (too few valid answers on a side, see --min-valid and --min-pairs).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -1,10 +1,12 @@
 """Each test starts with no process-wide memory of model health, rejected output modes, warnings given, handles
-resolved by name or hooks (`robustprompt.reset`)."""
+resolved by name or hooks (`robustprompt.reset`); the httpx client the loopback tests share (their server and
+model fixtures are in tests/loopback.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 import robustprompt as rp
@@ -47,3 +49,9 @@ def _embedded_runtime_usable(request: pytest.FixtureRequest) -> None:
         failure = request.getfixturevalue("_runtime_failure")
         if failure:
             pytest.skip(f"the embedded runtime failed its probe ({PROBE_TEST} has the message)")
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client() as c:
+        yield c

@@ -42,8 +42,9 @@ def chat_request_violations(body: Any) -> list[str]:
         found = ollama_errors(body, "ChatRequest")
         known = _spec()["components"]["schemas"]["ChatRequest"]["properties"]
         found += [f"$.{name}: not a ChatRequest field (Ollama would ignore it)" for name in body if name not in known]
-    if body.get("stream") is not False:
-        found.append("$.stream: must be false, or Ollama streams NDJSON")
+    if not isinstance(body.get("stream"), bool):
+        # Left out, Ollama streams NDJSON: a non-streamed call must say false, a streamed one true.
+        found.append("$.stream: must be sent (false, or Ollama streams NDJSON)")
     return found
 
 

@@ -259,12 +259,14 @@ def chat_request_violations(body: Mapping[str, Any]) -> list[str]:
     """What the real Chat Completions endpoint would reject in `body`: the spec, strict schemas, names, and
     JSON mode without the word "json" in the messages."""
     found = envelope_errors(body, "CreateChatCompletionRequest")
+    if "stream_options" in body and body.get("stream") is not True:
+        found.append("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
     response_format = body.get("response_format")
     if not isinstance(response_format, Mapping):
         response_format = {}
     if response_format.get("type") == "json_schema":
         spec = response_format.get("json_schema") or {}
-        found += _strict_schema_violations("response_format", spec, spec.get("schema", {}))
+        found += strict_schema_violations("response_format", spec, spec.get("schema", {}))
     if response_format.get("type") == "json_object" and "json" not in _message_text(body).lower():
         found.append(
             "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'."
@@ -273,11 +275,11 @@ def chat_request_violations(body: Mapping[str, Any]) -> list[str]:
         if not isinstance(tool, Mapping) or tool.get("type") != "function":
             continue
         function = tool.get("function") or {}
-        found += _strict_schema_violations("function", function, function.get("parameters", {}))
+        found += strict_schema_violations("function", function, function.get("parameters", {}))
     return found
 
 
-def _strict_schema_violations(what: str, spec: Mapping[str, Any], schema: Any) -> list[str]:
+def strict_schema_violations(what: str, spec: Mapping[str, Any], schema: Any) -> list[str]:
     name = spec.get("name", "")
     found = [] if _NAME.fullmatch(str(name)) else [f"Invalid {what} name {name!r}: must match ^[a-zA-Z0-9_-]{{1,64}}$"]
     if spec.get("strict") is True:

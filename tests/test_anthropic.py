@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -40,6 +40,7 @@ from robustprompt.testing._anthropic_server import (
     server_error,
 )
 from robustprompt.testing._server import Reply
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.test_anthropic_schema import anthropic_schema_violations
 
@@ -223,28 +224,17 @@ def _tool_choice_violations(choice: Any, names: list[Any], body: Mapping[str, An
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    with AnthropicServer(api_key=KEY, check=messages_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert messages_request_violations(received.body) == []
+def _messages_api_only(server: AnthropicServer) -> None:
+    for received in server.requests:
         assert received.path == "/v1/messages"
         assert received.headers["anthropic-version"] == API_VERSION
         assert "anthropic-beta" not in received.headers
 
 
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(
-    server: AnthropicServer, client: httpx.Client, name: str = "anthropic:claude-sonnet-4-5", **kw: Any
-) -> rp.Model:
-    options: dict[str, Any] = {"temperature": 0, "max_output_tokens": 200, **kw}
-    return rp.model(name, base_url=server.base_url, api_key=KEY, http_client=client, **options)
+server = server_fixture(
+    lambda: AnthropicServer(api_key=KEY, check=messages_request_violations), after=_messages_api_only
+)
+make = model_maker("anthropic:claude-sonnet-4-5", api_key=KEY, temperature=0, max_output_tokens=200)
 
 
 def person_task() -> rp.Task[str, Person]:

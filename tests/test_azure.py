@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,6 +25,7 @@ from robustprompt.testing._azure_server import (
     resource_not_found,
 )
 from robustprompt.testing._openai_server import schema_rejected, server_error
+from tests.loopback import model_maker, server_fixture
 from tests.models import Review, Sentiment, classify_task
 from tests.spec_check import chat_request_violations, openapi_errors
 
@@ -34,23 +34,10 @@ DEPLOYMENT = "sentiment-prod"
 FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
 
 
-@pytest.fixture
-def server() -> Iterator[AzureServer]:
-    with AzureServer(api_key=KEY, deployments=[DEPLOYMENT, "gpt-5-mini"], check=chat_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert chat_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(server: AzureServer, client: httpx.Client, deployment: str = DEPLOYMENT, **kw: Any) -> rp.Model:
-    options: dict[str, Any] = {"temperature": 0, "max_output_tokens": 200, **kw}
-    return rp.model(f"azure:{deployment}", base_url=server.base_url, api_key=KEY, http_client=client, **options)
+server = server_fixture(
+    lambda: AzureServer(api_key=KEY, deployments=[DEPLOYMENT, "gpt-5-mini"], check=chat_request_violations)
+)
+make = model_maker(DEPLOYMENT, prefix="azure:", api_key=KEY, temperature=0, max_output_tokens=200)
 
 
 def classify(model: rp.Model, **kw: Any) -> rp.Run[Sentiment]:
@@ -104,7 +91,7 @@ def test_no_endpoint_is_a_config_error_naming_the_variable(monkeypatch: pytest.M
 
 
 def test_a_deployment_named_after_a_reasoning_model(server: AzureServer, client: httpx.Client) -> None:
-    model = make(server, client, deployment="gpt-5-mini")
+    model = make(server, client, "gpt-5-mini")
     assert model.profile.reasoning and model.profile.provider == "azure"
     assert model.profile.retired is None and model.profile.input_price is None  # Azure's own, unknown here
     server.enqueue(azure_chat_reply('{"label":"positive"}'))
@@ -129,7 +116,7 @@ def test_a_deployment_name_is_quoted_into_the_path() -> None:
 
 def test_unknown_deployment_is_model_not_found_and_not_retried(server: AzureServer, client: httpx.Client) -> None:
     with pytest.raises(rp.ModelNotFoundError, match="deployment 'nope'") as info:
-        classify(make(server, client, deployment="nope"))
+        classify(make(server, client, "nope"))
     assert info.value.status == 404 and info.value.code == "DeploymentNotFound"
     assert len(server.requests) == 1
 
@@ -180,7 +167,7 @@ def test_content_filter_on_the_answer_is_a_refusal(server: AzureServer, client: 
 
 def test_schema_rejected_downgrades(server: AzureServer, client: httpx.Client) -> None:
     server.enqueue(schema_rejected("classify", "bad"), azure_chat_reply(None, tool_arguments='{"label":"positive"}'))
-    run = classify(make(server, client, deployment="gpt-5-mini"))
+    run = classify(make(server, client, "gpt-5-mini"))
     assert [a.mode for a in run.attempts] == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.TOOL_CALL]
 
 

@@ -10,6 +10,7 @@ import itertools
 import json
 import random
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -18,7 +19,7 @@ import pydantic
 import pytest
 
 import robustprompt as rp
-from robustprompt._batch import Batch, amap_task, map_task, stream_task
+from robustprompt._batch import Limits, TaskJob, map_job
 from robustprompt._completion import Completion, Usage
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount, count_tokens
@@ -98,13 +99,13 @@ def echo(prompt: Prompt) -> str:
 @pytest.mark.parametrize("seed", range(5))
 def test_results_keep_input_order_under_random_delays(seed: int) -> None:
     inputs = [f"case {i}" for i in range(40)]
-    runs = map_task(ECHO, inputs, Batch(async_model(AsyncBackend(echo, seed)), concurrency=7))
+    runs = ECHO.map(inputs, model=async_model(AsyncBackend(echo, seed)), batch=rp.Batch(concurrency=7), runs=True)
     assert [run.output for run in runs if isinstance(run, rp.Run)] == inputs
 
 
 def test_concurrency_is_bounded_and_used() -> None:
     backend = AsyncBackend(echo, seed=1)
-    map_task(ECHO, [str(i) for i in range(30)], Batch(async_model(backend), concurrency=4))
+    ECHO.map([str(i) for i in range(30)], model=async_model(backend), batch=rp.Batch(concurrency=4))
     assert backend.most_in_flight == 4
     assert backend.calls == 30
 
@@ -117,7 +118,9 @@ def test_every_input_is_a_run_or_the_error_that_ended_it() -> None:
         return '{"answer": "maybe"}' if text == "bad" else '{"answer": "yes"}'
 
     inputs = ["ok", "bad", "down", 42, "ok"]
-    outcomes = map_task(YES_NO, inputs, Batch(FunctionModel(answer), rp.Policy(reasks=0, transport_retries=0)))
+    outcomes = YES_NO.map(
+        inputs, model=FunctionModel(answer), policy=rp.Policy(reasks=0, transport_retries=0), runs=True
+    )
     assert len(outcomes) == len(inputs)
     kinds = [type(o).__name__ for o in outcomes]
     assert kinds == ["Run", "OutputError", "ServerError", "ConfigError", "Run"]
@@ -127,14 +130,14 @@ def test_every_input_is_a_run_or_the_error_that_ended_it() -> None:
 
 def test_on_result_sees_each_index_once() -> None:
     seen: list[int] = []
-    map_task(ECHO, ["a", "b", "c"], Batch(async_model(AsyncBackend(echo))), on_result=lambda i, _: seen.append(i))
+    map_job(TaskJob(ECHO, async_model(AsyncBackend(echo))), ["a", "b", "c"], on_result=lambda i, _: seen.append(i))
     assert sorted(seen) == [0, 1, 2]
 
 
 def test_rpm_spaces_every_request() -> None:
     clock = FakeClock()
     backend = AsyncBackend(echo, seed=3, clock=clock)
-    map_task(ECHO, [str(i) for i in range(12)], Batch(async_model(backend), rpm=30, clock=clock))
+    ECHO.map([str(i) for i in range(12)], model=async_model(backend), batch=rp.Batch(rpm=30, clock=clock))
     started = backend.started
     assert len(started) == 12
     gaps = [b - a for a, b in itertools.pairwise(started)]
@@ -151,7 +154,8 @@ def test_rpm_counts_re_asks_as_requests() -> None:
         started.append(clock.now())
         return next(answers)
 
-    runs = map_task(YES_NO, ["a", "b", "c"], Batch(FunctionModel(answer), rpm=60, concurrency=1, clock=clock))
+    batch = rp.Batch(rpm=60, concurrency=1, clock=clock)
+    runs = YES_NO.map(["a", "b", "c"], model=FunctionModel(answer), batch=batch, runs=True)
     assert all(isinstance(run, rp.Run) and len(run.attempts) == 2 for run in runs)
     assert started == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
@@ -161,7 +165,7 @@ def test_tpm_keeps_tokens_within_the_rate() -> None:
     backend = AsyncBackend(echo, tokens=5, clock=clock)
     tpm = 600.0  # 10 tokens a second, in a bucket of 10
     inputs = [f"input number {i}" for i in range(10)]
-    runs = map_task(ECHO, inputs, Batch(async_model(backend), tpm=tpm, concurrency=1, clock=clock))
+    runs = ECHO.map(inputs, model=async_model(backend), batch=rp.Batch(tpm=tpm, concurrency=1, clock=clock), runs=True)
     used = [run.usage.total_tokens for run in runs if isinstance(run, rp.Run)]
     assert len(used) == len(backend.started) == 10
     for i, start in enumerate(backend.started):
@@ -174,8 +178,8 @@ def test_the_progress_bar_draws_on_request() -> None:
     stream = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", stream)
-        map_task(ECHO, ["a", "b"], Batch(async_model(AsyncBackend(echo)), progress=True))
-        map_task(ECHO, ["a", "b"], Batch(async_model(AsyncBackend(echo)), progress=False))
+        ECHO.map(["a", "b"], model=async_model(AsyncBackend(echo)), batch=rp.Batch(progress=True))
+        ECHO.map(["a", "b"], model=async_model(AsyncBackend(echo)), batch=rp.Batch(progress=False))
     drawn = stream.getvalue()
     assert drawn.count("\n") == 1
     assert drawn.rstrip().endswith("2/2") and "test:async [" in drawn
@@ -185,24 +189,24 @@ def test_the_progress_bar_counts_failures() -> None:
     stream = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", stream)
-        map_task(YES_NO, ["a"], Batch(FunctionModel(lambda _: "?"), rp.Policy(reasks=0), progress=True))
+        YES_NO.map(["a"], model=FunctionModel(lambda _: "?"), policy=rp.Policy(reasks=0), batch=rp.Batch(progress=True))
     assert stream.getvalue().rstrip().endswith("1/1, 1 failed")
 
 
-def test_map_task_runs_in_a_thread_with_no_loop() -> None:
+def test_map_runs_in_a_thread_with_no_loop() -> None:
     found: list[object] = []
     model = async_model(AsyncBackend(echo))
-    worker = threading.Thread(target=lambda: found.extend(map_task(ECHO, ["x"], Batch(model))))
+    worker = threading.Thread(target=lambda: found.extend(ECHO.map(["x"], model=model, runs=True)))
     worker.start()
     worker.join()
     assert [run.output for run in found if isinstance(run, rp.Run)] == ["x"]
 
 
-def test_map_task_inside_a_running_loop_says_to_await() -> None:
+def test_map_inside_a_running_loop_says_to_await() -> None:
     async def inside() -> None:
-        map_task(ECHO, ["x"], Batch(async_model(AsyncBackend(echo))))
+        ECHO.map(["x"], model=async_model(AsyncBackend(echo)))
 
-    with pytest.raises(rp.ConfigError, match="await amap_task"):
+    with pytest.raises(rp.ConfigError, match=r"use `await task.amap\(...\)`"):
         asyncio.run(inside())
 
 
@@ -212,12 +216,12 @@ def test_map_task_inside_a_running_loop_says_to_await() -> None:
 )
 def test_bad_limits_are_config_errors(options: dict[str, float], message: str) -> None:
     with pytest.raises(rp.ConfigError, match=message):
-        map_task(ECHO, ["x"], Batch(async_model(AsyncBackend(echo)), **options))  # type: ignore[arg-type]
+        ECHO.map(["x"], model=async_model(AsyncBackend(echo)), batch=rp.Batch(**options))  # type: ignore[arg-type]
 
 
 def test_no_inputs_no_calls() -> None:
     backend = AsyncBackend(echo)
-    assert map_task(ECHO, [], Batch(async_model(backend))) == []
+    assert ECHO.map([], model=async_model(backend)) == []
     assert backend.calls == 0
 
 
@@ -237,7 +241,7 @@ def test_cancelling_the_batch_cancels_the_calls_in_flight() -> None:
 
     async def scenario() -> None:
         batch = asyncio.ensure_future(
-            amap_task(ECHO, ["a", "b", "c", "d"], Batch(async_model(Hanging(echo)), concurrency=3))
+            ECHO.amap(["a", "b", "c", "d"], model=async_model(Hanging(echo)), batch=rp.Batch(concurrency=3))
         )
         while started < 3:
             await asyncio.sleep(0)
@@ -249,17 +253,15 @@ def test_cancelling_the_batch_cancels_the_calls_in_flight() -> None:
     assert started == finished == 3
 
 
-def test_a_bug_outside_robustprompt_escapes_and_stops_the_rest() -> None:
-    calls = 0
-
+def test_a_bug_outside_robustprompt_is_that_inputs_error_and_the_rest_go_on() -> None:
     def answer(prompt: Prompt) -> str:
-        nonlocal calls
-        calls += 1
-        raise KeyError("a bug in the user's function")
+        if input_of(prompt) == "7":
+            raise KeyError("a bug in the user's function")
+        return json.dumps({"answer": input_of(prompt)})
 
-    with pytest.raises(KeyError):
-        map_task(ECHO, [str(i) for i in range(50)], Batch(FunctionModel(answer), concurrency=2))
-    assert calls < 50
+    results = ECHO.map([str(i) for i in range(50)], model=FunctionModel(answer), batch=rp.Batch(concurrency=2))
+    assert isinstance(results[7], rp.ConfigError) and isinstance(results[7].__cause__, KeyError)
+    assert [r for i, r in enumerate(results) if i != 7] == [str(i) for i in range(50) if i != 7]
 
 
 # Streaming: the same pool, handed over in completion order, inputs taken lazily, nothing kept.
@@ -320,7 +322,7 @@ def test_stream_hands_over_every_index_once_as_its_call_ends(loops: list[asyncio
         answered.append(input_of(prompt))
         return echo(prompt)
 
-    pairs = list(ECHO.stream(inputs, model=async_model(AsyncBackend(answer, seed=2)), concurrency=7))
+    pairs = list(ECHO.stream(inputs, model=async_model(AsyncBackend(answer, seed=2)), batch=rp.Batch(concurrency=7)))
     assert sorted(index for index, _ in pairs) == list(range(40))
     assert all(output == inputs[index] for index, output in pairs)
     assert [output for _, output in pairs] == answered != inputs  # completion order, not input order
@@ -343,7 +345,9 @@ def test_stream_yields_errors_as_outcomes() -> None:
 
 def test_stream_takes_an_input_only_when_a_slot_is_free() -> None:
     inputs = Counted()
-    for handed, _ in enumerate(ECHO.stream(inputs, model=async_model(AsyncBackend(echo, seed=5)), concurrency=5)):
+    for handed, _ in enumerate(
+        ECHO.stream(inputs, model=async_model(AsyncBackend(echo, seed=5)), batch=rp.Batch(concurrency=5))
+    ):
         assert inputs.taken <= handed + 5  # those handed over before this one, and the calls in flight
         if handed == 29:
             break
@@ -356,7 +360,7 @@ def test_astream_holds_the_batch_while_the_consumer_is_busy() -> None:
 
     async def consume() -> int:
         handed = 0
-        async for _ in ECHO.astream(inputs, model=async_model(backend), concurrency=4):
+        async for _ in ECHO.astream(inputs, model=async_model(backend), batch=rp.Batch(concurrency=4)):
             for _ in range(100):  # long enough for every call in flight to end
                 await asyncio.sleep(0)
             assert backend.calls <= inputs.taken <= handed + 4
@@ -370,7 +374,7 @@ def test_astream_holds_the_batch_while_the_consumer_is_busy() -> None:
 def test_leaving_a_stream_early_cancels_the_calls_in_flight(loops: list[asyncio.AbstractEventLoop]) -> None:
     backend = Hanging(quick={"0"})
     inputs = Counted()
-    for index, _ in ECHO.stream(inputs, model=async_model(backend), concurrency=3):
+    for index, _ in ECHO.stream(inputs, model=async_model(backend), batch=rp.Batch(concurrency=3)):
         assert index == 0
         break
     assert backend.calls == inputs.taken == 3
@@ -384,7 +388,7 @@ def test_leaving_an_astream_early_cancels_the_calls_in_flight(closing: bool, cap
     inputs = Counted()
 
     async def scenario() -> None:
-        outcomes = ECHO.astream(inputs, model=async_model(backend), concurrency=3)
+        outcomes = ECHO.astream(inputs, model=async_model(backend), batch=rp.Batch(concurrency=3))
         async with contextlib.AsyncExitStack() as stack:
             if closing:
                 await stack.enter_async_context(contextlib.aclosing(outcomes))
@@ -401,14 +405,15 @@ def test_leaving_an_astream_early_cancels_the_calls_in_flight(closing: bool, cap
     assert not caplog.records  # no "Task was destroyed but it is pending"
 
 
-def test_a_bug_outside_robustprompt_escapes_a_stream_and_closes_its_loop(
+def test_a_bug_outside_robustprompt_is_one_outcome_of_a_stream_and_its_loop_closes(
     loops: list[asyncio.AbstractEventLoop],
 ) -> None:
     def answer(prompt: Prompt) -> str:
         raise KeyError("a bug in the user's function")
 
-    with pytest.raises(KeyError):
-        list(ECHO.stream(Counted(), model=FunctionModel(answer), concurrency=2))
+    outcomes = list(ECHO.stream(Counted(10), model=FunctionModel(answer), batch=rp.Batch(concurrency=2)))
+    assert len(outcomes) == 10
+    assert all(isinstance(outcome, rp.ConfigError) for _, outcome in outcomes)
     assert loops[0].is_closed()
 
 
@@ -423,7 +428,7 @@ def test_an_interrupted_stream_still_cancels_its_calls_and_closes_its_loop(
 
     backend = Interrupting(quick=set())
     with pytest.raises(KeyboardInterrupt):
-        list(ECHO.stream(Counted(), model=async_model(backend), concurrency=3))
+        list(ECHO.stream(Counted(), model=async_model(backend), batch=rp.Batch(concurrency=3)))
     assert backend.cancelled == 2
     assert loops[0].is_closed()
 
@@ -436,7 +441,7 @@ def test_stream_keeps_nothing_it_handed_over() -> None:
     boxes: rp.Task[str, Box] = rp.Task("box", input=str, output=Box, instructions="Box the input.")
     model = async_model(AsyncBackend(lambda prompt: json.dumps({"text": input_of(prompt)})))
     handed: list[weakref.ref[Box]] = []
-    for _, box in boxes.stream(Counted(20), model=model, concurrency=3):
+    for _, box in boxes.stream(Counted(20), model=model, batch=rp.Batch(concurrency=3)):
         assert isinstance(box, Box)
         handed.append(weakref.ref(box))
         del box
@@ -470,13 +475,13 @@ def test_stream_inside_a_running_loop_says_to_use_astream() -> None:
 )
 def test_a_stream_checks_its_limits_when_made(form: str, options: dict[str, float], message: str) -> None:
     with pytest.raises(rp.ConfigError, match=message):
-        getattr(ECHO, form)(["x"], model=async_model(AsyncBackend(echo)), **options)
+        getattr(ECHO, form)(["x"], model=async_model(AsyncBackend(echo)), batch=rp.Batch(**options))
 
 
 def test_rpm_paces_a_stream() -> None:
     clock = FakeClock()
     backend = AsyncBackend(echo, seed=3, clock=clock)
-    stream = stream_task(ECHO, Counted(12), Batch(async_model(backend), rpm=30, concurrency=4, clock=clock))
+    stream = ECHO.stream(Counted(12), model=async_model(backend), batch=rp.Batch(rpm=30, concurrency=4, clock=clock))
     assert sum(1 for _ in stream) == 12
     gaps = [b - a for a, b in itertools.pairwise(backend.started)]
     assert len(backend.started) == 12 and min(gaps) >= 2.0 - 1e-9  # 30 a minute: one every 2 s
@@ -486,9 +491,156 @@ def test_the_progress_bar_counts_a_stream_of_unknown_length() -> None:
     stream = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", stream)
-        list(ECHO.stream(Counted(3), model=async_model(AsyncBackend(echo)), progress=True))
-        list(ECHO.stream(["a", "b"], model=async_model(AsyncBackend(echo)), progress=True))
+        list(ECHO.stream(Counted(3), model=async_model(AsyncBackend(echo)), batch=rp.Batch(progress=True)))
+        list(ECHO.stream(["a", "b"], model=async_model(AsyncBackend(echo)), batch=rp.Batch(progress=True)))
     first, second, rest = stream.getvalue().split("\n")  # each bar redraws in place, then ends its line
     assert rest == ""
     assert first.endswith("test:async 3 done")
     assert second.endswith("2/2") and "test:async [" in second
+
+
+# Pipelines: the same pool, so the same bounds, pacing, progress and streaming form.
+
+
+def echo_pipeline(*models: rp.Model) -> rp.Pipeline:
+    """One ECHO link per model, in a chain: each hands its input on unchanged."""
+    return rp.Pipeline("echoes", [rp.Link(f"echo{i}", ECHO, model=m) for i, m in enumerate(models)])
+
+
+def ended(item: object) -> object:
+    return item.output if isinstance(item, rp.PipelineRun) else type(item).__name__
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_pipeline_batch_keeps_input_order_and_bounds_the_runs_in_flight(seed: int) -> None:
+    backend = AsyncBackend(echo, seed)
+    inputs = [f"case {i}" for i in range(30)]
+    batch = echo_pipeline(async_model(backend)).map(inputs, batch=rp.Batch(concurrency=4))
+    assert [ended(item) for item in batch.items] == inputs
+    assert backend.most_in_flight == 4 and backend.calls == 30
+
+
+def test_a_pipeline_batch_accounts_for_every_input() -> None:
+    def answer(prompt: Prompt) -> str:
+        return '{"answer": "maybe"}' if input_of(prompt) == "bad" else '{"answer": "yes"}'
+
+    pipeline = rp.Pipeline("p", [rp.Link("yes_no", YES_NO, model=FunctionModel(answer), policy=rp.Policy(reasks=0))])
+    inputs: list[Any] = ["ok", "bad", 42, "ok"]
+    assert [ended(item) for item in pipeline.map(inputs).items] == ["yes", "PipelineError", "PipelineError", "yes"]
+    streamed = dict(pipeline.stream(inputs))
+    assert [ended(streamed[i]) for i in range(len(inputs))] == ["yes", "PipelineError", "PipelineError", "yes"]
+
+
+def test_a_pipeline_stream_takes_inputs_lazily_and_keeps_nothing(loops: list[asyncio.AbstractEventLoop]) -> None:
+    inputs = Counted(40)
+    backend = AsyncBackend(echo, seed=4)
+    pipeline = echo_pipeline(async_model(backend), async_model(backend))
+    handed: list[weakref.ref[rp.PipelineRun]] = []
+    for _, item in pipeline.stream(inputs, batch=rp.Batch(concurrency=3)):  # enumerate() would keep the last item
+        assert isinstance(item, rp.PipelineRun)
+        handed.append(weakref.ref(item))
+        assert inputs.taken <= len(handed) + 3  # those handed over, and the runs in flight
+        del item
+        gc.collect()
+        assert [ref() for ref in handed] == [None] * len(handed)
+    assert len(handed) == 40 and backend.most_in_flight <= 3
+    assert len(loops) == 1 and loops[0].is_closed()
+
+
+def test_leaving_a_pipeline_stream_early_cancels_the_runs_in_flight() -> None:
+    backend = Hanging(quick={"0"})
+    inputs = Counted()
+    for index, _ in echo_pipeline(async_model(backend)).stream(inputs, batch=rp.Batch(concurrency=3)):
+        assert index == 0
+        break
+    assert backend.calls == inputs.taken == 3
+    assert backend.cancelled == 2
+
+
+def test_leaving_a_pipeline_astream_cancels_the_runs_in_flight() -> None:
+    backend = Hanging(quick={"0"})
+    inputs = Counted()
+
+    async def scenario() -> None:
+        outcomes = echo_pipeline(async_model(backend)).astream(inputs, batch=rp.Batch(concurrency=3))
+        async with contextlib.aclosing(outcomes):
+            async for index, _ in outcomes:
+                assert index == 0
+                break
+        assert backend.cancelled == 2
+
+    asyncio.run(scenario())
+    assert backend.calls == inputs.taken == 3
+
+
+def test_rpm_paces_every_request_of_a_pipeline() -> None:
+    clock = FakeClock()
+    shared = AsyncBackend(echo, seed=7, clock=clock)  # two links on one model share its budget
+    pipeline = echo_pipeline(async_model(shared), async_model(shared))
+    batch = pipeline.map([str(i) for i in range(6)], batch=rp.Batch(rpm=30, concurrency=3, clock=clock))
+    assert [ended(item) for item in batch.items] == [str(i) for i in range(6)]
+    gaps = [b - a for a, b in itertools.pairwise(shared.started)]
+    assert len(shared.started) == 12 and min(gaps) >= 2.0 - 1e-9  # 30 a minute: one every 2 s
+
+
+def test_each_model_has_a_rate_budget_of_its_own() -> None:
+    limits = Limits(30, None, FakeClock())
+    one, other = async_model(AsyncBackend(echo)), FunctionModel(echo, name="test:other")
+    assert limits(one) is limits(one) is not limits(other)
+    assert limits(one).backend is not one.backend and limits(one).name == one.name
+    assert Limits(None, None, FakeClock())(one) is one
+
+
+def test_a_pipeline_batch_draws_its_progress_and_says_to_await_inside_a_loop() -> None:
+    stream = io.StringIO()
+    pipeline = echo_pipeline(async_model(AsyncBackend(echo)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", stream)
+        pipeline.map(["a", "b"], batch=rp.Batch(progress=True))
+    assert stream.getvalue().rstrip().endswith("2/2") and "pipeline echoes [" in stream.getvalue()
+
+    async def inside() -> None:
+        pipeline.stream(["x"])
+
+    with pytest.raises(rp.ConfigError, match=r"use `async for ... in pipeline.astream\(...\)`"):
+        asyncio.run(inside())
+
+
+def test_concurrency_must_be_a_whole_number() -> None:
+    with pytest.raises(rp.ConfigError, match=r"concurrency must be a whole number of calls, got 2\.5"):
+        rp.Batch(concurrency=2.5)  # type: ignore[arg-type]
+
+
+# Pacing under hostile usage figures: a server's usage is data from outside, and no wait outlasts the deadline.
+
+
+@pytest.mark.parametrize("reported", [float("inf"), 1e12, 10_000_000, float("nan"), "lots", -5])
+def test_absurd_reported_usage_does_not_stall_the_token_pacer(reported: Any) -> None:
+    def answer(prompt: Prompt) -> Completion:
+        return Completion(echo(prompt), usage=Usage(10, reported))
+
+    start = time.monotonic()
+    results = ECHO.map(
+        [str(i) for i in range(5)], model=FunctionModel(answer), batch=rp.Batch(concurrency=1, tpm=600_000), runs=True
+    )
+    assert time.monotonic() - start < 5  # one request's worth of debt at most, not hours of it
+    assert all(isinstance(r, rp.Run) for r in results)
+
+
+def test_the_deadline_bounds_a_wait_for_the_rate_limit() -> None:
+    def answer(prompt: Prompt) -> Completion:
+        return Completion(echo(prompt))  # no usage reported: the estimate stands
+
+    inputs = [str(i) for i in range(4)]
+    start = time.monotonic()
+    results = ECHO.map(
+        inputs,
+        model=FunctionModel(answer),
+        policy=rp.Policy(deadline=0.5),
+        batch=rp.Batch(concurrency=4, tpm=60),  # a token a second
+        runs=True,
+    )
+    assert time.monotonic() - start < 0.5 + 1.0
+    assert isinstance(results[0], rp.Run)  # the first fits the bucket; the others would wait a minute each
+    late = results[1:]
+    assert all(isinstance(r, rp.ProviderTimeout) and r.code == "deadline" for r in late)

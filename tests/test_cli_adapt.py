@@ -124,3 +124,24 @@ def test_migrate_adapt_refuses_a_replayed_b(
         ["migrate", "adapt_tasks:task", "--cases", cases, "--from", "openai:model-a", "--to", "replay:x.csv", "--adapt"]
     )
     assert code == 2 and "only replays answers" in capsys.readouterr().err
+
+
+def test_migrate_adapt_keeps_the_sampling_seed_apart_from_the_adapt_seed(
+    project: tuple[Path, OpenAIServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, server = project
+    cases = write_cases(folder / "cases.jsonl", range(100, 120))
+    argv = ["migrate", "adapt_tasks:task", "--cases", cases, "--from", "openai:model-a", "--to", "openai:model-b"]
+    code = main([*argv, "--adapt", "--budget", "30", "--seed", "7", "--adapt-seed", "3"])
+    assert code == 0, capsys.readouterr().err
+    assert {r.body.get("seed") for r in server.requests} == {7}  # the sampling seed reaches every call
+
+
+def test_adapt_cache_sits_beside_a_results_file_and_in_the_folder_for_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustprompt.evals._commands import _adapt_cache_path
+
+    monkeypatch.chdir(tmp_path)
+    assert _adapt_cache_path(tmp_path / "store.sqlite") == tmp_path / "adapt-cache.sqlite"
+    assert _adapt_cache_path("postgresql://u@host/db") == tmp_path / ".robustprompt" / "adapt-cache.sqlite"

@@ -36,6 +36,7 @@ from robustprompt.testing._cohere_server import (
     server_error,
     too_many_tokens,
 )
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.schema_shapes import Tree, random_models
 
@@ -166,31 +167,8 @@ def _problems(node: Any) -> Iterator[str]:
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server() -> Iterator[CohereServer]:
-    with CohereServer(api_key=KEY, check=chat_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert chat_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(server: CohereServer, client: httpx.Client, name: str = "cohere:command-a-03-2025", **kw: Any) -> rp.Model:
-    return rp.model(
-        name,
-        base_url=server.base_url,
-        api_key=KEY,
-        temperature=0,
-        max_output_tokens=200,
-        seed=5,
-        http_client=client,
-        **kw,
-    )
+server = server_fixture(lambda: CohereServer(api_key=KEY, check=chat_request_violations))
+make = model_maker("cohere:command-a-03-2025", api_key=KEY, temperature=0, max_output_tokens=200, seed=5)
 
 
 def person_task() -> rp.Task[str, Person]:

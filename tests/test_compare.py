@@ -262,7 +262,7 @@ def test_to_json_is_plain_json() -> None:
     data = json.loads(json.dumps(c.to_json(), allow_nan=False))
     assert data["regressed"] is False and data["paired"] == 10
     assert data["rates"][2]["metric"] == "accuracy" and "ci" in data["rates"][2]
-    assert data["thresholds"] == {"max_drop": 0.02, "alpha": 0.05}
+    assert data["thresholds"] == {"max_drop": 0.02, "alpha": 0.05, "min_valid": 0.5, "min_pairs": 10, "gates": {}}
 
 
 def test_p_value_wording() -> None:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -186,7 +187,7 @@ def _two_mode_model(name: str, answer: Callable[[rp.Prompt], str | rp.Completion
     return model
 
 
-def test_a_server_that_ignores_the_schema_mode_is_downgraded_for_later_calls() -> None:
+def test_a_server_that_keeps_ignoring_the_schema_mode_is_downgraded_for_later_calls() -> None:
     seen: list[rp.OutputMode] = []
 
     def answer(prompt: rp.Prompt) -> str:
@@ -194,10 +195,46 @@ def test_a_server_that_ignores_the_schema_mode_is_downgraded_for_later_calls() -
         return 'Sure! Here it is: {"label": "positive"}'  # prose: no constrained decoder wrote this
 
     model = _two_mode_model("test:ignores-schema", answer)
-    run = classify_task().run(Review(text="x"), model=model, policy=FAST)
-    assert run.output == Sentiment(label="positive")  # the repaired answer still counts
-    classify_task().run(Review(text="y"), model=model, policy=FAST)
-    assert seen == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT]
+    for text in ("a", "b", "c"):
+        run = classify_task().run(Review(text=text), model=model, policy=FAST)
+        assert run.output == Sentiment(label="positive")  # the repaired answer still counts
+    classify_task().run(Review(text="d"), model=model, policy=FAST)
+    assert seen == [rp.OutputMode.JSON_SCHEMA] * 3 + [rp.OutputMode.JSON_OBJECT]
+
+
+def test_one_fenced_answer_does_not_demote_the_mode() -> None:
+    answers = iter(['```json\n{"label": "positive"}\n```'] + ['{"label": "positive"}'] * 20)
+    model = _two_mode_model("test:fenced-once", lambda p: next(answers))
+    runs = [classify_task().run(Review(text=str(i)), model=model, policy=FAST) for i in range(20)]
+    assert [r.attempts[-1].mode for r in runs] == [rp.OutputMode.JSON_SCHEMA] * 20
+
+
+@pytest.fixture
+def now() -> Iterator[list[float]]:
+    """The process clock as a value the test moves; the real clock again afterwards, for the tests that follow."""
+    moved = [0.0]
+    rp.reset(clock=lambda: moved[0])
+    yield moved
+    rp.reset(clock=time.monotonic)
+
+
+def test_a_demotion_lapses_and_the_mode_is_tried_again(now: list[float]) -> None:
+    rejected = iter([rp.SchemaRejectedError("strict mode unsupported", status=400)])
+
+    def answer(prompt: rp.Prompt) -> str:
+        if prompt.mode is rp.OutputMode.JSON_SCHEMA:
+            error = next(rejected, None)
+            if error is not None:
+                raise error
+        return '{"label": "positive"}'
+
+    model = _two_mode_model("test:rejects-once", answer)
+    modes = lambda run: [a.mode for a in run.attempts]  # noqa: E731
+    first = classify_task().run(Review(text="a"), model=model, policy=FAST)
+    assert modes(first) == [rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT]
+    assert modes(classify_task().run(Review(text="b"), model=model, policy=FAST)) == [rp.OutputMode.JSON_OBJECT]
+    now[0] += 601  # past the demotion's ten minutes
+    assert modes(classify_task().run(Review(text="c"), model=model, policy=FAST)) == [rp.OutputMode.JSON_SCHEMA]
 
 
 def test_an_ignored_mode_with_an_invalid_answer_retries_in_the_next_mode_outside_the_reask_budget() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,12 +17,6 @@ from tests.models import Review, Sentiment, classify_task
 KEY = "sk-fault-test"
 POLICY = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
 label = answer_from(lambda review: {"label": "negative" if "bad" in review["text"] else "positive"})
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
 
 
 MODELS = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
@@ -145,7 +139,7 @@ def test_under_any_fault_schedule_no_item_is_lost_and_budgets_hold(
     with FaultServer("openai", plan, label, api_key=KEY) as server:
         given = client if own_client else None
         model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key=KEY, timeout=2, http_client=given)
-        results = classify_task().map(inputs, model=model, policy=policy, concurrency=4, runs=True)
+        results = classify_task().map(inputs, model=model, policy=policy, batch=rp.Batch(concurrency=4), runs=True)
     assert len(results) == len(inputs)  # every input accounted for, in order
     per_call = (retries + 1) * (reasks + 1)  # sends per attempt, times attempts (no other mode to move to)
     for value, result in zip(inputs, results, strict=True):

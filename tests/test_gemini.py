@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -36,6 +36,7 @@ from robustprompt.testing._gemini_server import (
     status_reply,
 )
 from robustprompt.testing._server import Reply
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.test_gemini_schema import json_schema_violations, openapi_schema_violations
 
@@ -180,25 +181,12 @@ def _tool_config_violations(tool_config: Mapping[str, Any], declared: list[Any])
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server() -> Iterator[GeminiServer]:
-    with GeminiServer(api_key=KEY, check=gemini_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert gemini_request_violations(received.body) == []
-        assert received.query == ""  # the key never travels in the URL
+def _no_key_in_the_url(server: GeminiServer) -> None:
+    assert all(received.query == "" for received in server.requests)
 
 
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(server: GeminiServer, client: httpx.Client, name: str = MODEL, **kw: Any) -> rp.Model:
-    return rp.model(
-        name, base_url=server.base_url, api_key=KEY, temperature=0, max_output_tokens=200, http_client=client, **kw
-    )
+server = server_fixture(lambda: GeminiServer(api_key=KEY, check=gemini_request_violations), after=_no_key_in_the_url)
+make = model_maker(MODEL, api_key=KEY, temperature=0, max_output_tokens=200)
 
 
 def person_task() -> rp.Task[str, Person]:

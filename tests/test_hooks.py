@@ -164,12 +164,12 @@ def test_an_interrupted_call_still_ends(recorder: Recorder) -> None:
     assert isinstance(recorder.of("run_end")[0].error, Stop)
 
 
-def test_a_bug_in_a_check_ends_the_call_without_an_attempt_record(recorder: Recorder) -> None:
+def test_a_bug_in_a_check_ends_the_call_typed_without_an_attempt_record(recorder: Recorder) -> None:
     def buggy(_: Sentiment) -> None:
         raise TypeError("a bug in the check")
 
     task: rp.Task[str, Sentiment] = rp.Task("t", input=str, output=Sentiment, instructions="Classify.", checks=[buggy])
-    with pytest.raises(TypeError):
+    with pytest.raises(rp.ConfigError, match="unexpected TypeError"):
         task("x", model=ScriptedModel(['{"label": "positive"}']))
     assert recorder.names == ["run_start", "attempt_start", "run_end"]
 

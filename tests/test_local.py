@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import robustprompt as rp
-from tests.models import Review, Sentiment, classify_task
+from tests.models import Person, Review, Sentiment, classify_task
 
 pytestmark = pytest.mark.local_model
 
@@ -80,3 +80,21 @@ def test_a_prompt_past_the_context_window_is_a_typed_error(smollm2: rp.Model) ->
     prompt = rp.Prompt("s", (rp.Message("user", "word " * 3000),), classify_task().spec, rp.OutputMode.GRAMMAR)
     with pytest.raises(rp.ContextLengthError, match="context window"):
         smollm2.backend.complete(prompt)
+
+
+def test_a_streamed_call_is_grammar_constrained_and_matches_the_plain_call(smollm2: rp.Model) -> None:
+    task = rp.Task("person", input=str, output=Person, instructions="Extract the person: name and age.")
+    text = "Ada Lovelace was 36 years old and loved poetry."
+    *partials, final = task.stream_output(text, model=smollm2)
+    assert isinstance(final, Person) and final == task(text, model=smollm2)  # temperature 0: the same answer
+    assert partials and all(isinstance(p, rp.Partial) for p in partials)
+    assert set(partials[-1].fields) <= set(Person.model_fields)
+
+    async def first_then_leave() -> object:
+        stream = task.astream_output(text, model=smollm2)
+        item = await anext(stream)
+        await stream.aclose()
+        return item
+
+    assert isinstance(asyncio.run(first_then_leave()), rp.Partial)
+    assert task(text, model=smollm2) == final  # the model was let go when the stream was left

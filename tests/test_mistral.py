@@ -8,7 +8,7 @@ fields with a 422) and strict schemas against OpenAI's strict rules, which Mistr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from robustprompt.testing._mistral_server import (
     server_error,
     validation_error,
 )
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.spec_check import strict_violations
 
@@ -135,31 +136,8 @@ def _strict(what: str, spec: Mapping[str, Any], schema: Any) -> list[str]:
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server() -> Iterator[MistralServer]:
-    with MistralServer(api_key=KEY, check=chat_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert chat_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(server: MistralServer, client: httpx.Client, name: str = "mistral:mistral-small-2506", **kw: Any) -> rp.Model:
-    return rp.model(
-        name,
-        base_url=server.base_url,
-        api_key=KEY,
-        temperature=0,
-        max_output_tokens=200,
-        seed=3,
-        http_client=client,
-        **kw,
-    )
+server = server_fixture(lambda: MistralServer(api_key=KEY, check=chat_request_violations))
+make = model_maker("mistral:mistral-small-2506", api_key=KEY, temperature=0, max_output_tokens=200, seed=3)
 
 
 # ---------------------------------------------------------------- output modes

@@ -96,3 +96,31 @@ def test_an_async_call_on_a_handle_given_only_a_sync_client_goes_through_that_cl
         model = rp.model("openai:gpt-4.1-mini", api_key="k", http_client=client)
         assert asyncio.run(classify_task().acall(Review(text="x"), model=model)) == Sentiment(label="positive")
     assert seen == ["api.openai.com"]  # the mock answered: nothing went around it to the network
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(timeout: float) -> None:
+    with pytest.raises(rp.ConfigError, match="timeout must be a finite number of seconds > 0"):
+        rp.model("openai:gpt-4.1-mini", api_key="k", timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:9/v1\n", "whitespace or a control character"),
+        ("ftp://example.invalid/v1", "must start with http:// or https://"),
+    ],
+)
+def test_a_bad_base_url_is_refused_at_construction(url: str, message: str) -> None:
+    with pytest.raises(rp.ConfigError, match=message):
+        rp.model("openai:gpt-4.1-mini", api_key="k", base_url=url)
+
+
+def test_a_base_url_without_a_scheme_is_a_config_error_not_retried_nor_counted_by_the_breaker() -> None:
+    from tests.models import Review, classify_task
+
+    model = rp.model("openai:gpt-4.1-mini", api_key="k", base_url="127.0.0.1:9/v1")
+    for _ in range(6):  # more than the breaker's threshold: it never opens
+        with pytest.raises(rp.ConfigError, match="must start with http:// or https://"):
+            classify_task().run(Review(text="x"), model=model, policy=rp.Policy(backoff_initial=0.001))
+    assert rp._state.state.breakers.allow(model.key, 30) is None

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +26,7 @@ from robustprompt.testing._ollama_server import (
     server_error,
 )
 from robustprompt.testing._server import Reply
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.ollama_spec import chat_request_violations, ollama_errors
 from tests.spec_check import needs_specs
@@ -36,24 +35,8 @@ FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
 CLOUD_KEY = "ollama-cloud-planted-5d1e"
 
 
-@pytest.fixture
-def server() -> Iterator[OllamaServer]:
-    with OllamaServer(check=chat_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert chat_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(server: OllamaServer, client: httpx.Client, name: str = "ollama:llama3.2", **kw: Any) -> rp.Model:
-    return rp.model(
-        name, base_url=server.base_url, temperature=0, max_output_tokens=200, seed=7, http_client=client, **kw
-    )
+server = server_fixture(lambda: OllamaServer(check=chat_request_violations))
+make = model_maker("ollama:llama3.2", temperature=0, max_output_tokens=200, seed=7)
 
 
 def person_task() -> rp.Task[str, Person]:
@@ -299,7 +282,7 @@ def test_the_loopback_replies_follow_the_spec() -> None:
 
 @needs_specs
 def test_the_request_check_catches_what_the_spec_leaves_open() -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "fromat": "json"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "fromat": "json"}
     found = chat_request_violations(body)
     assert any("fromat" in v for v in found) and any("stream" in v for v in found)
     assert chat_request_violations({"model": "m", "messages": [{"role": "bot"}]})

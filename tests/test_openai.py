@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -26,6 +25,7 @@ from robustprompt.testing._openai_server import (
     schema_rejected,
     server_error,
 )
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.spec_check import chat_request_violations
 
@@ -33,30 +33,8 @@ KEY = "sk-test-planted-4f2a9c"
 FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAIServer]:
-    with OpenAIServer(api_key=KEY, check=chat_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert chat_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(server: OpenAIServer, client: httpx.Client, name: str = "openai:gpt-4.1-mini", **kw: object) -> rp.Model:
-    return rp.model(
-        name,
-        base_url=server.base_url,
-        api_key=KEY,
-        temperature=0,
-        max_output_tokens=200,
-        http_client=client,
-        **kw,
-    )  # type: ignore[arg-type]
+server = server_fixture(lambda: OpenAIServer(api_key=KEY, check=chat_request_violations))
+make = model_maker("openai:gpt-4.1-mini", api_key=KEY, temperature=0, max_output_tokens=200)
 
 
 def test_success_with_native_json_schema(server: OpenAIServer, client: httpx.Client) -> None:

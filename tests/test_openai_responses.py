@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -37,13 +36,19 @@ from robustprompt.testing._responses_server import (
     format_schema_rejected,
     response_reply,
 )
+from tests.loopback import model_maker, server_fixture
 from tests.models import Person, Review, Sentiment, classify_task
 from tests.schema_shapes import Tree, random_models
-from tests.spec_check import OPENAI_SPEC, envelope_errors, needs_specs, openapi_errors, strict_violations
+from tests.spec_check import (
+    OPENAI_SPEC,
+    envelope_errors,
+    needs_specs,
+    openapi_errors,
+    strict_schema_violations,
+)
 
 KEY = "sk-test-planted-7c1e5d"
 FAST = rp.Policy(backoff_initial=0.01, backoff_max=0.02)
-_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _JSON_MODE = (
     "Response input messages must contain the word 'json' in some form to use 'text.format' of type 'json_object'."
 )
@@ -75,22 +80,12 @@ def responses_request_violations(body: Mapping[str, Any]) -> list[str]:
         found += [f"Unknown parameter: '{name}'." for name in sorted(body.keys() - _known_parameters())]
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_schema":
-        found += _strict_schema_violations("response_format", fmt, fmt.get("schema"))
+        found += strict_schema_violations("response_format", fmt, fmt.get("schema"))
     if fmt.get("type") == "json_object" and "json" not in _input_text(body).lower():
         found.append(_JSON_MODE)
     for tool in body.get("tools") or ():
         if isinstance(tool, Mapping) and tool.get("type") == "function":
-            found += _strict_schema_violations("function", tool, tool.get("parameters"))
-    return found
-
-
-def _strict_schema_violations(what: str, spec: Mapping[str, Any], schema: Any) -> list[str]:
-    name = spec.get("name", "")
-    found = [] if _NAME.fullmatch(str(name)) else [f"Invalid {what} name {name!r}: must match ^[a-zA-Z0-9_-]{{1,64}}$"]
-    if spec.get("strict") is True:
-        problems = strict_violations(schema) if isinstance(schema, Mapping) else ["schema must be an object"]
-        if problems:
-            found.append(f"Invalid schema for {what} '{name}': " + "; ".join(problems))
+            found += strict_schema_violations("function", tool, tool.get("parameters"))
     return found
 
 
@@ -105,25 +100,8 @@ def _input_text(body: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server() -> Iterator[ResponsesServer]:
-    with ResponsesServer(api_key=KEY, check=responses_request_violations) as srv:
-        yield srv
-    for received in srv.requests:
-        assert responses_request_violations(received.body) == []
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
-
-
-def make(
-    server: ResponsesServer, client: httpx.Client, name: str = "openai-responses:gpt-4.1-mini", **kw: Any
-) -> rp.Model:
-    options: dict[str, Any] = {"temperature": 0, "max_output_tokens": 200, **kw}
-    return rp.model(name, base_url=server.base_url, api_key=KEY, http_client=client, **options)
+server = server_fixture(lambda: ResponsesServer(api_key=KEY, check=responses_request_violations))
+make = model_maker("openai-responses:gpt-4.1-mini", api_key=KEY, temperature=0, max_output_tokens=200)
 
 
 def run_in(mode: rp.OutputMode, server: ResponsesServer, client: httpx.Client) -> rp.Run[Sentiment]:

@@ -26,6 +26,7 @@ from robustprompt.testing._openai_server import (
     schema_rejected,
     server_error,
 )
+from tests.loopback import server_fixture
 from tests.spec_check import chat_request_violations, needs_specs, openapi_errors
 
 KEY = "sk-test-0123456789abcdef"
@@ -53,10 +54,7 @@ def json_schema_format(schema: dict[str, Any], name: str = "classify") -> dict[s
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAIServer]:
-    with OpenAIServer(api_key=KEY, check=chat_request_violations) as srv:
-        yield srv
+server = server_fixture(lambda: OpenAIServer(api_key=KEY, check=chat_request_violations), recheck=False)
 
 
 @pytest.fixture

@@ -365,7 +365,7 @@ def stopped_at(error: rp.RobustPromptError) -> str:
 
 
 def test_map_keeps_input_order_and_counts_outcomes_per_link() -> None:
-    batch = flaky_pipeline().map(range(8), concurrency=3)
+    batch = flaky_pipeline().map(range(8), batch=rp.Batch(concurrency=3))
     ended = [item.output if isinstance(item, PipelineRun) else stopped_at(item) for item in batch.items]
     assert ended == ["n1", "inc", "n3", "inc", "?", "inc", "n7", "inc"]
     assert batch.failed == 4
@@ -388,7 +388,7 @@ def test_map_lists_an_input_that_does_not_match_the_pipelines_input_type() -> No
 def test_map_arguments_and_event_loop_mistakes() -> None:
     pipeline = Pipeline("p", [Step("a", str)])
     with pytest.raises(rp.ConfigError, match="concurrency must be at least 1"):
-        pipeline.map([1], concurrency=0)
+        pipeline.map([1], batch=rp.Batch(concurrency=0))
 
     async def inside() -> None:
         pipeline.map([1])

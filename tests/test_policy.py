@@ -261,3 +261,47 @@ def test_tenacity_takes_over_only_after_a_retryable_failure(monkeypatch: pytest.
     run = asyncio.run(task.arun(Review(text="x"), model=ScriptedModel([busy, OK]), policy=FAST))
     assert len(run.attempts[0].transport_errors) == 1
     assert built == ["sync", "async"]
+
+
+def test_a_dead_mark_survives_a_late_success_of_a_call_sent_before_it() -> None:
+    memory = Breakers()
+    assert memory.allow("m", 30) is None  # a call goes out...
+    memory.dead("m", "answered 404")  # ...another call learns the model is gone...
+    memory.success("m")  # ...and the first one's answer lands afterwards
+    assert memory.allow("m", 30) == "answered 404"
+
+
+def test_later_calls_on_a_dead_model_raise_model_not_found_naming_the_replacement() -> None:
+    gone = ScriptedModel([rp.ModelNotFoundError("retired", status=404)] * 3, name="test:old-dead")
+    object.__setattr__(gone, "profile", rp.ModelProfile("test", "old-dead", replacement="test:new-alive"))
+    with pytest.raises(rp.ModelNotFoundError):
+        classify_task().run(Review(text="x"), model=gone, policy=FAST)
+    for _ in range(2):
+        with pytest.raises(rp.ModelNotFoundError, match="its replacement is test:new-alive") as info:
+            classify_task().run(Review(text="x"), model=gone, policy=FAST)
+        assert "robustprompt migrate TASK --cases FILE --from test:old-dead --to test:new-alive" in str(info.value)
+        assert info.value.run is not None and "skipped test:old-dead" in info.value.run.notes[0]
+    assert len(gone.prompts) == 1  # dead for the process: never called again
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "json_scheme"}, "Policy.mode must be an rp.OutputMode or one of"),
+        ({"backoff_initial": -1}, "Policy.backoff_initial must be a finite number of seconds >= 0"),
+        ({"backoff_max": float("nan")}, "Policy.backoff_max must be a finite number"),
+        ({"retry_after_cap": -5}, "Policy.retry_after_cap must be"),
+        ({"breaker_cooldown": -1}, "Policy.breaker_cooldown must be"),
+        ({"deadline": float("nan")}, "Policy.deadline must be a finite number of seconds > 0"),
+        ({"deadline": 0}, "Policy.deadline must be"),
+        ({"transport_retries": 1.5}, "Policy.transport_retries must be a whole number"),
+        ({"max_attempts": 0}, "Policy.max_attempts must be a whole number >= 1"),
+    ],
+)
+def test_a_bad_policy_is_refused_at_construction_naming_the_fix(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(rp.ConfigError, match=message):
+        rp.Policy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_mode_given_by_name_is_the_mode() -> None:
+    assert rp.Policy(mode="json_schema").mode is rp.OutputMode.JSON_SCHEMA  # type: ignore[arg-type]

@@ -1,3 +1,5 @@
+import inspect
+
 import robustprompt as rp
 import robustprompt.testing
 
@@ -12,6 +14,7 @@ def test_public_names_are_pinned() -> None:
             "AttemptStart",
             "AuthError",
             "BadRequestError",
+            "Batch",
             "Cache",
             "CallInfo",
             "Completion",
@@ -20,6 +23,8 @@ def test_public_names_are_pinned() -> None:
             "ContextLengthError",
             "Example",
             "Hook",
+            "Ledger",
+            "LedgerLine",
             "Link",
             "LinkTrace",
             "Message",
@@ -31,6 +36,7 @@ def test_public_names_are_pinned() -> None:
             "OutputMode",
             "OutputSpec",
             "OverloadedError",
+            "Partial",
             "Pipeline",
             "PipelineBatch",
             "PipelineError",
@@ -43,6 +49,7 @@ def test_public_names_are_pinned() -> None:
             "QuotaExceededError",
             "RateLimitError",
             "RefusalError",
+            "Restart",
             "RobustPromptError",
             "Run",
             "RunEnd",
@@ -65,6 +72,14 @@ def test_public_names_are_pinned() -> None:
         assert getattr(rp, name) is not None
 
 
+def test_batch_forms_take_how_a_batch_runs_as_one_object() -> None:
+    for form in ("map", "amap", "stream", "astream"):
+        task_form = list(inspect.signature(getattr(rp.Task, form)).parameters)
+        assert task_form == ["self", "inputs", "model", "policy", "cache", "batch", "runs", "ledger"]
+        assert list(inspect.signature(getattr(rp.Pipeline, form)).parameters) == ["self", "inputs", "batch"]
+    assert list(inspect.signature(rp.Batch).parameters) == ["concurrency", "rpm", "tpm", "progress", "clock"]
+
+
 def test_testing_module_names() -> None:
     assert set(robustprompt.testing.__all__) >= {
         "FunctionModel",
@@ -74,6 +89,9 @@ def test_testing_module_names() -> None:
         "cassette",
         "Cassette",
         "CassetteError",
+        "KITS",
+        "ProviderKit",
+        "kit",
     }
 
 

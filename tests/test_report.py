@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robustprompt.evals._compare import Comparison, compare
+from robustprompt.evals._compare import Comparison, Thresholds, compare
 from robustprompt.evals._html import render_html
 from robustprompt.evals._report import render_json, render_single_table, render_table
 from tests.test_compare import NO, YES, result, scored
@@ -161,7 +161,7 @@ def test_no_text_can_open_a_tag(text: str) -> None:
 
 
 def test_html_of_a_safe_comparison_without_expected_outputs() -> None:
-    c = compare("t", "A", [result("1", YES)], "B", [result("1", YES)])
+    c = compare("t", "A", [result("1", YES)], "B", [result("1", YES)], Thresholds(min_pairs=1))
     page = render_html(c)
     tags_of(page)
     assert 'class="verdict ok"' in page and "No paired case changed its answer." in page

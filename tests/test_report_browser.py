@@ -129,7 +129,9 @@ def test_changed_cases_filter(browser: Any, tmp_path: Path) -> None:
 def test_a_safe_report_without_changes_runs_its_script_cleanly(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    page = render_html(compare("t", "A", [result("1", YES)], "B", [result("1", YES)]))
+    # Ten pairs: fewer cannot be judged (the default min pairs), and this page is about the verdict "no regression".
+    same = [result(str(i), YES) for i in range(10)]
+    page = render_html(compare("t", "A", same, "B", same))
     assert errors(open_report(browser, tmp_path, page)) == []
     assert "no regression" in browser.find_element(By.ID, "verdict").text
     assert count(browser, "svg.chart") == 2 and count(browser, "#rate-chart rect.bar") == 4

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import typing
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel
 
 import robustprompt as rp
+from robustprompt.testing import ScriptedModel
 from tests.models import Person, Review, Sentiment, classify_task
 
 
@@ -145,3 +147,43 @@ def test_fingerprint_changes_with_the_checks() -> None:
         return s.label != "neutral"
 
     assert classify_task(checks=[not_neutral]).fingerprint != classify_task().fingerprint
+
+
+def _self_containing() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (object(), "cannot be written as JSON"),
+        (_self_containing(), "cannot be written as JSON"),
+        (b"\xff\xfe", "cannot be written as JSON"),
+        ({"score": float("nan")}, "NaN or infinity"),
+        ([1.0, float("-inf")], "NaN or infinity"),
+    ],
+)
+def test_an_input_json_cannot_carry_is_one_items_config_error(value: Any, message: str) -> None:
+    task: rp.Task[Any, str] = rp.Task("t", input=Any, output=str, instructions="Echo.")
+    model = ScriptedModel(['{"answer": "ok"}'] * 3)
+    with pytest.raises(rp.ConfigError, match=message):
+        task.run(value, model=model)
+    results = task.map(["fine", value, "fine too"], model=model)
+    assert isinstance(results[1], rp.ConfigError) and results[0] == results[2] == "ok"
+    with pytest.raises(rp.ConfigError, match=message):  # in an example too, at definition
+        rp.Task("t", input=Any, output=str, instructions="Echo.", examples=[rp.Example(value, "x")])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input": str, "output": typing.Callable}, "output type typing.Callable cannot be described as JSON Schema"),
+        ({"input": typing.Callable, "output": str}, "input type typing.Callable cannot be described as JSON Schema"),
+        ({"input": lambda text: text, "output": str}, r"input type is a function \('<lambda>'\), not a type"),
+    ],
+)
+def test_a_type_that_cannot_reach_a_model_is_refused_at_definition(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(rp.ConfigError, match=message):
+        rp.Task("t", instructions="Echo.", **kwargs)

@@ -328,6 +328,13 @@ def _lying_server(body_bytes: int) -> tuple[socket.socket, threading.Thread]:
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
+            # Read the request body too: closing with it unread would reset the connection under the client.
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
             head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n"
             conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
             chunk = b"x" * 65536
@@ -360,3 +367,13 @@ def test_an_api_key_with_a_newline_is_refused_without_echoing_it(key: str, monke
     monkeypatch.setenv("OPENAI_API_KEY", key)
     with pytest.raises(rp.ConfigError, match="API key from OPENAI_API_KEY"):
         rp.model("openai:gpt-4.1-mini")
+
+
+@pytest.mark.parametrize("key", ["sk-abc\u201d", "sk-\u00e9abc", "sk-abc\u2028"])
+def test_an_api_key_that_is_not_ascii_is_refused_without_echoing_it(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(rp.ConfigError, match=r"API key from api_key= ") as caught:
+        rp.model("openai:gpt-4.1-mini", api_key=key)
+    assert "sk-" not in str(caught.value) and "sk-" not in repr(caught.value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    with pytest.raises(rp.ConfigError, match="API key from ANTHROPIC_API_KEY"):
+        rp.model("anthropic:claude-haiku-4-5")

@@ -308,16 +308,19 @@ async def _measure(name: str, url: str, n: int, concurrency: int, warmup: int, p
 
 
 async def _measure_amap(url: str, n: int, concurrency: int, warmup: int) -> dict[str, Any]:
-    """robustprompt's own batch API: `await task.amap(inputs, concurrency=C, runs=True)`; latency from Run."""
+    """robustprompt's own batch API: `await task.amap(inputs, batch=rp.Batch(concurrency=C), runs=True)`; latency
+    from Run."""
     import robustprompt as rp
 
     task = _rp_task()
     model = rp.model(f"openai:{MODEL_ID}", base_url=f"{url}/v1", api_key=API_KEY)
-    await task.amap([Doc(text=text(i)) for i in range(warmup)], model=model, concurrency=concurrency, progress=False)
+    await task.amap(
+        [Doc(text=text(i)) for i in range(warmup)], model=model, batch=rp.Batch(concurrency=concurrency, progress=False)
+    )
     inputs = [Doc(text=text(i)) for i in range(n)]
     gc.collect()
     cpu0, wall0 = _cpu(), time.perf_counter()
-    runs = await task.amap(inputs, model=model, concurrency=concurrency, progress=False, runs=True)
+    runs = await task.amap(inputs, model=model, batch=rp.Batch(concurrency=concurrency, progress=False), runs=True)
     wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
     wrong = sum(not isinstance(r, rp.Run) or r.output.model_dump() != PERSON for r in runs)
     latencies = [r.latency for r in runs if isinstance(r, rp.Run)]

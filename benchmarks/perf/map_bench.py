@@ -109,10 +109,14 @@ def max_rss_mb() -> float:
 
 
 def list_form(task: rp.Task[Doc, Person], model: rp.Model, n: int, concurrency: int) -> dict[str, Any]:
-    task.map([Doc(text=text(i)) for i in range(500)], model=model, concurrency=concurrency, progress=False)
+    import robustprompt as rp
+
+    task.map(
+        [Doc(text=text(i)) for i in range(500)], model=model, batch=rp.Batch(concurrency=concurrency, progress=False)
+    )
     inputs = [Doc(text=text(i)) for i in range(n)]
     with Measured() as measured:
-        results = task.map(inputs, model=model, concurrency=concurrency, progress=False)
+        results = task.map(inputs, model=model, batch=rp.Batch(concurrency=concurrency, progress=False))
     ok = sum(isinstance(r, Person) and r.model_dump() == PERSON for r in results)
     del results
     gc.collect()
@@ -130,10 +134,12 @@ def list_form(task: rp.Task[Doc, Person], model: rp.Model, n: int, concurrency: 
 
 
 def stream_form(task: rp.Task[Doc, Person], model: rp.Model, n: int, concurrency: int) -> dict[str, Any]:
+    import robustprompt as rp
+
     def valid(count: int) -> int:
         """How many of `count` generated inputs came back as the expected Person; each is dropped on arrival."""
         inputs = (Doc(text=text(i)) for i in range(count))
-        outcomes = task.stream(inputs, model=model, concurrency=concurrency, progress=False)
+        outcomes = task.stream(inputs, model=model, batch=rp.Batch(concurrency=concurrency, progress=False))
         return sum(isinstance(output, Person) and output.model_dump() == PERSON for _, output in outcomes)
 
     valid(500)  # the same warm-up as the list form's

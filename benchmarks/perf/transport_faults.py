@@ -72,7 +72,7 @@ def main() -> None:
             async_http_client=client,
         )
         start = time.perf_counter()
-        results = faults.TASK.map(items, model=model, policy=faults.POLICY, concurrency=64, runs=True)
+        results = faults.TASK.map(items, model=model, policy=faults.POLICY, batch=rp.Batch(concurrency=64), runs=True)
         wall = time.perf_counter() - start
         early = server.early_retries
     outcomes: collections.Counter[str] = collections.Counter()

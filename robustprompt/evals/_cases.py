@@ -3,7 +3,8 @@
 A case file is JSONL (one JSON object a line) or YAML (a list of mappings, or a mapping with a `cases` list).
 Each case is `{"id": ..., "input": ..., "expected": ...}`; `id` defaults to the case's 1-based line (JSONL) or
 position (YAML), `expected` is optional and written as the task's output (for a plain output type, the value
-itself or `{"answer": value}`).
+itself or `{"answer": value}`). It may leave fields out (free text, say): only the fields it gives are judged,
+a field with a task scorer (`Task(..., scorers={"summary": fn})`) by its scorer, the others by exact match.
 
 A bad case never stops the others. A line that cannot be read is a `CaseProblem` (file, line, reason) and is
 not run. A case whose `expected` does not validate against the task's output type still runs: the problem is
@@ -15,10 +16,12 @@ file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pydantic
 
 from robustprompt._calling import Task
 from robustprompt._errors import ConfigError
@@ -77,8 +80,15 @@ class _Raw:
     value: Any
 
 
-def load_cases(path: str | Path, task: Task[Any, Any]) -> CaseSet:
-    """Read a case file. A missing file or unknown format is a ConfigError; a bad case is a CaseProblem."""
+def load_cases(
+    path: str | Path, task: Task[Any, Any], *, check_input: Callable[[Any], object] | None = None
+) -> CaseSet:
+    """Read a case file. A missing file or unknown format is a ConfigError; a bad case is a CaseProblem.
+
+    Each input is checked against the task's input type (or by `check_input`, which raises ConfigError, for input
+    that goes elsewhere first, such as a pipeline's): one that does not match is a problem, not a case, so no
+    call is spent on it."""
+    check = task.input_json if check_input is None else check_input
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"no case file at {str(file)!r}")
@@ -90,7 +100,7 @@ def load_cases(path: str | Path, task: Task[Any, Any]) -> CaseSet:
     seen: dict[str, int] = {}
     for position, raw in enumerate(raws, 1):
         case = _case(raw, position if yaml_file else raw.line, str(file), task, problems)
-        if case is None:
+        if case is None or not _input_ok(case, check, str(file), problems):
             continue
         if case.id in seen:
             problems.append(
@@ -100,6 +110,16 @@ def load_cases(path: str | Path, task: Task[Any, Any]) -> CaseSet:
         seen[case.id] = raw.line
         cases.append(case)
     return CaseSet(tuple(cases), tuple(sorted(problems, key=lambda p: p.line)))
+
+
+def _input_ok(case: Case, check: Callable[[Any], object], file: str, problems: list[CaseProblem]) -> bool:
+    try:
+        check(case.input)
+    except ConfigError as exc:
+        reason = " ".join(str(exc).split())  # pydantic's message spans lines: one line per problem here
+        problems.append(CaseProblem(file, case.line, f"{reason}; not run", case.id))
+        return False
+    return True
 
 
 def _jsonl_items(text: str, file: str, problems: list[CaseProblem]) -> Iterator[_Raw]:
@@ -188,5 +208,27 @@ def _expected_record(task: Task[Any, Any], value: Any) -> tuple[dict[str, Any] |
         if not wrapped_errors or not isinstance(value, dict):
             output, errors = wrapped, wrapped_errors
     if errors:
-        return None, "; ".join(errors)
+        partial = _partial_record(task, value)
+        return (partial, None) if partial is not None else (None, "; ".join(errors))
     return task.output_record(output), None
+
+
+def _partial_record(task: Task[Any, Any], value: Any) -> dict[str, Any] | None:
+    """An expected output that leaves fields out (free text, judged by no one or by a task scorer): the fields
+    it gives, each valid for its type, in JSON form; None when anything but a left-out field is wrong."""
+    model = task.validator.model
+    if not isinstance(value, dict) or not value or set(value) - set(model.model_fields):
+        return None
+    try:
+        model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        if any(error["type"] != "missing" or len(error["loc"]) != 1 for error in exc.errors()):
+            return None
+    else:
+        return None  # valid whole, so the checks failed: a partial reading must not slip past them
+    record = {}
+    for name, given in value.items():
+        annotation = model.model_fields[name].annotation
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any if annotation is None else annotation)
+        record[name] = adapter.dump_python(adapter.validate_python(given), mode="json")
+    return record

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
-from robustprompt.evals._compare import Comparison, Rate
+from robustprompt.evals._compare import Comparison, Rate, TrendPoint
 from robustprompt.evals._report import _pct_ci
 
-__all__ = ["agreement_chart", "rate_chart"]
+__all__ = ["agreement_chart", "rate_chart", "trend_chart"]
 
 _A_COLOUR, _B_COLOUR = "#5b73d6", "#e0893a"
 
@@ -95,6 +96,34 @@ def agreement_chart(c: Comparison) -> str:
                 f'M{x_high:.1f} {mid - 5:.1f}v10" stroke="#1d2433" stroke-width="1.5" fill="none"/>'
             )
         parts.append(_text(left + width + 6, y + 15, "n/a" if rate.value is None else f"{100 * value:.1f}%", "start"))
+    return "".join(parts) + "</svg>"
+
+
+_TREND = (("accuracy", "#5b73d6"), ("schema-valid", "#4f9d8b"), ("mismatch", "#e0893a"))
+
+
+def trend_chart(points: Sequence[TrendPoint]) -> str:
+    """Lines over the stored dates: accuracy, validity and mismatch against the baseline, on a 0-100 % axis."""
+    plot_h = _H - _TOP - _BOTTOM
+    step = (_W - _LEFT - 30) / max(1, len(points) - 1)
+    parts = [_svg_open("trend-chart", _W, _H, "Trend over the stored dates"), _y_axis(plot_h)]
+    for name, colour in _TREND:
+        dots = []
+        for i, point in enumerate(points):
+            rate = {"accuracy": point.accuracy, "schema-valid": point.valid, "mismatch": point.mismatch}[name]
+            if rate.value is not None:
+                dots.append((_LEFT + 10 + i * step, _TOP + plot_h * (1 - rate.value), point.date, rate))
+        if len(dots) > 1:
+            path = "M" + "L".join(f"{x:.1f} {y:.1f}" for x, y, _, _ in dots)
+            parts.append(f'<path class="trend" d="{path}" stroke="{colour}" stroke-width="2" fill="none"/>')
+        for x, y, date, rate in dots:
+            tip = escape(f"{name} on {date}: {_pct_ci(rate)}, n={rate.n}")
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{tip}</title></circle>')
+    for i, point in enumerate(points):
+        parts.append(_text(_LEFT + 10 + i * step, _H - _BOTTOM + 16, point.date, "middle"))
+    for j, (name, colour) in enumerate(_TREND):
+        x = _LEFT + 10 + j * 120
+        parts.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{colour}"/>{_text(x + 16, 14, name, "start")}')
     return "".join(parts) + "</svg>"
 
 

@@ -13,12 +13,14 @@ import json
 from html import escape
 from typing import Any
 
-from robustprompt.evals._charts import agreement_chart, rate_chart
+from robustprompt.evals._charts import agreement_chart, rate_chart, trend_chart
 from robustprompt.evals._compare import (
+    CANNOT_JUDGE,
+    REGRESSION,
     ChangedCase,
     Comparison,
 )
-from robustprompt.evals._report import _rows, _verdict
+from robustprompt.evals._report import _rows, _settings, _unstable, _verdict, _why
 
 __all__ = ["render_html"]
 
@@ -28,6 +30,7 @@ padding:0 1rem}
 h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:2rem 0 .5rem}.sub{color:#5a6478;margin:0}
 .verdict{border-radius:8px;padding:.8rem 1rem;margin:1.2rem 0;border:2px solid}
 .verdict.bad{background:#fdecea;border-color:#c0392b}.verdict.ok{background:#eaf7ee;border-color:#2e8b57}
+.verdict.unsure{background:#fff6dd;border-color:#b8860b}
 .verdict strong{font-size:1.1rem}.verdict ul{margin:.4rem 0 0}.notes{color:#5a6478}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}.charts figure{margin:0}figcaption{color:#5a6478;font-size:.9rem}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e3e6ee;padding:.3rem .5rem;text-align:left;
@@ -79,10 +82,16 @@ def render_html(c: Comparison) -> str:
             f"<h1>Model comparison: {escape(c.task)}</h1>",
             f'<p class="sub">A = <span class="a">{escape(c.a.model)}</span>, '
             f'B = <span class="b">{escape(c.b.model)}</span>; {c.paired} paired cases</p>',
+            *(f'<p class="sub settings">{escape(line)}</p>' for line in _settings(c)),
             _verdict_html(c),
             '<h2>Charts</h2><div class="charts">',
             _figure_html(rate_chart(c), "Per model, over its own cases; whiskers are Wilson intervals."),
             _figure_html(agreement_chart(c), "Share of paired cases where A and B give the same value per field."),
+            *(
+                [_figure_html(trend_chart(c.history), "B's model on every stored date; mismatch is against A.")]
+                if c.history
+                else []
+            ),
             "</div>",
             "<h2>Figures</h2>",
             _metrics_html(c),
@@ -100,10 +109,11 @@ def render_html(c: Comparison) -> str:
 
 
 def _verdict_html(c: Comparison) -> str:
-    items = "".join(f"<li>{escape(reason)}</li>" for reason in c.reasons)
+    items = "".join(f"<li>{escape(reason)}</li>" for reason in _why(c))
     notes = "".join(f"<li>{escape(note)}</li>" for note in c.notes)
+    style = {REGRESSION: "bad", CANNOT_JUDGE: "unsure"}.get(c.verdict, "ok")
     return (
-        f'<div class="verdict {"bad" if c.regressed else "ok"}" id="verdict"><strong>{escape(_verdict(c))}</strong>'
+        f'<div class="verdict {style}" id="verdict"><strong>{escape(_verdict(c))}</strong>'
         f"{f'<ul>{items}</ul>' if items else ''}{f'<ul class=notes>{notes}</ul>' if notes else ''}</div>"
     )
 
@@ -173,6 +183,10 @@ def _lists_html(c: Comparison) -> str:
                 f"<code>{escape(f.case_id)}</code> {escape(f.error_kind)}: {escape(f.error or '')}" for f in s.failed
             ]
             blocks.append(_details(f"Failed on {s.model}: {len(s.failed)} of {s.n} cases", items))
+    if c.stability is not None:
+        for label, per_case in (("A", c.stability.a), ("B", c.stability.b)):
+            if shaky := _unstable(per_case):
+                blocks.append(_details(f"Unstable on {label}: {len(shaky)} cases", [escape(i) for i in shaky]))
     return "".join(blocks)
 
 

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from robustprompt._text import grid
 from robustprompt.evals._compare import (
     ACCURACY,
+    CANNOT_JUDGE,
+    REGRESSION,
     VALID,
     VALID_FIRST,
     Comparison,
     Figure,
     ModelStats,
     Rate,
+    TrendPoint,
     format_p,
     format_pct,
     summarize,
@@ -25,7 +28,7 @@ from robustprompt.evals._compare import (
 from robustprompt.evals._results import CaseResult
 from robustprompt.evals._stats import Interval
 
-__all__ = ["render_json", "render_single_table", "render_table"]
+__all__ = ["render_json", "render_single_table", "render_table", "render_trend"]
 
 _LIST_LIMIT = 20  # case ids listed inline in the terminal before "and N more"
 
@@ -109,12 +112,44 @@ def _rows(c: Comparison) -> list[_Row]:
         _Row(d.metric, _pct_ci(d.a), _pct_ci(d.b), _diff_ci(d.diff, d.ci), _p(d.p_value), str(d.n), flagged=d.regressed)
         for d in c.rates
     ]
+    rows += [
+        _Row(d.metric + (" (gated)" if d.gated else ""), _pct_ci(d.a), _pct_ci(d.b), _diff_ci(d.diff, d.ci),
+             _p(d.p_value), str(d.n), flagged=d.regressed)
+        for d in c.fields
+    ]  # fmt: skip
+    rows += [
+        _Row(m.metric, _number(m.a, 3), _number(m.b, 3), _diff_ci(m.diff, m.ci, scale=1.0, digits=3, unit=""),
+             n=str(m.n), flagged=any(r.startswith(f"{m.metric} fell") for r in c.reasons))
+        for m in c.field_scores
+    ]  # fmt: skip
     rows.append(_Row("mismatch (answer changed)", diff=_pct_ci(c.mismatch), n=str(c.mismatch.n)))
+    if c.stability is not None:
+        st = c.stability
+        rows.append(_Row("  changed, stable on both sides (change)", diff=str(st.changed_stable), n=str(c.mismatch.n)))
+        rows.append(
+            _Row("  changed, unstable on a side (instability)", diff=str(st.changed_unstable), n=str(c.mismatch.n))
+        )
     rows += [_Row(f"agreement · {name}", diff=_pct_ci(rate), n=str(rate.n)) for name, rate in c.agreement.items()]
     rows += [
         _Row(m.metric, _number(m.a), _number(m.b), _diff_ci(m.diff, m.ci, scale=1.0, digits=2, unit=""), n=str(m.n))
         for m in c.means
     ]
+    if c.stability is not None:
+        st = c.stability
+        rows.append(_Row(f"stability: {st.repeats} runs per case", section=True))
+        rows.append(
+            _Row(
+                "stable cases (all runs agree)",
+                _pct_ci(st.a_stable),
+                _pct_ci(st.b_stable),
+                n=_n(("A", st.a_stable.n), ("B", st.b_stable.n)),
+            )
+        )
+        rows.append(
+            _Row(
+                "mean stability", _stability_mean(st.a), _stability_mean(st.b), n=_n(("A", len(st.a)), ("B", len(st.b)))
+            )
+        )
     rows.append(_Row("per model: each over its own cases", section=True))
     fa, fb = _model_figures(c.a), _model_figures(c.b)
     for metric in {**fa, **fb}:
@@ -123,15 +158,44 @@ def _rows(c: Comparison) -> list[_Row]:
     return rows
 
 
+def _stability_mean(per_case: dict[str, float]) -> str:
+    return "n/a" if not per_case else format_pct(sum(per_case.values()) / len(per_case))
+
+
+def _unstable(per_case: dict[str, float]) -> list[str]:
+    """Case ids whose runs disagree, least stable first, with their stability."""
+    shaky = sorted((share, case_id) for case_id, share in per_case.items() if share < 1.0)
+    return [f"{case_id} ({100 * share:.0f} %)" for share, case_id in shaky]
+
+
+def _settings(c: Comparison) -> list[str]:
+    return [f"settings {side}: {text}" for side, text in c.settings.items()]
+
+
 def _p(p: float | None) -> str:
     return format_p(p).removeprefix("p = ").removeprefix("p ")
 
 
 def _verdict(c: Comparison) -> str:
     t = c.thresholds
-    if c.regressed:
+    if c.verdict == REGRESSION:
         return f"B REGRESSES (a gated rate fell more than {100 * t.max_drop:g} pts with p < {t.alpha:g})"
+    if c.verdict == CANNOT_JUDGE:
+        return "CANNOT JUDGE: too few valid answers for a verdict"
     return f"no regression beyond {100 * t.max_drop:g} pts at alpha {t.alpha:g}"
+
+
+def _why(c: Comparison) -> list[str]:
+    """The verdict's grounds: the regressions, or why there is no verdict and the commonest failures behind it."""
+    if c.verdict != CANNOT_JUDGE:
+        return list(c.reasons)
+    lines = list(c.undecided)
+    for label, s in (("A", c.a), ("B", c.b)):
+        lines += [
+            f"top failure on {label}: {f.error_kind} x{f.count} of {s.n}: {f.reason} (e.g. case {f.case_ids[0]})"
+            for f in s.top_failures
+        ]
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------ terminal
@@ -142,14 +206,34 @@ def render_table(c: Comparison) -> str:
     level = f"{c.thresholds.level:.0%} CI"
     lines = [
         f"task {c.task}: A = {c.a.model}, B = {c.b.model}",
+        *_settings(c),
         f"verdict: {_verdict(c)}",
-        *(f"  - {reason}" for reason in c.reasons),
+        *(f"  - {reason}" for reason in _why(c)),
         "",
         grid(["metric", "A", "B", f"B - A [{level}]", "p", "n"], [_cells(r) for r in _rows(c)]),
     ]
     lines += [f"note: {note}" for note in c.notes]
     lines += _case_lists(c)
+    if c.history:
+        lines += ["", _trend_grid(c.history)]
     return "\n".join(lines) + "\n"
+
+
+def _trend_grid(points: Sequence[TrendPoint]) -> str:
+    rows = [
+        [p.date, str(p.n), _pct_ci(p.accuracy), _pct_ci(p.valid), _number(p.verbosity.value, 1), _pct_ci(p.mismatch)]
+        for p in points
+    ]
+    header = ["date", "cases", "accuracy", "schema-valid", "verbosity (chars)", "mismatch vs baseline"]
+    return "trend over every stored date:\n" + grid(header, rows)
+
+
+def render_trend(model: str, points: Sequence[TrendPoint]) -> str:
+    """`drift` with no baseline: the model's figures on every stored date (mismatch against the first)."""
+    if not points:
+        return f"model {model}: no stored results\n"
+    table = _trend_grid(points).replace("mismatch vs baseline", f"mismatch vs {points[0].date}")
+    return f"model {model}\n{table}\n"
 
 
 def _cells(row: _Row) -> list[str]:
@@ -166,6 +250,10 @@ def _case_lists(c: Comparison) -> list[str]:
     for stats in (c.a, c.b):
         if stats.failed:
             lines.append(f"failed on {stats.model}: {_ids([f'{f.case_id} ({f.error_kind})' for f in stats.failed])}")
+    if c.stability is not None:
+        for label, per_case in (("A", c.stability.a), ("B", c.stability.b)):
+            if shaky := _unstable(per_case):
+                lines.append(f"unstable on {label} (share of runs giving the commonest answer): {_ids(shaky)}")
     if c.mismatch.k:
         lines.append(f"changed answers: {c.mismatch.k} (first {len(c.changed)} in the JSON and HTML reports)")
     return lines
@@ -176,11 +264,20 @@ def _ids(ids: Sequence[str]) -> str:
     return shown if len(ids) <= _LIST_LIMIT else f"{shown}, and {len(ids) - _LIST_LIMIT} more"
 
 
-def render_single_table(model: str, results: Sequence[CaseResult]) -> str:
-    """One model's figures (for `robustprompt run`), with the failed cases listed."""
+def render_single_table(
+    model: str, results: Sequence[CaseResult], *, settings: str | None = None, stability: dict[str, float] | None = None
+) -> str:
+    """One model's figures (for `robustprompt run`), with the failed cases (and unstable ones) listed."""
     s = summarize(model, results)
     rows = [[metric, cell, str(n)] for metric, (cell, n) in _model_figures(s).items()]
-    lines = [f"model {model}", "", grid(["metric", "value [95% CI]", "n"], rows)]
+    if stability:
+        stable = sum(share >= 1.0 for share in stability.values())
+        rows.append(["stable cases (all runs agree)", f"{stable} of {len(stability)}", str(len(stability))])
+        rows.append(["mean stability", _stability_mean(stability), str(len(stability))])
+    header = [f"model {model}", *([f"settings: {settings}"] if settings else [])]
+    lines = [*header, "", grid(["metric", "value [95% CI]", "n"], rows)]
+    if stability and (shaky := _unstable(stability)):
+        lines.append(f"unstable: {_ids(shaky)}")
     if s.failed:
         lines.append(f"failed: {_ids([f'{f.case_id} ({f.error_kind}: {f.error})' for f in s.failed])}")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from robustprompt._errors import RobustPromptError, run_of
+from robustprompt._ledger import price
 
 if TYPE_CHECKING:
     from robustprompt._calling import Task
@@ -40,13 +41,17 @@ class CaseResult:
     mode: str | None
     created: str  # ISO 8601, UTC
     input_sha: str | None = None  # of the input JSON: a stored result is reused only for the same input
+    settings: str | None = None  # the sampling it ran with ("temperature 0, seed 0"); reused only under the same
+    repeat: int = 0  # which of `--repeat N` runs of the case this is
 
     @property
     def correct(self) -> bool | None:
-        """None when the case has no expected output."""
+        """Right on every field the expected output gives (a field it leaves out, free text say, is not judged);
+        None when the case has no expected output."""
         if self.expected is None:
             return None
-        return self.ok and self.output == self.expected
+        output = self.output
+        return self.ok and output is not None and all(k in output and output[k] == v for k, v in self.expected.items())
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,13 +95,9 @@ class CaseResult:
             latency=run.latency if run is not None else 0.0,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost=_cost(profile, input_tokens, output_tokens),
+            # The Run's own cost (each attempt at its model's prices: a fallback's are its own); `profile` prices
+            # what carries no Run.
+            cost=run.cost if run is not None else price(profile, usage),
             mode=attempts[-1].mode.value if attempts else None,
             created=(now or dt.datetime.now(dt.timezone.utc)).isoformat(),
         )
-
-
-def _cost(profile: ModelProfile | None, input_tokens: int, output_tokens: int) -> float | None:
-    if profile is None or profile.input_price is None or profile.output_price is None:
-        return None
-    return (input_tokens * profile.input_price + output_tokens * profile.output_price) / 1_000_000

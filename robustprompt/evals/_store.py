@@ -1,8 +1,12 @@
-"""The results store: every case result, keyed by task fingerprint, model, case id and UTC date, in SQLite.
+"""The results store: every case result, keyed by task fingerprint, model, case id and UTC date, in SQLite or in
+PostgreSQL (`--store postgresql://...` or $ROBUSTPROMPT_STORE), where a team and its CI jobs share one history.
 
 The date is part of the key so that a drift check never passes off yesterday's answer as today's; within a day,
 a re-run reads what is stored and calls the model only for the cases still missing. A snapshot copies one day's
 results under a name, to serve as a drift baseline for as long as it is kept.
+
+It also keeps the output modes a server rejected (keyed by the model and the address it is served from, and the
+task, with an expiry), so that a CI run does not pay one rejected request per task to learn them again.
 
 Only a model's verdict is kept for reuse (`is_final`): a valid answer, an invalid one, a refusal. A case that
 failed before the model answered (a network error, a wrong key, an open circuit) runs again on the next run.
@@ -10,23 +14,23 @@ failed before the model answered (a network error, a wrong key, an open circuit)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
-import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from robustprompt._db import connect, is_url
 from robustprompt._errors import ConfigError
-from robustprompt._sqlite import SqliteFile
+from robustprompt._prompt import OutputMode
 from robustprompt.evals._results import CaseResult
 
-__all__ = ["STORE_ENV", "SnapshotInfo", "Store", "default_store_path", "is_final", "today"]
+__all__ = ["STORE_ENV", "SnapshotInfo", "Store", "default_store_path", "is_final", "row_id", "today"]
 
 STORE_ENV = "ROBUSTPROMPT_STORE"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the downgrades table
 _DEFAULT = Path(".robustprompt") / "results.sqlite"
 # The model answered: a later run would not learn anything new today by asking again.
 _VERDICTS = frozenset({"OutputError", "RefusalError"})
@@ -37,6 +41,10 @@ CREATE TABLE IF NOT EXISTS results (
     fingerprint TEXT NOT NULL, model TEXT NOT NULL, case_id TEXT NOT NULL, date TEXT NOT NULL,
     task TEXT NOT NULL, result TEXT NOT NULL,
     PRIMARY KEY (fingerprint, model, date, case_id)
+);
+CREATE TABLE IF NOT EXISTS downgrades (
+    model_key TEXT NOT NULL, fingerprint TEXT NOT NULL, mode TEXT NOT NULL, learned DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (model_key, fingerprint, mode)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     name TEXT NOT NULL, fingerprint TEXT NOT NULL, case_id TEXT NOT NULL,
@@ -51,10 +59,19 @@ def today() -> str:
     return dt.datetime.now(dt.timezone.utc).date().isoformat()
 
 
-def default_store_path(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """$ROBUSTPROMPT_STORE, else .robustprompt/results.sqlite under the current directory."""
+def default_store_path(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str | Path:
+    """$ROBUSTPROMPT_STORE (a file, or a PostgreSQL URL), else .robustprompt/results.sqlite under the current
+    directory."""
     configured = (os.environ if env is None else env).get(STORE_ENV)
+    if configured and is_url(configured):
+        return configured
     return Path(configured) if configured else (cwd or Path.cwd()) / _DEFAULT
+
+
+def row_id(case_id: str, repeat: int) -> str:
+    """The id a result is stored under: its case's, and for the 2nd and later of `--repeat N` runs, the run's
+    number after a unit separator (a character no case file's id holds)."""
+    return case_id if repeat == 0 else f"{case_id}\x1f{repeat}"
 
 
 def is_final(result: CaseResult) -> bool:
@@ -72,68 +89,96 @@ class SnapshotInfo:
     cases: int
 
 
-class Store(SqliteFile):
-    """One SQLite file, safe to share between threads (one connection behind a lock), in WAL mode so that a
-    reader in another process does not block a run that is writing."""
+class Store:
+    """The results store in one SQLite file (`path`) or on a PostgreSQL server (a `postgresql://` URL): the same
+    schema, migrations and keys on both. Safe to share between threads and between processes."""
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, "the results store")
-        self._migrate()
+        self._db = connect(path, "the results store")
+        self.path: str | Path = self._db.where if is_url(path) else Path(path)
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
 
     def _migrate(self) -> None:
-        with self._lock:
-            self._db.executescript(_SCHEMA)  # idempotent, so concurrent first runs cannot clash
-        with self._transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+        with self._db.transaction() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)  # idempotent, in one transaction: concurrent first runs cannot clash
+            row = next(iter(db.execute("SELECT value FROM meta WHERE key = 'schema_version'")), None)
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise ConfigError(
                     f"the results store {str(self.path)!r} has schema version {row[0]}, newer than this "
                     f"robustprompt understands ({SCHEMA_VERSION}): upgrade robustprompt or use another --store"
                 )
+            if row is None or int(row[0]) < SCHEMA_VERSION:  # the script above added what a version lacked
+                db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = "
+                    "excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
 
     def put(self, task: str, fingerprint: str, results: Iterable[CaseResult], *, date: str) -> None:
         """Store results for `date`, replacing any stored for the same case on that day."""
-        rows = [(fingerprint, r.model, r.case_id, date, task, json.dumps(r.to_json())) for r in results]
-        with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", rows)
+        rows = [
+            (fingerprint, r.model, row_id(r.case_id, r.repeat), date, task, json.dumps(r.to_json())) for r in results
+        ]
+        with self._db.transaction() as db:
+            db.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, model, date, case_id) "
+                "DO UPDATE SET task = excluded.task, result = excluded.result",
+                rows,
+            )
 
     def get(self, fingerprint: str, model: str, date: str) -> dict[str, CaseResult]:
-        """The results stored for one task, model and day, by case id."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT case_id, result FROM results WHERE fingerprint = ? AND model = ? AND date = ?",
-                (fingerprint, model, date),
-            ).fetchall()
+        """The results stored for one task, model and day, by `row_id`."""
+        rows = self._db.query(
+            "SELECT case_id, result FROM results WHERE fingerprint = ? AND model = ? AND date = ?",
+            (fingerprint, model, date),
+        )
         return {case_id: CaseResult.from_json(json.loads(text)) for case_id, text in rows}
 
     def dates(self, fingerprint: str, model: str) -> list[str]:
-        """The days with stored results for one task and model, oldest first: its history, for tools and scripts."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT DISTINCT date FROM results WHERE fingerprint = ? AND model = ? ORDER BY date",
-                (fingerprint, model),
-            ).fetchall()
+        """The days with stored results for one task and model, oldest first: its history."""
+        rows = self._db.query(
+            "SELECT DISTINCT date FROM results WHERE fingerprint = ? AND model = ? ORDER BY date", (fingerprint, model)
+        )
         return [date for (date,) in rows]
+
+    def downgrades(self, *, now: float, ttl: float) -> dict[tuple[str, str], set[OutputMode]]:
+        """The output modes servers rejected, by (model key, task fingerprint), learned within `ttl` seconds of
+        `now`: a server upgraded since gets its better mode back once they expire. Expired ones are deleted."""
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM downgrades WHERE learned < ?", (now - ttl,))
+            rows = db.execute("SELECT model_key, fingerprint, mode FROM downgrades")
+        learned: dict[tuple[str, str], set[OutputMode]] = {}
+        for key, fingerprint, mode in rows:
+            with contextlib.suppress(ValueError):  # a mode a later robustprompt knows and this one does not
+                learned.setdefault((key, fingerprint), set()).add(OutputMode(mode))
+        return learned
+
+    def remember_downgrades(self, learned: Mapping[tuple[str, str], Iterable[OutputMode]], *, now: float) -> None:
+        """Keep rejected modes for other processes; one already kept keeps the time it was first learned."""
+        rows = [(key, fingerprint, mode.value, now) for (key, fingerprint), modes in learned.items() for mode in modes]
+        with self._db.transaction() as db:
+            db.executemany("INSERT INTO downgrades VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
     def snapshot(self, name: str, task: str, fingerprint: str, date: str, results: Sequence[CaseResult]) -> int:
         """Keep exactly these results under `name`, replacing a snapshot of that name for this task; the count.
         An empty set is refused rather than allowed to wipe a baseline."""
         if not results:
             raise ConfigError(f"snapshot {name!r}: no results to keep; the earlier snapshot, if any, is unchanged")
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM snapshots WHERE name = ? AND fingerprint = ?", (name, fingerprint))
             db.executemany(
                 "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -142,11 +187,9 @@ class Store(SqliteFile):
         return len(results)
 
     def snapshot_results(self, name: str, fingerprint: str) -> list[CaseResult]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT result FROM snapshots WHERE name = ? AND fingerprint = ? ORDER BY case_id",
-                (name, fingerprint),
-            ).fetchall()
+        rows = self._db.query(
+            "SELECT result FROM snapshots WHERE name = ? AND fingerprint = ? ORDER BY case_id", (name, fingerprint)
+        )
         return [CaseResult.from_json(json.loads(text)) for (text,) in rows]
 
     def snapshots(self, name: str | None = None) -> list[SnapshotInfo]:
@@ -155,6 +198,6 @@ class Store(SqliteFile):
         args: tuple[str, ...] = ()
         if name is not None:
             query, args = query + " WHERE name = ?", (name,)
-        with self._lock:
-            rows = self._db.execute(query + " GROUP BY name, fingerprint ORDER BY name, date", args).fetchall()
-        return [SnapshotInfo(*row) for row in rows]
+        # A snapshot has one task, model and date: grouping by them too changes nothing, and PostgreSQL wants it.
+        rows = self._db.query(query + " GROUP BY name, fingerprint, task, model, date ORDER BY name, date", args)
+        return [SnapshotInfo(name, task, fp, model, date, int(count)) for name, task, fp, model, date, count in rows]

@@ -1,4 +1,5 @@
-"""Test doubles, loopback servers for each provider API, and a fault-injecting provider.
+"""Test doubles, loopback servers for each provider API (with its test kit: `kit(provider)`), and a
+fault-injecting provider.
 
 Every server speaks its API's real wire format (success and error bodies), answers from a script of replies,
 and records what it received. `cassette(path)` records a run's real HTTP exchanges once, keys scrubbed, and
@@ -13,6 +14,7 @@ from robustprompt.testing._cohere_server import CohereServer
 from robustprompt.testing._doubles import FunctionModel, ScriptedModel
 from robustprompt.testing._faults import Fault, FaultPlan, FaultServer, answer_from
 from robustprompt.testing._gemini_server import GeminiServer
+from robustprompt.testing._kits import KITS, ProviderKit, kit
 from robustprompt.testing._mistral_server import MistralServer
 from robustprompt.testing._ollama_server import OllamaServer
 from robustprompt.testing._openai_server import OpenAIServer
@@ -20,6 +22,7 @@ from robustprompt.testing._responses_server import ResponsesServer
 from robustprompt.testing._server import LoopbackServer, Received, Reply
 
 __all__ = [
+    "KITS",
     "AnthropicServer",
     "AzureServer",
     "BedrockServer",
@@ -35,10 +38,12 @@ __all__ = [
     "MistralServer",
     "OllamaServer",
     "OpenAIServer",
+    "ProviderKit",
     "Received",
     "Reply",
     "ResponsesServer",
     "ScriptedModel",
     "answer_from",
     "cassette",
+    "kit",
 ]

@@ -14,11 +14,12 @@ types), with the messages the real API sends where they are known.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "AnthropicServer",
@@ -27,6 +28,7 @@ __all__ = [
     "error_reply",
     "invalid_api_key",
     "message_reply",
+    "message_stream",
     "model_not_found",
     "overloaded",
     "permission_denied",
@@ -50,6 +52,62 @@ def _id(prefix: str) -> str:
 
 
 # ---------------------------------------------------------------- replies
+
+
+def message_stream(
+    text: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    tool: bool = False,
+    tool_name: str = "output",
+    stop_reason: str | None = None,
+    model: str = "claude-sonnet-4-5-20250929",
+    chunk_delay: float = 0.0,
+    error: str | None = None,
+    cut: bool = False,
+) -> Reply:
+    """A streamed message as the API sends it (PROVIDERS.md §11.4): `message_start`, one block (text, or with
+    `tool` a `tool_use` block whose input arrives as `input_json_delta`), a `ping`, the deltas, `message_delta`
+    with cumulative usage, `message_stop`. With `error` (an error type such as "overloaded_error"), an `error`
+    event follows half the deltas and the stream ends there; with `cut`, the connection drops mid-stream."""
+
+    def event(name: str, **data: Any) -> bytes:
+        return f"event: {name}\ndata: {json.dumps({'type': name, **data}, separators=(',', ':'))}\n\n".encode()
+
+    message: dict[str, Any] = {"id": _id("msg"), "type": "message", "role": "assistant", "content": [], "model": model}
+    message |= {"stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 1}}
+    if tool:
+        block: dict[str, Any] = {"type": "tool_use", "id": _id("toolu"), "name": tool_name, "input": {}}
+    else:
+        block = {"type": "text", "text": ""}
+    texts = text_pieces(text, pieces, split)
+    deltas = [
+        event(
+            "content_block_delta",
+            index=0,
+            delta={"type": "input_json_delta", "partial_json": t} if tool else {"type": "text_delta", "text": t},
+        )
+        for t in ([""] if tool else []) + texts
+    ]
+    events = [event("message_start", message=message), event("content_block_start", index=0, content_block=block)]
+    events.append(b'event: ping\ndata: {"type": "ping"}\n\n')
+    if error is not None:
+        events += deltas[: len(deltas) // 2]
+        events.append(event("error", error={"type": error, "message": error.replace("_error", "").capitalize()}))
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay)
+    stop = stop_reason or ("tool_use" if tool else "end_turn")
+    events += [*deltas, event("content_block_stop", index=0)]
+    events.append(
+        event("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage={"output_tokens": 5})
+    )
+    events.append(event("message_stop"))
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (("content-type", "text/event-stream; charset=utf-8"),)
 
 
 def message_reply(

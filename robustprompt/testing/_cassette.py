@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import httpx
 
-from robustprompt._errors import ConfigError
+from robustprompt._errors import ConfigError, Uncontained
 from robustprompt._state import state
 
 if TYPE_CHECKING:
@@ -66,11 +66,11 @@ _Record = dict[str, Any]  # one side of an exchange, as the file keeps it
 _Key = tuple[str, str, str]
 
 
-class CassetteError(Exception):
+class CassetteError(Uncontained):
     """A cassette cannot serve the run: a request has no recording, or the file is not a cassette.
 
-    Deliberately outside `RobustPromptError`: code that recovers from model failures (fallbacks, defaults,
-    `Task.map`) must not turn a test's missing recording into a passing value.
+    Deliberately outside `RobustPromptError`, and never one call's outcome: code that recovers from model failures
+    (fallbacks, defaults, `Task.map`) must not turn a test's missing recording into a passing value.
     """
 
 

@@ -13,11 +13,14 @@ Whether request i is faulted, and how, depends only on (seed, i): a run is repro
 from __future__ import annotations
 
 import enum
+import functools
+import gzip
 import hashlib
 import json
 import random
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,7 +30,7 @@ from robustprompt.testing import _anthropic_server as anthropic_wire
 from robustprompt.testing import _openai_server as openai_wire
 from robustprompt.testing._server import LoopbackServer, Received, Reply, Wire
 
-__all__ = ["TRANSIENT", "Fault", "FaultPlan", "FaultServer", "answer_from"]
+__all__ = ["HOSTILE", "TRANSIENT", "Fault", "FaultPlan", "FaultServer", "answer_from"]
 
 
 class Fault(str, enum.Enum):
@@ -45,10 +48,17 @@ class Fault(str, enum.Enum):
     REFUSAL = "refusal"  # the model refuses
     LENGTH = "length"  # the answer is cut off at the token limit
     MODEL_NOT_FOUND = "model_not_found"  # 404: the model is gone
+    TRICKLE_HEADERS = "trickle_headers"  # the headers come a byte per `trickle` seconds: no read ever times out
+    TRICKLE_BODY = "trickle_body"  # headers at once, then the body a byte at a time
+    GZIP_BOMB = "gzip_bomb"  # 200 whose `Content-Encoding: gzip, gzip` body inflates to 512 MiB
+    ABSURD_USAGE = "absurd_usage"  # a good answer reporting 10^12 output tokens
+    LONE_SURROGATE = "lone_surrogate"  # an answer holding "\ud800": invalid, so re-asked with it quoted
 
 
-# Permanent faults end a call (or, for a missing model, a model's life in the process): opt in to them.
-TRANSIENT = tuple(f for f in Fault if f not in (Fault.REFUSAL, Fault.MODEL_NOT_FOUND))
+# Permanent faults end a call (or, for a missing model, a model's life in the process): opt in to them, as to the
+# hostile ones, which cost a client its timeout or its memory when it does not defend itself.
+HOSTILE = (Fault.TRICKLE_HEADERS, Fault.TRICKLE_BODY, Fault.GZIP_BOMB, Fault.ABSURD_USAGE, Fault.LONE_SURROGATE)
+TRANSIENT = tuple(f for f in Fault if f not in (Fault.REFUSAL, Fault.MODEL_NOT_FOUND, *HOSTILE))
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ class FaultPlan:
     seed: int = 0
     retry_after: float = 0.05  # seconds asked for by 429s
     hang: float = 2.0  # seconds a HANG holds the answer: set it above the client's timeout
+    trickle: float = 0.2  # seconds between two bytes of a TRICKLE
     script: tuple[Fault | None, ...] = ()  # the first requests' fates, in order; the draw decides the rest
 
     def fault(self, index: int) -> Fault | None:
@@ -72,8 +83,8 @@ class _Shapes:
 
     wire: Wire = openai_wire.OpenAIWire()
 
-    def ok(self, content: str, finish: str = "stop") -> Reply:
-        return openai_wire.chat_reply(content, finish_reason=finish)
+    def ok(self, content: str, finish: str = "stop", output_tokens: float = 5) -> Reply:
+        return openai_wire.chat_reply(content, finish_reason=finish, completion_tokens=output_tokens)  # type: ignore[arg-type]
 
     def refusal(self) -> Reply:
         return openai_wire.chat_reply(None, refusal="I'm sorry, I can't help with that.")
@@ -95,8 +106,9 @@ class _AnthropicShapes(_Shapes):
 
     wire: Wire = anthropic_wire.AnthropicWire()
 
-    def ok(self, content: str, finish: str = "stop") -> Reply:
-        return anthropic_wire.message_reply(content, stop_reason="max_tokens" if finish == "length" else "end_turn")
+    def ok(self, content: str, finish: str = "stop", output_tokens: float = 5) -> Reply:
+        stop = "max_tokens" if finish == "length" else "end_turn"
+        return anthropic_wire.message_reply(content, stop_reason=stop, output_tokens=output_tokens)  # type: ignore[arg-type]
 
     def refusal(self) -> Reply:
         return anthropic_wire.refusal_reply("I can't help with that.")
@@ -190,8 +202,27 @@ class FaultServer(LoopbackServer):
             Fault.REFUSAL: shapes.refusal,
             Fault.LENGTH: lambda: shapes.ok(content[: max(len(content) // 2, 1)], finish="length"),
             Fault.MODEL_NOT_FOUND: lambda: shapes.model_not_found(model),
+            Fault.TRICKLE_HEADERS: lambda: replace(
+                shapes.ok(content), fault="trickle_headers", interval=self.plan.trickle
+            ),
+            Fault.TRICKLE_BODY: lambda: replace(shapes.ok(content), fault="trickle_body", interval=self.plan.trickle),
+            Fault.GZIP_BOMB: _gzip_bomb,
+            Fault.ABSURD_USAGE: lambda: shapes.ok(content, output_tokens=1e12),
+            Fault.LONE_SURROGATE: lambda: shapes.ok('{"label": "\ud800"}'),
         }
         return replies[fault]()
+
+
+@functools.lru_cache(maxsize=1)
+def _bomb_bytes() -> bytes:
+    packer = zlib.compressobj(9, wbits=zlib.MAX_WBITS | 16)
+    zeros = bytes(1 << 20)
+    inner = b"".join(packer.compress(zeros) for _ in range(512)) + packer.flush()  # 512 MiB of zeros, ~500 KB
+    return gzip.compress(inner, 9)  # a few KB on the wire
+
+
+def _gzip_bomb() -> Reply:
+    return Reply(200, _bomb_bytes(), headers=(("content-encoding", "gzip, gzip"),))
 
 
 def answer_from(fn: Callable[[Any], Any]) -> Callable[[Received], str]:

@@ -12,15 +12,17 @@ to play Ollama Cloud, which wants a Bearer key.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "OllamaServer",
     "OllamaWire",
     "chat_reply",
+    "chat_stream",
     "error_reply",
     "model_not_found",
     "queue_full",
@@ -65,6 +67,41 @@ def chat_reply(
     if prompt_eval_count is not None:
         payload["prompt_eval_count"] = prompt_eval_count
     return json_reply(200, payload, headers)
+
+
+def chat_stream(
+    content: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    done_reason: str = "stop",
+    model: str = "llama3.2",
+    chunk_delay: float = 0.0,
+    error: str | None = None,
+    cut: bool = False,
+) -> Reply:
+    """A streamed chat answer (PROVIDERS.md §11.8): `application/x-ndjson`, one object a line with a piece of
+    `message.content`, then the `"done": true` line with the stop reason and counts. With `error`, the line
+    `{"error": ...}` follows half the pieces and the stream ends; with `cut`, the connection drops mid-stream."""
+    created = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+    def line(text: str, **extra: Any) -> bytes:
+        body = {"model": model, "created_at": created, "message": {"role": "assistant", "content": text}, **extra}
+        return (json.dumps(body) + "\n").encode()
+
+    texts = text_pieces(content, pieces, split)
+    lines = [line(text, done=False) for text in texts]
+    if error is not None:
+        lines = [*lines[: len(lines) // 2], (json.dumps({"error": error}) + "\n").encode()]
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(lines), chunk_delay=chunk_delay)
+    counts = {"total_duration": 4_883_583_458, "prompt_eval_count": 26, "eval_count": len(texts)}
+    lines.append(line("", done=True, done_reason=done_reason, **counts))
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(lines), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (("content-type", "application/x-ndjson"),)
 
 
 def error_reply(status: int, message: str, headers: Headers = ()) -> Reply:

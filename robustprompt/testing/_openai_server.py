@@ -14,17 +14,19 @@ real API sends.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "OpenAIServer",
     "OpenAIWire",
     "chat_reply",
+    "chat_stream",
     "context_too_long",
     "error_reply",
     "insufficient_quota",
@@ -33,6 +35,7 @@ __all__ = [
     "rate_limited",
     "schema_rejected",
     "server_error",
+    "stream_error",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -88,6 +91,63 @@ def chat_reply(
         "system_fingerprint": "fp_robustprompt",
     }
     return json_reply(200, payload, headers)
+
+
+def chat_stream(
+    content: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    finish_reason: str = "stop",
+    tool: bool = False,
+    usage: bool = True,
+    model: str = "gpt-4.1-mini-2025-04-14",
+    chunk_delay: float = 0.0,
+    error: dict[str, Any] | None = None,
+    cut: bool = False,
+) -> Reply:
+    """A streamed chat completion as the API sends it (PROVIDERS.md §11.1): a role chunk, `content` (or, with
+    `tool`, a forced call's `arguments`) cut into `pieces` deltas (default: about 8 characters each) or at the
+    offsets in `split`, a finish chunk, the usage chunk with no choices (`usage`), and `data: [DONE]`. Each
+    event is its own HTTP chunk. With `error`, that object arrives as `data: {"error": ...}` after the first
+    half of the deltas and the stream stops, as OpenAI's does; with `cut`, the connection drops mid-stream."""
+    ident, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+    texts = text_pieces(content, pieces, split)
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+        body |= {"system_fingerprint": "fp_robustprompt", "choices": choices, **extra}
+        return f"data: {json.dumps(body, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+    first: dict[str, Any] = {"role": "assistant", "content": None if tool else "", "refusal": None}
+    if tool:
+        call = {"index": 0, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "function"}
+        first["tool_calls"] = [call | {"function": {"name": "output", "arguments": ""}}]
+    events = [chunk(first)]
+    for text in texts:
+        delta = {"tool_calls": [{"index": 0, "function": {"arguments": text}}]} if tool else {"content": text}
+        events.append(chunk(delta, obfuscation="x" * (len(text) % 5)))  # the padding real chunks carry
+    if error is not None:
+        events = [*events[: 1 + len(texts) // 2], f"data: {json.dumps({'error': error})}\n\n".encode()]
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay)
+    events.append(chunk({}, finish_reason))
+    if usage:
+        events.append(chunk(None, usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}))
+    events.append(b"data: [DONE]\n\n")
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+def stream_error(
+    message: str = "The server had an error while processing your request.", *, type: str = "server_error"
+) -> dict[str, Any]:
+    """The error object OpenAI sends inside a 200 stream, for `chat_stream(error=...)`."""
+    return {"message": message, "type": type, "param": None, "code": None}
+
+
+_STREAM_HEADERS = (("content-type", "text/event-stream; charset=utf-8"),)
 
 
 def error_reply(

@@ -7,6 +7,7 @@ request body with the API's own 400, as the real server would.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import struct
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["MAX_DELAY", "Headers", "LoopbackServer", "Received", "Reply", "Wire", "json_reply"]
+__all__ = ["MAX_DELAY", "Headers", "LoopbackServer", "Received", "Reply", "Wire", "json_reply", "text_pieces"]
 
 MAX_DELAY = 30.0  # seconds: a scripted delay never holds a test longer than this
 _READ_TIMEOUT = 5.0  # seconds a silent client may hold a handler thread (and so the shutdown)
@@ -38,7 +39,14 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0  # seconds to wait before answering, capped at MAX_DELAY
-    fault: Literal["reset", "truncate"] | None = None  # drop the connection unanswered, or cut the body short
+    # Drop the connection unanswered, cut the body short, or send the headers (or the body) one byte every
+    # `interval` seconds until the client gives up: a slow server no per-read timeout ever catches.
+    fault: Literal["reset", "truncate", "trickle_headers", "trickle_body"] | None = None
+    interval: float = 1.0
+    # A streamed body: each piece sent as its own HTTP chunk and flushed, `chunk_delay` seconds apart. With
+    # fault="truncate", only the first half of the pieces is sent and the connection closes mid-body.
+    chunks: tuple[bytes, ...] = ()
+    chunk_delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,15 @@ class Received:
 
 def json_reply(status: int, payload: Any, headers: Headers = ()) -> Reply:
     return Reply(status, json.dumps(payload).encode(), tuple(headers))
+
+
+def text_pieces(text: str, pieces: int | None = None, split: Sequence[int] | None = None) -> list[str]:
+    """`text` cut for a streamed reply: at the offsets in `split`, else into `pieces` (default: 8 characters each)."""
+    if split is None:
+        size = max(1, len(text) // pieces) if pieces else 8
+        split = range(size, len(text), size)
+    bounds = [0, *sorted(set(split)), len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class Wire(Protocol):
@@ -212,6 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
+        if reply.chunks:
+            self._send_chunked(reply)
+            return
         if reply.fault == "reset":
             # Linger 0: closing sends RST, as a crashed peer or a middlebox cutting the connection does.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -221,6 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers |= dict(self.server.owner.wire.response_headers)
         headers |= {name.lower(): value for name, value in reply.headers}
         headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
+        if reply.fault in ("trickle_headers", "trickle_body"):
+            self._trickle(reply, headers)
+            return
         try:
             self.send_response(reply.status)
             for name, value in headers.items():
@@ -233,6 +256,46 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first, as a timeout test does
+
+    def _trickle(self, reply: Reply, headers: dict[str, str]) -> None:
+        head = f"HTTP/1.1 {reply.status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        whole = reply.fault == "trickle_headers"
+        slow, fast = (head.encode() + reply.body, b"") if whole else (reply.body, head.encode())
+        self.close_connection = True
+        owner = self.server.owner
+        try:
+            self.wfile.write(fast)
+            self.wfile.flush()
+            for byte in slow:  # ends when the client hangs up (a write fails) or the server closes
+                if owner._closing.wait(min(reply.interval, MAX_DELAY)):
+                    return
+                self.wfile.write(bytes((byte,)))
+                self.wfile.flush()
+        except OSError:
+            pass
+
+    def _send_chunked(self, reply: Reply) -> None:
+        owner = self.server.owner
+        headers = dict(owner.wire.response_headers) | {name.lower(): value for name, value in reply.headers}
+        headers |= {"transfer-encoding": "chunked", "connection": "close"}
+        headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
+        chunks = reply.chunks[: len(reply.chunks) // 2] if reply.fault == "truncate" else reply.chunks
+        self.protocol_version = "HTTP/1.1"  # chunked framing needs it; the connection still closes after
+        self.close_connection = True
+        try:
+            self.send_response(reply.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for index, chunk in enumerate(chunks):
+                if index:
+                    owner._wait(reply.chunk_delay)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            if reply.fault != "truncate":
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client left the stream, as a consumer breaking out of its loop does
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests read `LoopbackServer.requests` instead of a log."""
