@@ -328,13 +328,15 @@ def _flow(
 
 def _count_against_breaker(model: Model, error: RobustPromptError, policy: Policy) -> bool:
     """Provider failures trip the breaker; a model's bad answers do not (they are the re-ask's business), nor does
-    the call's own deadline. True when the breaker got a verdict."""
+    the call's own deadline, nor a refused output mode: that is this request's shape, which the next mode or
+    configuration changes, not the model's health (adapt tries every mode, and one a server does not know must
+    not shut the model for the calls after it). True when the breaker got a verdict."""
     if isinstance(error, ModelNotFoundError):
         state.breakers.dead(model.key, f"{model.name} answered: {error.message}")
         return True
     if (
         isinstance(error, ProviderError)
-        and not isinstance(error, (RefusalError, ContextLengthError))
+        and not isinstance(error, (RefusalError, ContextLengthError, SchemaRejectedError))
         and error.code != DEADLINE
     ):
         state.breakers.failure(model.key, policy.breaker_failures)

@@ -123,6 +123,24 @@ def test_an_open_circuit_routes_calls_to_the_fallback() -> None:
     assert len(failing.prompts) == 2  # then the circuit is open
 
 
+def test_a_refused_output_mode_does_not_open_the_circuit() -> None:
+    """A server that does not know a mode refuses every request in it: adapt's forced-mode candidates must not shut
+    the model for the calls after them."""
+    refused = rp.SchemaRejectedError("response_format: Input should be 'text' or 'json_object'", status=400)
+    model = FunctionModel(
+        lambda p: (_ for _ in ()).throw(refused) if p.mode is rp.OutputMode.JSON_SCHEMA else OK,
+        name="test:picky",
+        modes=(rp.OutputMode.JSON_SCHEMA, rp.OutputMode.JSON_OBJECT),
+    )
+    forced = policy(transport_retries=0, breaker_failures=2, mode=rp.OutputMode.JSON_SCHEMA)
+    for _ in range(4):
+        with pytest.raises(rp.SchemaRejectedError):
+            classify_task().run(Review(text="x"), model=model, policy=forced)
+    assert classify_task()(Review(text="x"), model=model, policy=policy(breaker_failures=2)) == Sentiment(
+        label="positive"
+    )
+
+
 def test_retirement_warning_names_the_replacement_and_the_command_once() -> None:
     profile = rp.ModelProfile("openai", "old-one", retired=dt.date(2026, 1, 1), replacement="openai:new-one")
     with pytest.warns(ModelRetirementWarning, match=r"was retired on 2026-01-01.*openai:new-one.*robustprompt migrate"):
