@@ -20,7 +20,15 @@ from robustprompt._errors import (
 )
 from robustprompt._prompt import OutputSpec
 
-__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "provider_error", "retry_after"]
+__all__ = [
+    "MAX_ERROR_BODY",
+    "PerSpec",
+    "StreamReader",
+    "error_for_status",
+    "json_body",
+    "provider_error",
+    "retry_after",
+]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
 
@@ -141,3 +149,23 @@ def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
         raise ProviderConnectionError(
             f"unreadable response body ({len(body)} bytes): {snippet!r}", provider=provider, model=model, status=status
         ) from None
+
+
+class StreamReader:
+    """What every stream decoder shares: the typed error of a stream that broke off or cannot be read (retryable,
+    as a dropped connection is), naming the provider and the model, and one event's JSON object."""
+
+    def __init__(self, provider: str, model_id: str) -> None:
+        self._provider = provider
+        self._model_id = model_id
+
+    def _cut(self, why: str) -> ProviderError:
+        return ProviderConnectionError(why, provider=self._provider, model=self._model_id, status=200)
+
+    def _object(self, data: str | bytes, what: str) -> dict[str, Any] | None:
+        """`data` as a JSON object; None for JSON that is not one (nothing in it to read)."""
+        try:
+            value = json.loads(data)
+        except ValueError:
+            raise self._cut(f"{what} that is not JSON: {data[:200]!r}") from None
+        return value if isinstance(value, dict) else None

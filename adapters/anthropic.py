@@ -31,7 +31,6 @@ from robustprompt._errors import (
     ContextLengthError,
     ModelNotFoundError,
     OverloadedError,
-    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     SchemaRejectedError,
@@ -40,7 +39,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._common import StreamReader, error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._sse import SseDecoder
 
 __all__ = ["AnthropicAdapter", "AnthropicStream"]
@@ -239,12 +238,13 @@ _STREAM_ERROR_STATUS = {
 }
 
 
-class AnthropicStream:
+class AnthropicStream(StreamReader):
     """Messages SSE (PROVIDERS.md §11.4): `message_start`, blocks of `content_block_delta` (`text_delta`, or a
     tool call's `input_json_delta`), `message_delta` with the stop reason and cumulative usage, `message_stop`.
     An `error` event is the typed error of the same error type; `ping` and unknown events are ignored."""
 
     def __init__(self, adapter: AnthropicAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
         self._sse = SseDecoder()
@@ -263,11 +263,8 @@ class AnthropicStream:
         return pieces
 
     def _event(self, data: str) -> list[str]:
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            raise self._cut(f"a stream event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(payload, dict):
+        payload = self._object(data, "a stream event")
+        if payload is None:
             return []
         kind = payload.get("type")
         if kind == "error":
@@ -314,6 +311,3 @@ class AnthropicStream:
             model_id=self._model,
             refusal=(text.strip() or None) if finish == "refusal" else None,
         )
-
-    def _cut(self, why: str) -> ProviderError:
-        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)

@@ -30,6 +30,10 @@ class Attempt:
     repairs: tuple[str, ...] = ()
     usage: Usage | None = None
     latency: float = 0.0
+    # A streamed attempt's seconds from its request to the first piece of the answer, and to the first partial
+    # shown (None when not streamed, or when nothing arrived); from the try that answered, not its retries.
+    first_chunk: float | None = None
+    first_partial: float | None = None
     finish_reason: str | None = None
     transport_errors: tuple[str, ...] = ()
     cost: float | None = None  # USD at the catalog's prices for its usage; None when a price is unknown
