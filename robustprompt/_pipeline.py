@@ -432,15 +432,15 @@ def _stream_node(node: Node, values: Sequence[Any]) -> Generator[Partial[Any] | 
     if failed is not None or not isinstance(node, Link):
         return _settle(node, given, failed or node.call(given), started)
     shown = False
-    items = node.stream(given)
-    while True:
-        try:
-            item = next(items)
-        except StopIteration as done:
-            settled = _settle(node, given, done.value, started)
-            break
-        shown = isinstance(item, Partial) or (shown and not isinstance(item, Restart))
-        yield item
+    with contextlib.closing(node.stream(given)) as items:  # leaving the loop closes the connection now
+        while True:
+            try:
+                item = next(items)
+            except StopIteration as done:
+                settled = _settle(node, given, done.value, started)
+                break
+            shown = isinstance(item, Partial) or (shown and not isinstance(item, Restart))
+            yield item
     if (restart := _voided(settled, shown)) is not None:
         yield restart
     return settled

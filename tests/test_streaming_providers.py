@@ -29,6 +29,7 @@ from robustprompt.testing._responses_server import response_stream
 from tests.models import Person, Review
 from tests.test_bedrock import converse_request_violations
 from tests.test_cohere import chat_request_violations as cohere_violations
+from tests.test_gemini import MODEL as MODEL_GEMINI
 from tests.test_gemini import gemini_request_violations
 from tests.test_mistral import chat_request_violations as mistral_violations
 from tests.test_openai_responses import responses_request_violations
@@ -76,7 +77,7 @@ WIRES = {
     ),
     "gemini": Wire(
         lambda: GeminiServer(api_key=KEY, check=gemini_request_violations),
-        "gemini:gemini-2.5-flash",
+        MODEL_GEMINI,
         lambda text, **kw: generate_stream(text, **kw),
         generate_stream(PERSON, error="raw"),
         rp.RateLimitError,
