@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import itertools
 import json
 import re
 import string
@@ -119,7 +120,7 @@ def converse_stream(
     `contentBlockDelta`s, `contentBlockStop`, `messageStop`, and `metadata` with the usage after it; every payload
     carries the random `p` padding. With `exception` (an exception type such as "throttlingException"), an
     exception frame follows half the deltas and the stream ends; with `cut`, the connection drops mid-stream."""
-    padding = iter(string.ascii_letters * 4)
+    padding = itertools.cycle(string.ascii_letters)
 
     def event(kind: str, **fields: Any) -> bytes:
         pad = "".join(next(padding) for _ in range(1 + len(kind) % 7))
