@@ -19,10 +19,12 @@ from robustprompt._errors import (
     ServerError,
 )
 from robustprompt._prompt import OutputSpec
+from robustprompt.adapters._sse import SseDecoder
 
 __all__ = [
     "MAX_ERROR_BODY",
     "PerSpec",
+    "SseEventReader",
     "StreamReader",
     "error_for_status",
     "json_body",
@@ -169,3 +171,37 @@ class StreamReader:
         except ValueError:
             raise self._cut(f"{what} that is not JSON: {data[:200]!r}") from None
         return value if isinstance(value, dict) else None
+
+
+class SseEventReader(StreamReader):
+    """A decoder of SSE whose every event is one JSON object read on its own (named events: Anthropic, the
+    Responses API, Cohere): events after the stream's end, and a bare `data: [DONE]`, are not read."""
+
+    def __init__(self, provider: str, model_id: str) -> None:
+        super().__init__(provider, model_id)
+        self._sse = SseDecoder()
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for event in self._sse.feed(data):
+            if not self._ended():
+                pieces += self._event(event.data)
+        return pieces
+
+    def _event(self, data: str) -> list[str]:
+        if data.startswith("[DONE]"):
+            return []
+        payload = self._object(data, "a stream event")
+        return [] if payload is None else self._payload(payload, data)
+
+    def _pending(self) -> None:
+        """Read an event the stream left without its blank line: an error sent last still names the error."""
+        if pending := self._sse.pending():
+            self._event(pending)
+
+    def _ended(self) -> bool:
+        raise NotImplementedError
+
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
+        """The answer's pieces in one event (`data` is its text, for errors that quote it)."""
+        raise NotImplementedError

@@ -39,8 +39,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import StreamReader, error_for_status, json_body, provider_error, retry_after
-from robustprompt.adapters._sse import SseDecoder
+from robustprompt.adapters._common import SseEventReader, error_for_status, json_body, provider_error, retry_after
 
 __all__ = ["AnthropicAdapter", "AnthropicStream"]
 
@@ -238,7 +237,7 @@ _STREAM_ERROR_STATUS = {
 }
 
 
-class AnthropicStream(StreamReader):
+class AnthropicStream(SseEventReader):
     """Messages SSE (PROVIDERS.md §11.4): `message_start`, blocks of `content_block_delta` (`text_delta`, or a
     tool call's `input_json_delta`), `message_delta` with the stop reason and cumulative usage, `message_stop`.
     An `error` event is the typed error of the same error type; `ping` and unknown events are ignored."""
@@ -247,7 +246,6 @@ class AnthropicStream(StreamReader):
         super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
-        self._sse = SseDecoder()
         self._text: list[str] = []
         self._tool: list[str] | None = None  # the input of the tool call, once one started
         self._usage: dict[str, Any] = {}
@@ -255,17 +253,10 @@ class AnthropicStream(StreamReader):
         self._model = ""
         self._done = False
 
-    def feed(self, data: bytes) -> list[str]:
-        pieces: list[str] = []
-        for event in self._sse.feed(data):
-            if not self._done:
-                pieces += self._event(event.data)
-        return pieces
+    def _ended(self) -> bool:
+        return self._done
 
-    def _event(self, data: str) -> list[str]:
-        payload = self._object(data, "a stream event")
-        if payload is None:
-            return []
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
         kind = payload.get("type")
         if kind == "error":
             err = payload.get("error")
@@ -297,8 +288,7 @@ class AnthropicStream(StreamReader):
 
     def finish(self) -> Completion:
         if not self._done:
-            if pending := self._sse.pending():
-                self._event(pending)
+            self._pending()
             raise self._cut("the stream ended before `message_stop`")
         text = "".join(self._text)
         if self._tool is not None:

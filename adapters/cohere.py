@@ -32,8 +32,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._cohere_schema import to_cohere_schema
-from robustprompt.adapters._common import StreamReader, error_for_status, json_body, provider_error, retry_after
-from robustprompt.adapters._sse import SseDecoder
+from robustprompt.adapters._common import SseEventReader, error_for_status, json_body, provider_error, retry_after
 
 __all__ = ["CohereAdapter", "CohereStream"]
 
@@ -139,7 +138,7 @@ def _usage(usage: Any) -> Usage | None:
     return Usage(int(source.get("input_tokens") or 0), int(source.get("output_tokens") or 0))
 
 
-class CohereStream(StreamReader):
+class CohereStream(SseEventReader):
     """v2 chat SSE (PROVIDERS.md §11.7): named events, text in `content-delta` (`delta.message.content.text`;
     thinking deltas are not the answer), then `message-end` with the finish reason and usage, then a bare
     `data: [DONE]`. `message-end` with `finish_reason: "ERROR"` and `delta.error` is a failure mid-answer: the
@@ -149,22 +148,15 @@ class CohereStream(StreamReader):
         super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
-        self._sse = SseDecoder()
         self._text: list[str] = []
         self._end: dict[str, Any] | None = None
 
-    def feed(self, data: bytes) -> list[str]:
-        pieces: list[str] = []
-        for event in self._sse.feed(data):
-            if self._end is None and not event.data.startswith("[DONE]"):
-                pieces += self._event(event.data)
-        return pieces
+    def _ended(self) -> bool:
+        return self._end is not None
 
-    def _event(self, data: str) -> list[str]:
-        payload = self._object(data, "a stream event")
-        if payload is None:
-            return []
-        delta = payload.get("delta") if isinstance(payload.get("delta"), dict) else {}
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
+        delta = payload.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
         if payload.get("type") == "message-end":
             if delta.get("finish_reason") == "ERROR" or delta.get("error"):
                 message = {"message": str(delta.get("error") or "the answer failed (finish_reason ERROR)")}
@@ -182,8 +174,7 @@ class CohereStream(StreamReader):
 
     def finish(self) -> Completion:
         if self._end is None:
-            if (pending := self._sse.pending()) and not pending.startswith("[DONE]"):
-                self._event(pending)
+            self._pending()
             raise self._cut("the stream ended before `message-end`")
         return Completion(
             text="".join(self._text),

@@ -327,7 +327,8 @@ class GeminiStream(StreamReader):
         if chunk is None:
             return []
         if isinstance(error := chunk.get("error"), dict):
-            status = error.get("code") if isinstance(error.get("code"), int) else 500
+            code = error.get("code")
+            status = code if isinstance(code, int) else 500
             raise self._adapter._error(status, {}, data.encode(), self._profile)
         self._usage = chunk.get("usageMetadata") or self._usage
         self._model = str(chunk.get("modelVersion") or self._model)

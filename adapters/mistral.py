@@ -116,7 +116,8 @@ class MistralStream(OpenAIChatStream):
                     delta["tool_calls"] = [{**calls[0], "index": 0, "function": _string_arguments(calls[0])}]
             if choice.get("finish_reason") == "error":
                 raise _generation_failed(self._adapter, self._profile, json.dumps(chunk).encode())
-            choice["finish_reason"] = _FINISH.get(choice.get("finish_reason"), choice.get("finish_reason"))
+            reason = choice.get("finish_reason")
+            choice["finish_reason"] = _FINISH.get(str(reason), reason)
         return super()._read(chunk)
 
     def _error(self, chunk: dict[str, Any], data: str) -> ProviderError:
@@ -124,7 +125,7 @@ class MistralStream(OpenAIChatStream):
         return self._adapter._error(500, {}, err, data.encode(), self._profile)
 
 
-def _generation_failed(adapter: MistralAdapter, profile: ModelProfile, body: bytes) -> ProviderError:
+def _generation_failed(adapter: OpenAIChatAdapter, profile: ModelProfile, body: bytes) -> ProviderError:
     # `finish_reason: "error"`: the model failed mid-answer; what came before it is not an answer.
     message = "the model stopped with finish_reason 'error'"
     return provider_error(ServerError, message, adapter.provider, profile.model_id, 200, body)

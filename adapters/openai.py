@@ -22,7 +22,7 @@ from robustprompt._errors import (
 )
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
-from robustprompt.adapters import Endpoint, HttpCall
+from robustprompt.adapters import Endpoint, HttpCall, StreamDecoder
 from robustprompt.adapters._common import (
     PerSpec,
     StreamReader,
@@ -96,7 +96,7 @@ class OpenAIChatAdapter:
             body["stream_options"] = {"include_usage": True}
         return HttpCall(call.method, call.url, call.headers, body)
 
-    def stream_decoder(self, profile: ModelProfile) -> OpenAIChatStream | None:
+    def stream_decoder(self, profile: ModelProfile) -> StreamDecoder | None:
         return OpenAIChatStream(self, profile)
 
     # Hooks for APIs that speak this wire at another address or with another auth header.

@@ -26,8 +26,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import StreamReader, json_body, provider_error
-from robustprompt.adapters._sse import SseDecoder
+from robustprompt.adapters._common import SseEventReader, json_body, provider_error
 from robustprompt.adapters.openai import MODES, STREAM_ERROR_STATUS, OpenAIChatAdapter
 
 __all__ = ["MIN_OUTPUT_TOKENS", "OpenAIResponsesAdapter", "OpenAIResponsesStream"]
@@ -168,7 +167,7 @@ def _finish(data: Mapping[str, Any]) -> str:
     return "other"
 
 
-class OpenAIResponsesStream(StreamReader):
+class OpenAIResponsesStream(SseEventReader):
     """Responses SSE (PROVIDERS.md §11.2): named events, text in `response.output_text.delta`, a function call's
     arguments in `response.function_call_arguments.delta`, refusals in `response.refusal.delta`, and exactly one
     terminal event (`response.completed`, `.incomplete` or `.failed`) whose `response` holds the status and the
@@ -178,23 +177,15 @@ class OpenAIResponsesStream(StreamReader):
         super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
-        self._sse = SseDecoder()
         self._text: list[str] = []
         self._arguments: list[str] | None = None  # once a function call started, it is the answer
         self._refusal: list[str] = []
         self._final: dict[str, Any] | None = None
 
-    def feed(self, data: bytes) -> list[str]:
-        pieces: list[str] = []
-        for event in self._sse.feed(data):
-            if self._final is None:
-                pieces += self._event(event.data)
-        return pieces
+    def _ended(self) -> bool:
+        return self._final is not None
 
-    def _event(self, data: str) -> list[str]:
-        payload = self._object(data, "a stream event")
-        if payload is None:
-            return []
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
         kind = payload.get("type")
         if kind == "error":
             raise self._error(payload, data)
@@ -223,8 +214,7 @@ class OpenAIResponsesStream(StreamReader):
 
     def finish(self) -> Completion:
         if self._final is None:
-            if pending := self._sse.pending():
-                self._event(pending)  # an error event left without its blank line still names the error
+            self._pending()
             if self._final is None:
                 raise self._cut("the stream ended before its terminal `response.completed` event")
         final = self._final

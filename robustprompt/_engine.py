@@ -208,8 +208,17 @@ def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: 
     if fields.get("usage") is not None:  # any backend's report, the user's own included, is data from outside
         fields["usage"] = believable(fields["usage"], model.profile, model.settings)
     cost = price(model.profile, fields.get("usage"))
-    timing = {"latency": sent.latency, "first_chunk": sent.first_chunk, "first_partial": sent.first_partial}
-    return Attempt(number, model.name, mode, transport_errors=sent.transport_errors, cost=cost, **timing, **fields)
+    return Attempt(
+        number,
+        model.name,
+        mode,
+        transport_errors=sent.transport_errors,
+        latency=sent.latency,
+        first_chunk=sent.first_chunk,
+        first_partial=sent.first_partial,
+        cost=cost,
+        **fields,
+    )
 
 
 def _failed_attempt(number: int, model: Model, mode: OutputMode, sent: Sent, error: ProviderError) -> Attempt:

@@ -153,7 +153,7 @@ def _request_record(request: httpx.Request, secrets: Iterable[str]) -> _Record:
 
 
 def _streamed(headers: httpx.Headers) -> bool:
-    return headers.get("content-type", "").lower().startswith(_STREAMED)
+    return str(headers.get("content-type", "")).lower().startswith(_STREAMED)
 
 
 def _response_record(status: int, headers: httpx.Headers, chunks: list[bytes], secrets: Iterable[str]) -> _Record:
