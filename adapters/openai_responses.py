@@ -102,18 +102,7 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
             raise self._unreadable("response has no output list", status, body, profile)
         if data.get("status") == "failed":
             raise self._failed(data.get("error"), status, body, profile)
-        text, refusal = _answer(output)
-        finish = _finish(data)
-        if finish == "refusal" and refusal is None:
-            refusal = "the answer was stopped by the content filter"
-        usage = data.get("usage") or {}
-        return Completion(
-            text=text,
-            finish_reason="refusal" if refusal else finish,
-            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
-            model_id=data.get("model", ""),
-            refusal=refusal,
-        )
+        return _completion(data, *_answer(output))
 
     def _failed(self, error: Any, status: int, body: bytes, profile: ModelProfile) -> ProviderError:
         error = error if isinstance(error, dict) else {}
@@ -124,6 +113,21 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
 
     def _unreadable(self, message: str, status: int, body: bytes, profile: ModelProfile) -> ProviderError:
         return provider_error(BadRequestError, message, self.provider, profile.model_id, status, body)
+
+
+def _completion(response: Mapping[str, Any], text: str, refusal: str | None) -> Completion:
+    """The answer of a `Response` object, given its text and refusal (read from its output, or streamed)."""
+    finish = _finish(response)
+    if finish == "refusal" and refusal is None:
+        refusal = "the answer was stopped by the content filter"
+    usage = response.get("usage") or {}
+    return Completion(
+        text=text,
+        finish_reason="refusal" if refusal else finish,
+        usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
+        model_id=str(response.get("model") or ""),
+        refusal=refusal,
+    )
 
 
 def _output_tokens(requested: int, profile: ModelProfile) -> int:
@@ -217,20 +221,8 @@ class OpenAIResponsesStream(SseEventReader):
             self._pending()
             if self._final is None:
                 raise self._cut("the stream ended before its terminal `response.completed` event")
-        final = self._final
         text = "".join(self._arguments) if self._arguments is not None else "".join(self._text)
-        refusal = "".join(self._refusal) or None
-        finish = _finish(final)
-        if finish == "refusal" and refusal is None:
-            refusal = "the answer was stopped by the content filter"
-        usage = final.get("usage") or {}
-        return Completion(
-            text=text,
-            finish_reason="refusal" if refusal else finish,
-            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
-            model_id=str(final.get("model") or ""),
-            refusal=refusal,
-        )
+        return _completion(self._final, text, "".join(self._refusal) or None)
 
     def _error(self, payload: dict[str, Any], data: str) -> ProviderError:
         # The spec's payload is flat; the live API has been seen nesting it under `error`: read that first.

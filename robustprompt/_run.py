@@ -31,7 +31,7 @@ class Attempt:
     usage: Usage | None = None
     latency: float = 0.0
     # A streamed attempt's seconds from its request to the first piece of the answer, and to the first partial
-    # shown (None when not streamed, or when nothing arrived); from the try that answered, not its retries.
+    # showing a field (None when not streamed, or when none arrived); from its last try, not the retries before.
     first_chunk: float | None = None
     first_partial: float | None = None
     finish_reason: str | None = None

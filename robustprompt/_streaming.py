@@ -62,7 +62,7 @@ class _Reading:
             self.first_chunk = time.perf_counter() - self.started
         if not self.reader.feed(item) or not isinstance(snapshot := self.reader.snapshot(), dict):
             return None
-        if self.first_partial is None:
+        if self.first_partial is None and snapshot:  # `{}` shows no field yet
             self.first_partial = time.perf_counter() - self.started
         self.shown = True
         return Partial(snapshot, self.attempt)
