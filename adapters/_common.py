@@ -19,8 +19,18 @@ from robustprompt._errors import (
     ServerError,
 )
 from robustprompt._prompt import OutputSpec
+from robustprompt.adapters._sse import SseDecoder
 
-__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "provider_error", "retry_after"]
+__all__ = [
+    "MAX_ERROR_BODY",
+    "PerSpec",
+    "SseEventReader",
+    "StreamReader",
+    "error_for_status",
+    "json_body",
+    "provider_error",
+    "retry_after",
+]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
 
@@ -141,3 +151,57 @@ def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
         raise ProviderConnectionError(
             f"unreadable response body ({len(body)} bytes): {snippet!r}", provider=provider, model=model, status=status
         ) from None
+
+
+class StreamReader:
+    """What every stream decoder shares: the typed error of a stream that broke off or cannot be read (retryable,
+    as a dropped connection is), naming the provider and the model, and one event's JSON object."""
+
+    def __init__(self, provider: str, model_id: str) -> None:
+        self._provider = provider
+        self._model_id = model_id
+
+    def _cut(self, why: str) -> ProviderError:
+        return ProviderConnectionError(why, provider=self._provider, model=self._model_id, status=200)
+
+    def _object(self, data: str | bytes, what: str) -> dict[str, Any] | None:
+        """`data` as a JSON object; None for JSON that is not one (nothing in it to read)."""
+        try:
+            value = json.loads(data)
+        except ValueError:
+            raise self._cut(f"{what} that is not JSON: {data[:200]!r}") from None
+        return value if isinstance(value, dict) else None
+
+
+class SseEventReader(StreamReader):
+    """A decoder of SSE whose every event is one JSON object read on its own (named events: Anthropic, the
+    Responses API, Cohere): events after the stream's end, and a bare `data: [DONE]`, are not read."""
+
+    def __init__(self, provider: str, model_id: str) -> None:
+        super().__init__(provider, model_id)
+        self._sse = SseDecoder()
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for event in self._sse.feed(data):
+            if not self._ended():
+                pieces += self._event(event.data)
+        return pieces
+
+    def _event(self, data: str) -> list[str]:
+        if data.startswith("[DONE]"):
+            return []
+        payload = self._object(data, "a stream event")
+        return [] if payload is None else self._payload(payload, data)
+
+    def _pending(self) -> None:
+        """Read an event the stream left without its blank line: an error sent last still names the error."""
+        if pending := self._sse.pending():
+            self._event(pending)
+
+    def _ended(self) -> bool:
+        raise NotImplementedError
+
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
+        """The answer's pieces in one event (`data` is its text, for errors that quote it)."""
+        raise NotImplementedError

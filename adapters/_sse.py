@@ -50,15 +50,17 @@ class SseDecoder:
         self._data: list[str] = []
 
     def feed(self, data: bytes) -> list[SseEvent]:
-        events = []
-        for line in self._lines.feed(data):
-            if not line:
-                if self._data:
-                    events.append(SseEvent(self._event or "message", "\n".join(self._data)))
-                self._event, self._data = "", []
-                continue
+        return [event for line in self._lines.feed(data) if (event := self.line(line)) is not None]
+
+    def line(self, line: str) -> SseEvent | None:
+        """One decoded line: the event it completes, if it is the empty line after one (for a decoder that
+        splits the lines itself, to read what a server sends outside the SSE framing)."""
+        if line:
             self._field(line)
-        return events
+            return None
+        event = SseEvent(self._event or "message", "\n".join(self._data)) if self._data else None
+        self._event, self._data = "", []
+        return event
 
     def _field(self, line: str) -> None:
         if line.startswith(":"):

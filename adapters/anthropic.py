@@ -31,7 +31,6 @@ from robustprompt._errors import (
     ContextLengthError,
     ModelNotFoundError,
     OverloadedError,
-    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     SchemaRejectedError,
@@ -40,8 +39,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
-from robustprompt.adapters._sse import SseDecoder
+from robustprompt.adapters._common import SseEventReader, error_for_status, json_body, provider_error, retry_after
 
 __all__ = ["AnthropicAdapter", "AnthropicStream"]
 
@@ -239,15 +237,15 @@ _STREAM_ERROR_STATUS = {
 }
 
 
-class AnthropicStream:
+class AnthropicStream(SseEventReader):
     """Messages SSE (PROVIDERS.md §11.4): `message_start`, blocks of `content_block_delta` (`text_delta`, or a
     tool call's `input_json_delta`), `message_delta` with the stop reason and cumulative usage, `message_stop`.
     An `error` event is the typed error of the same error type; `ping` and unknown events are ignored."""
 
     def __init__(self, adapter: AnthropicAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
-        self._sse = SseDecoder()
         self._text: list[str] = []
         self._tool: list[str] | None = None  # the input of the tool call, once one started
         self._usage: dict[str, Any] = {}
@@ -255,20 +253,10 @@ class AnthropicStream:
         self._model = ""
         self._done = False
 
-    def feed(self, data: bytes) -> list[str]:
-        pieces: list[str] = []
-        for event in self._sse.feed(data):
-            if not self._done:
-                pieces += self._event(event.data)
-        return pieces
+    def _ended(self) -> bool:
+        return self._done
 
-    def _event(self, data: str) -> list[str]:
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            raise self._cut(f"a stream event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(payload, dict):
-            return []
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
         kind = payload.get("type")
         if kind == "error":
             err = payload.get("error")
@@ -300,8 +288,7 @@ class AnthropicStream:
 
     def finish(self) -> Completion:
         if not self._done:
-            if pending := self._sse.pending():
-                self._event(pending)
+            self._pending()
             raise self._cut("the stream ended before `message_stop`")
         text = "".join(self._text)
         if self._tool is not None:
@@ -314,6 +301,3 @@ class AnthropicStream:
             model_id=self._model,
             refusal=(text.strip() or None) if finish == "refusal" else None,
         )
-
-    def _cut(self, why: str) -> ProviderError:
-        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)

@@ -47,13 +47,21 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
-from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._common import (
+    PerSpec,
+    StreamReader,
+    error_for_status,
+    json_body,
+    provider_error,
+    retry_after,
+)
+from robustprompt.adapters._eventstream import Frame, FrameDecoder, FrameError
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials, ReadOnlyCredentials
     from botocore.session import Session
 
-__all__ = ["BedrockAdapter"]
+__all__ = ["BedrockAdapter", "BedrockStream"]
 
 _EXTRA = "pip install 'robustprompt[bedrock]'"
 _REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -80,6 +88,7 @@ _ERRORS: dict[str, type[ProviderError]] = {
     "InternalServerException": ServerError,
     "InternalFailure": ServerError,
     "ModelErrorException": ServerError,  # 424: the model failed while processing this request; often passing
+    "ModelStreamErrorException": ServerError,  # the same failure, inside a stream
     "ModelTimeoutException": ProviderTimeout,  # 408
     "ResourceNotFoundException": ModelNotFoundError,  # retired or unknown model, or use-case form missing
     "ServiceQuotaExceededException": QuotaExceededError,  # an account quota, not a per-minute rate
@@ -89,6 +98,14 @@ _ERRORS: dict[str, type[ProviderError]] = {
     "IncompleteSignatureException": AuthError,
     "MissingAuthenticationTokenException": AuthError,
     "ExpiredTokenException": AuthError,
+}
+# The status a non-streamed call gets for the exception a stream sends in a frame instead (`:exception-type`).
+_STREAM_STATUS = {
+    "ThrottlingException": 429,
+    "ValidationException": 400,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+    "ModelStreamErrorException": 424,
 }
 _MODEL_GONE = ("model identifier is invalid", "end of its life")
 _NEEDS_PROFILE = "on-demand throughput isn"
@@ -133,11 +150,23 @@ class BedrockAdapter:
     # ------------------------------------------------------------ request
 
     def prepare(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        return self._call(prompt, profile, settings, endpoint, "converse")
+
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        # The same body; the path is the switch, and the signature covers the path.
+        return self._call(prompt, profile, settings, endpoint, "converse-stream")
+
+    def stream_decoder(self, profile: ModelProfile) -> BedrockStream:
+        return BedrockStream(self, profile)
+
+    def _call(
+        self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint, operation: str
+    ) -> HttpCall:
         body = self._body(prompt, profile, settings)
         base = endpoint.base_url
         if "{region}" in base:
             base = base.replace("{region}", self._region(base))
-        url = f"{base}/model/{quote(profile.model_id, safe='-_.~')}/converse"
+        url = f"{base}/model/{quote(profile.model_id, safe='-_.~')}/{operation}"
         content = json.dumps(body).encode()  # sent as is: the signature covers these exact bytes
         if endpoint.api_key:
             headers = {"content-type": "application/json", "authorization": f"Bearer {endpoint.api_key}"}
@@ -268,6 +297,87 @@ class BedrockAdapter:
             model_id=profile.model_id,  # Converse does not echo the model
             refusal=(text or f"stopped: {stop}") if finish == "refusal" else None,
         )
+
+
+class BedrockStream(StreamReader):
+    """ConverseStream (PROVIDERS.md §11.9): binary event-stream frames, each an event named by `:event-type`
+    whose payload is the member's fields: `contentBlockDelta` with `delta.text`, or a forced tool's
+    `delta.toolUse.input` (a fragment of JSON text); `messageStop` with the stop reason; then `metadata` with the
+    usage. A frame whose `:message-type` is `exception` (or `error`) is the typed error of that exception; a bad
+    CRC or a frame cut short is a connection error."""
+
+    def __init__(self, adapter: BedrockAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
+        self._adapter = adapter
+        self._profile = profile
+        self._frames = FrameDecoder()
+        self._text: list[str] = []
+        self._tool: list[str] | None = None  # the input of the tool call, once one started
+        self._stop: str | None = None
+        self._usage: dict[str, Any] = {}
+
+    def feed(self, data: bytes) -> list[str]:
+        try:
+            frames = self._frames.feed(data)
+        except FrameError as exc:
+            raise self._cut(f"the event stream is corrupt: {exc}") from None
+        pieces: list[str] = []
+        for frame in frames:
+            pieces += self._frame(frame)
+        return pieces
+
+    def _frame(self, frame: Frame) -> list[str]:
+        kind = frame.text(":message-type")
+        if kind in ("exception", "error"):
+            raise self._error(frame, kind)
+        if kind != "event":
+            return []
+        payload = self._object(frame.payload, "an event payload") or {}
+        event = frame.text(":event-type")
+        if event == "contentBlockStart" and isinstance((payload.get("start") or {}).get("toolUse"), dict):
+            self._tool = self._tool if self._tool is not None else []
+        elif event == "contentBlockDelta" and isinstance(delta := payload.get("delta"), dict):
+            return self._delta(delta)
+        elif event == "messageStop":
+            self._stop = str(payload.get("stopReason") or "")
+        elif event == "metadata" and isinstance(usage := payload.get("usage"), dict):
+            self._usage = usage
+        return []  # unknown events are dropped, as botocore drops them
+
+    def _delta(self, delta: dict[str, Any]) -> list[str]:
+        if isinstance(text := delta.get("text"), str) and text:
+            self._text.append(text)
+            return [] if self._tool is not None else [text]
+        tool = delta.get("toolUse")
+        if self._tool is not None and isinstance(tool, dict) and isinstance(part := tool.get("input"), str) and part:
+            self._tool.append(part)
+            return [part]
+        return []  # reasoning, citations: not the answer
+
+    def finish(self) -> Completion:
+        if self._frames.pending:
+            raise self._cut(f"the event stream ended inside a frame ({self._frames.pending} bytes of it)")
+        if self._stop is None:
+            raise self._cut("the event stream ended before `messageStop`")
+        text = "".join(self._text)
+        if self._tool is not None:
+            text = "".join(self._tool) or "{}"
+        finish = _FINISH.get(self._stop, "other")
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            usage=Usage(int(self._usage.get("inputTokens") or 0), int(self._usage.get("outputTokens") or 0)),
+            model_id=self._profile.model_id,
+            refusal=(text or f"stopped: {self._stop}") if finish == "refusal" else None,
+        )
+
+    def _error(self, frame: Frame, kind: str) -> ProviderError:
+        name = frame.text(":exception-type") if kind == "exception" else frame.text(":error-code")
+        name = name[:1].upper() + name[1:]  # `throttlingException` in a frame, `ThrottlingException` in a header
+        data = _json_or_none(frame.payload) if kind == "exception" else {"message": frame.text(":error-message")}
+        status = _STREAM_STATUS.get(name, 500)
+        headers = {"x-amzn-errortype": name} if name else {}
+        return _error(status, headers, data, frame.payload, self._adapter.provider, self._profile.model_id)
 
 
 def _claude_version(model_id: str) -> tuple[int, int] | None:

@@ -32,9 +32,9 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._cohere_schema import to_cohere_schema
-from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._common import SseEventReader, error_for_status, json_body, provider_error, retry_after
 
-__all__ = ["CohereAdapter"]
+__all__ = ["CohereAdapter", "CohereStream"]
 
 _MODES = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 _FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "TOOL_CALL": "stop", "MAX_TOKENS": "length"}
@@ -71,6 +71,14 @@ class CohereAdapter:
         if endpoint.api_key:
             headers["authorization"] = f"Bearer {endpoint.api_key}"
         return HttpCall("POST", f"{endpoint.base_url}/v2/chat", headers, body)
+
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        call = self.prepare(prompt, profile, settings, endpoint)
+        headers = {**call.headers, "accept": "text/event-stream"}
+        return HttpCall(call.method, call.url, headers, {**call.body, "stream": True})
+
+    def stream_decoder(self, profile: ModelProfile) -> CohereStream:
+        return CohereStream(self, profile)
 
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         data = json_body(body, provider=self.provider, model=profile.model_id, status=status)
@@ -128,3 +136,48 @@ def _usage(usage: Any) -> Usage | None:
     tokens = usage.get("tokens") or {}
     source = billed if "input_tokens" in billed or "output_tokens" in billed else tokens
     return Usage(int(source.get("input_tokens") or 0), int(source.get("output_tokens") or 0))
+
+
+class CohereStream(SseEventReader):
+    """v2 chat SSE (PROVIDERS.md §11.7): named events, text in `content-delta` (`delta.message.content.text`;
+    thinking deltas are not the answer), then `message-end` with the finish reason and usage, then a bare
+    `data: [DONE]`. `message-end` with `finish_reason: "ERROR"` and `delta.error` is a failure mid-answer: the
+    server's fault, as a 500 would be."""
+
+    def __init__(self, adapter: CohereAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
+        self._adapter = adapter
+        self._profile = profile
+        self._text: list[str] = []
+        self._end: dict[str, Any] | None = None
+
+    def _ended(self) -> bool:
+        return self._end is not None
+
+    def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
+        delta = payload.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        if payload.get("type") == "message-end":
+            if delta.get("finish_reason") == "ERROR" or delta.get("error"):
+                message = {"message": str(delta.get("error") or "the answer failed (finish_reason ERROR)")}
+                raise self._adapter._error(500, {}, message, data.encode(), self._profile)
+            self._end = delta
+            return []
+        if payload.get("type") != "content-delta":
+            return []
+        content = (delta.get("message") or {}).get("content")
+        text = content.get("text") if isinstance(content, dict) else None
+        if not isinstance(text, str) or not text:
+            return []
+        self._text.append(text)
+        return [text]
+
+    def finish(self) -> Completion:
+        if self._end is None:
+            self._pending()
+            raise self._cut("the stream ended before `message-end`")
+        return Completion(
+            text="".join(self._text),
+            finish_reason=_FINISH.get(str(self._end.get("finish_reason") or "COMPLETE"), "other"),
+            usage=_usage(self._end.get("usage")),
+        )

@@ -33,10 +33,18 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._common import (
+    PerSpec,
+    StreamReader,
+    error_for_status,
+    json_body,
+    provider_error,
+    retry_after,
+)
 from robustprompt.adapters._gemini_schema import to_gemini_json_schema, to_gemini_openapi_schema
+from robustprompt.adapters._sse import Lines, SseDecoder
 
-__all__ = ["GeminiAdapter"]
+__all__ = ["GeminiAdapter", "GeminiStream"]
 
 API_VERSION = "v1beta"
 
@@ -93,6 +101,15 @@ class GeminiAdapter:
             headers["x-goog-api-key"] = endpoint.api_key
         url = f"{endpoint.base_url}/{API_VERSION}/models/{quote(profile.model_id, safe='')}:generateContent"
         return HttpCall("POST", url, headers, body)
+
+    def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
+        call = self.prepare(prompt, profile, settings, endpoint)
+        # Without `alt=sse` the stream is one JSON array growing element by element, not SSE.
+        url = call.url.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
+        return HttpCall(call.method, url, call.headers, call.body)
+
+    def stream_decoder(self, profile: ModelProfile) -> GeminiStream:
+        return GeminiStream(self, profile)
 
     def _output(self, prompt: Prompt, profile: ModelProfile) -> _Output:
         spec = prompt.output
@@ -259,3 +276,90 @@ def _retry_delay(details: list[dict[str, Any]]) -> float | None:
         if match:
             return float(match.group(1))
     return None
+
+
+class GeminiStream(StreamReader):
+    """`streamGenerateContent?alt=sse` (PROVIDERS.md §11.5): `data:` lines only, each a whole
+    `GenerateContentResponse` for that step whose text parts are deltas; a forced call's `functionCall` arrives
+    whole; `usageMetadata` is cumulative (the last one counts); no `[DONE]`: the stream ends at EOF, after the
+    chunk with a `finishReason`. An error inside the 200 is a google.rpc Status, as a `data:` payload or as raw
+    (often pretty-printed) JSON lines outside the SSE framing, read until the braces balance."""
+
+    def __init__(self, adapter: GeminiAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
+        self._adapter = adapter
+        self._profile = profile
+        self._lines = Lines()
+        self._sse = SseDecoder()
+        self._raw: list[str] = []  # JSON lines outside the SSE framing: an error body
+        self._text: list[str] = []
+        self._call: str | None = None
+        self._reason = ""
+        self._blocked: str | None = None
+        self._usage: Mapping[str, Any] = {}
+        self._model = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces: list[str] = []
+        for line in self._lines.feed(data):
+            pieces += self._line(line)
+        return pieces
+
+    def _line(self, line: str) -> list[str]:
+        if self._raw or line.lstrip().startswith("{"):
+            self._raw.append(line)
+            self._raw_error()
+            return []
+        event = self._sse.line(line)
+        return [] if event is None else self._chunk(event.data)
+
+    def _raw_error(self) -> None:
+        try:
+            data = json.loads("\n".join(self._raw))
+        except ValueError:
+            return  # not balanced yet
+        self._raw = []
+        self._chunk(json.dumps(data))
+        raise self._cut("the stream sent JSON outside its `data:` lines that is not an error")
+
+    def _chunk(self, data: str) -> list[str]:
+        chunk = self._object(data, "a stream chunk")
+        if chunk is None:
+            return []
+        if isinstance(error := chunk.get("error"), dict):
+            code = error.get("code")
+            status = code if isinstance(code, int) else 500
+            raise self._adapter._error(status, {}, data.encode(), self._profile)
+        self._usage = chunk.get("usageMetadata") or self._usage
+        self._model = str(chunk.get("modelVersion") or self._model)
+        self._blocked = (chunk.get("promptFeedback") or {}).get("blockReason") or self._blocked
+        candidates = chunk.get("candidates") or []
+        candidate = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+        self._reason = str(candidate.get("finishReason") or self._reason)
+        pieces: list[str] = []
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            if not isinstance(part, dict) or part.get("thought"):
+                continue
+            if isinstance(call := part.get("functionCall"), dict) and self._call is None:
+                self._call = json.dumps(call.get("args") or {}, ensure_ascii=False)
+                pieces = [self._call]  # the call is the answer: text before it was not
+            elif (text := part.get("text")) and self._call is None:
+                self._text.append(str(text))
+                pieces.append(str(text))
+        return pieces
+
+    def finish(self) -> Completion:
+        rest = self._lines.rest()
+        if self._raw or rest.lstrip().startswith("{"):
+            self._line(rest)  # an error body sent without a last newline
+        if self._raw:
+            raise self._cut(f"the stream ended inside JSON sent outside its `data:` lines: {self._raw[0][:200]!r}")
+        usage, model_id = _usage(self._usage), self._model
+        if not self._reason:
+            if self._blocked:
+                return Completion("", "refusal", usage, model_id, refusal=f"the prompt was blocked ({self._blocked})")
+            raise self._cut("the stream ended before a chunk with a finishReason")
+        finish = _FINISH.get(self._reason, "other")
+        text = self._call if self._call is not None else "".join(self._text)
+        refusal = f"the answer was stopped ({self._reason})" if finish == "refusal" else None
+        return Completion(text, finish, usage, model_id, refusal)

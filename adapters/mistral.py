@@ -22,14 +22,20 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from robustprompt._completion import Completion
-from robustprompt._errors import ContextLengthError, ModelNotFoundError, ProviderError, SchemaRejectedError
+from robustprompt._errors import (
+    ContextLengthError,
+    ModelNotFoundError,
+    ProviderError,
+    SchemaRejectedError,
+    ServerError,
+)
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._common import error_for_status, provider_error, retry_after
-from robustprompt.adapters.openai import OpenAIChatAdapter
+from robustprompt.adapters.openai import OpenAIChatAdapter, OpenAIChatStream
 
-__all__ = ["MistralAdapter"]
+__all__ = ["MistralAdapter", "MistralStream"]
 
 _MODES = (OutputMode.JSON_SCHEMA, OutputMode.TOOL_CALL, OutputMode.JSON_OBJECT, OutputMode.PROMPTED)
 _RENAMED = {"max_completion_tokens": "max_tokens", "seed": "random_seed"}
@@ -45,9 +51,10 @@ class MistralAdapter(OpenAIChatAdapter):
     api_key_env: ClassVar[tuple[str, ...]] = ("MISTRAL_API_KEY",)
     api_key_required: ClassVar[bool] = True
     otel_provider: ClassVar[str] = "mistral_ai"
+    stream_usage: ClassVar[bool] = False  # `stream_options` is refused (422 extra_forbidden); usage comes anyway
 
-    def stream_decoder(self, profile: ModelProfile) -> None:
-        return None  # Mistral's chunks differ (content lists, usage on the last chunk): not decoded yet
+    def stream_decoder(self, profile: ModelProfile) -> MistralStream:
+        return MistralStream(self, profile)
 
     def default_profile(self, model_id: str) -> ModelProfile:
         return ModelProfile(self.provider, model_id, modes=_MODES, context_window=128_000, max_output_tokens=16_384)
@@ -90,6 +97,52 @@ class MistralAdapter(OpenAIChatAdapter):
         )
 
 
+class MistralStream(OpenAIChatStream):
+    """Mistral's SSE (PROVIDERS.md §11.6): OpenAI's chunks and `[DONE]`, but `delta.content` may be a list of
+    chunks (thinking, then text), a tool call arrives whole in one delta (several may share one, `index` may be
+    missing: the first is the forced call), usage rides on the last content chunk, and `model_length` ends a
+    context that ran out. Errors in the stream are read in Mistral's own shapes."""
+
+    def _read(self, chunk: dict[str, Any]) -> list[str]:
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if isinstance(delta.get("content"), list):
+                    delta["content"] = _text_of(delta["content"])
+                calls = [c for c in delta.get("tool_calls") or () if isinstance(c, dict)]
+                if calls:
+                    delta["tool_calls"] = [{**calls[0], "index": 0, "function": _string_arguments(calls[0])}]
+            if choice.get("finish_reason") == "error":
+                raise _generation_failed(self._adapter, self._profile, json.dumps(chunk).encode())
+            reason = choice.get("finish_reason")
+            choice["finish_reason"] = _FINISH.get(str(reason), reason)
+        return super()._read(chunk)
+
+    def _error(self, chunk: dict[str, Any], data: str) -> ProviderError:
+        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        return self._adapter._error(500, {}, err, data.encode(), self._profile)
+
+
+def _generation_failed(adapter: OpenAIChatAdapter, profile: ModelProfile, body: bytes) -> ProviderError:
+    # `finish_reason: "error"`: the model failed mid-answer; what came before it is not an answer.
+    message = "the model stopped with finish_reason 'error'"
+    return provider_error(ServerError, message, adapter.provider, profile.model_id, 200, body)
+
+
+def _text_of(content: list[Any]) -> str:
+    # Reasoning models answer [{"type": "thinking", ...}, {"type": "text", "text": ...}]; only text answers.
+    return "".join(str(c.get("text", "")) for c in content if isinstance(c, dict) and c.get("type") == "text")
+
+
+def _string_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    function = dict(call.get("function") or {})
+    if not isinstance(function.get("arguments"), str):
+        function["arguments"] = json.dumps(function.get("arguments"))
+    return function
+
+
 def _as_openai(body: bytes) -> bytes:
     """The response in OpenAI's vocabulary: chunked content joined into text, tool arguments as a JSON string,
     `model_length` as `length`. A body that is not a readable chat completion is passed on for the OpenAI reader
@@ -101,12 +154,9 @@ def _as_openai(body: bytes) -> bytes:
     except (ValueError, KeyError, IndexError, TypeError):
         return body
     if isinstance(message.get("content"), list):
-        # Reasoning models answer [{"type": "thinking", ...}, {"type": "text", "text": ...}]; only text answers.
-        message["content"] = "".join(c.get("text", "") for c in message["content"] if c.get("type") == "text")
+        message["content"] = _text_of(message["content"])
     for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        if not isinstance(function.get("arguments"), str):
-            function["arguments"] = json.dumps(function.get("arguments"))
+        call["function"] = _string_arguments(call)
     choice["finish_reason"] = _FINISH.get(choice.get("finish_reason"), choice.get("finish_reason"))
     return json.dumps(data).encode()
 

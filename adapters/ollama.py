@@ -12,7 +12,6 @@ a bare "host:port" and is read the way Ollama's own client reads it.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,7 +29,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, Prompt, schema_text
 from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._common import StreamReader, error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._sse import Lines
 
 __all__ = ["OllamaAdapter", "OllamaStream", "ollama_base_url"]
@@ -131,11 +130,12 @@ class OllamaAdapter:
         )
 
 
-class OllamaStream:
+class OllamaStream(StreamReader):
     """`/api/chat` NDJSON (PROVIDERS.md §11.8): one JSON object a line, text in `message.content`, the last line
     with `"done": true`, the stop reason and the counts; `{"error": "..."}` is a runner that failed mid-answer."""
 
     def __init__(self, adapter: OllamaAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
         self._lines = Lines()
@@ -150,11 +150,8 @@ class OllamaStream:
         return pieces
 
     def _line(self, line: str) -> list[str]:
-        try:
-            data = json.loads(line)
-        except ValueError:
-            raise self._cut(f"a stream line that is not JSON: {line[:200]!r}") from None
-        if not isinstance(data, dict):
+        data = self._object(line, "a stream line")
+        if data is None:
             return []
         if "error" in data:
             raise self._adapter._error(200, {}, data, line.encode(), self._profile)
@@ -179,9 +176,6 @@ class OllamaStream:
             usage=Usage(last.get("prompt_eval_count") or 0, last.get("eval_count") or 0),
             model_id=str(last.get("model") or ""),
         )
-
-    def _cut(self, why: str) -> ProviderError:
-        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)
 
 
 def _messages(prompt: Prompt) -> list[dict[str, str]]:

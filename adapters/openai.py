@@ -8,7 +8,6 @@ the schema was rejected (downgrade the mode); 404 `model_not_found` and 429 `ins
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -17,23 +16,30 @@ from robustprompt._errors import (
     ConfigError,
     ContextLengthError,
     ModelNotFoundError,
-    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     SchemaRejectedError,
 )
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
-from robustprompt.adapters import Endpoint, HttpCall
-from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters import Endpoint, HttpCall, StreamDecoder
+from robustprompt.adapters._common import (
+    PerSpec,
+    StreamReader,
+    error_for_status,
+    json_body,
+    provider_error,
+    retry_after,
+)
 from robustprompt.adapters._openai_schema import to_strict_schema
 from robustprompt.adapters._sse import SseDecoder
 
-__all__ = ["MODES", "OpenAIChatAdapter", "OpenAIChatStream"]
+__all__ = ["MODES", "STREAM_ERROR_STATUS", "OpenAIChatAdapter", "OpenAIChatStream"]
 
 # The status a non-streamed call would have got for an error that arrives inside a 200 stream.
-_STREAM_ERROR_STATUS = {
+STREAM_ERROR_STATUS = {
     "rate_limit_exceeded": 429,
+    "too_many_requests": 429,
     "insufficient_quota": 429,
     "requests": 429,
     "tokens": 429,
@@ -90,7 +96,7 @@ class OpenAIChatAdapter:
             body["stream_options"] = {"include_usage": True}
         return HttpCall(call.method, call.url, call.headers, body)
 
-    def stream_decoder(self, profile: ModelProfile) -> OpenAIChatStream | None:
+    def stream_decoder(self, profile: ModelProfile) -> StreamDecoder | None:
         return OpenAIChatStream(self, profile)
 
     # Hooks for APIs that speak this wire at another address or with another auth header.
@@ -179,11 +185,12 @@ class OpenAIChatAdapter:
         )
 
 
-class OpenAIChatStream:
+class OpenAIChatStream(StreamReader):
     """Chat Completions SSE (PROVIDERS.md §11.1): `data:` chunks to `data: [DONE]`, text in `delta.content`, a
     forced tool call's arguments in `delta.tool_calls[index 0]`, usage in an extra chunk with no choices."""
 
     def __init__(self, adapter: OpenAIChatAdapter, profile: ModelProfile) -> None:
+        super().__init__(adapter.provider, profile.model_id)
         self._adapter = adapter
         self._profile = profile
         self._sse = SseDecoder()
@@ -207,14 +214,15 @@ class OpenAIChatStream:
         return pieces
 
     def _chunk(self, data: str) -> list[str]:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise self._cut(f"a stream chunk that is not JSON: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
+        chunk = self._object(data, "a stream chunk")
+        if chunk is None:
             return []
         if chunk.get("error"):
             raise self._error(chunk, data)
+        return self._read(chunk)
+
+    def _read(self, chunk: dict[str, Any]) -> list[str]:
+        """The pieces of one parsed chunk (a hook for servers whose chunks differ in detail)."""
         self._model = str(chunk.get("model") or self._model)
         if isinstance(usage := chunk.get("usage"), dict):
             self._usage = Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
@@ -257,11 +265,8 @@ class OpenAIChatStream:
             refusal=refusal or (text if finish == "refusal" else None),
         )
 
-    def _cut(self, why: str) -> ProviderError:
-        return ProviderConnectionError(why, provider=self._adapter.provider, model=self._profile.model_id, status=200)
-
     def _error(self, chunk: dict[str, Any], data: str) -> ProviderError:
         err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
         kind = str(err.get("code") or err.get("type") or "")
-        status = _STREAM_ERROR_STATUS.get(kind, 500)
+        status = STREAM_ERROR_STATUS.get(kind, 500)
         return self._adapter._error(status, {}, {"error": err}, data.encode(), self._profile)

@@ -12,6 +12,10 @@ Scenario 2 (CPU): the same answer unpaced, client CPU time (process_time) per st
 Scenario 3 (parse cost): the partial reader fed a 200 KB answer in 20-byte pieces, with a snapshot after every
 piece as a stream takes it; the feed cost per chunk in the first and the last tenth of the answer (flat, not
 growing with the prefix) and the snapshot cost likewise (it copies the open containers: grows with their size).
+
+Scenario 4 (wires): the answer of scenario 1 as each provider's loopback server streams it (200 pieces, its own
+framing: SSE with or without event names, NDJSON, AWS event-stream frames), decoded by that provider's pure
+decoder, fed in 1 KB reads: the median decode time per answer, and per MB of wire bytes.
 """
 
 from __future__ import annotations
@@ -26,8 +30,17 @@ from pydantic import BaseModel
 
 import robustprompt as rp
 from robustprompt._partial import PartialJson
-from robustprompt.testing import OpenAIServer
+from robustprompt.adapters import StreamDecoder, StreamingAdapter
+from robustprompt.adapters._registry import load
+from robustprompt.testing import OpenAIServer, Reply
+from robustprompt.testing._anthropic_server import message_stream
+from robustprompt.testing._bedrock_server import converse_stream
+from robustprompt.testing._cohere_server import chat_stream as cohere_stream
+from robustprompt.testing._gemini_server import generate_stream
+from robustprompt.testing._mistral_server import chat_stream as mistral_stream
+from robustprompt.testing._ollama_server import chat_stream as ollama_stream
 from robustprompt.testing._openai_server import chat_reply, chat_stream
+from robustprompt.testing._responses_server import response_stream
 
 
 class Item(BaseModel):
@@ -121,8 +134,48 @@ def parse_cost() -> None:
     )
 
 
+WIRES = {
+    "openai": chat_stream,
+    "openai-responses": response_stream,
+    "anthropic": message_stream,
+    "gemini": generate_stream,
+    "mistral": mistral_stream,
+    "cohere": cohere_stream,
+    "bedrock": converse_stream,
+    "ollama": ollama_stream,
+}
+
+
+def _decoder(provider: str) -> StreamDecoder:
+    adapter = load(provider)
+    assert isinstance(adapter, StreamingAdapter)
+    decoder = adapter.stream_decoder(adapter.default_profile("m"))  # type: ignore[attr-defined]
+    assert decoder is not None
+    return decoder
+
+
+def wires(reps: int) -> None:
+    print(f"wire decoders, the {len(ANSWER)} B answer in {CHUNKS} pieces, fed in 1 KB reads, median of {reps * 20}:")
+    for provider, stream in WIRES.items():
+        reply: Reply = stream(ANSWER, pieces=CHUNKS)
+        body = b"".join(reply.chunks)
+        reads = [body[i : i + 1024] for i in range(0, len(body), 1024)]
+        times = []
+        for _ in range(reps * 20):
+            decoder = _decoder(provider)
+            start = time.perf_counter()
+            text = "".join(piece for read in reads for piece in decoder.feed(read))
+            decoder.finish()
+            times.append(time.perf_counter() - start)
+        assert text == ANSWER, provider
+        median = statistics.median(times)
+        mb = median / (len(body) / 1e6)
+        print(f"  {provider:17} {len(body):7} B on the wire: {median * 1e6:6.0f} µs per answer, {mb * 1e3:5.1f} ms/MB")
+
+
 if __name__ == "__main__":
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     latency(reps)
     cpu(reps)
     parse_cost()
+    wires(reps)

@@ -209,7 +209,15 @@ def _attempt(number: int, model: Model, mode: OutputMode, sent: Sent, **fields: 
         fields["usage"] = believable(fields["usage"], model.profile, model.settings)
     cost = price(model.profile, fields.get("usage"))
     return Attempt(
-        number, model.name, mode, transport_errors=sent.transport_errors, latency=sent.latency, cost=cost, **fields
+        number,
+        model.name,
+        mode,
+        transport_errors=sent.transport_errors,
+        latency=sent.latency,
+        first_chunk=sent.first_chunk,
+        first_partial=sent.first_partial,
+        cost=cost,
+        **fields,
     )
 
 

@@ -114,6 +114,10 @@ class _Tracing(Hook):
         if attempt.usage is not None:
             span.set_attribute("gen_ai.usage.input_tokens", attempt.usage.input_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", attempt.usage.output_tokens)
+        if attempt.first_chunk is not None:  # streamed: seconds from the request to the first chunk of the answer
+            span.set_attribute("gen_ai.response.time_to_first_chunk", attempt.first_chunk)
+        if attempt.first_partial is not None:
+            span.set_attribute("robustprompt.time_to_first_partial", attempt.first_partial)
         span.set_attribute("robustprompt.valid", attempt.ok)
         span.set_attribute("robustprompt.transport_retries", len(attempt.transport_errors))
         if event.error is not None:

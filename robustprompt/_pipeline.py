@@ -25,6 +25,7 @@ concurrently; `run` runs them one at a time in declared order. The pipeline's ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import difflib
 import enum
@@ -42,9 +43,11 @@ from robustprompt._calling import Task
 from robustprompt._completion import Usage
 from robustprompt._errors import ConfigError, RobustPromptError, run_of
 from robustprompt._model import Model
+from robustprompt._partial import Partial, Restart
 from robustprompt._policy import Policy
 from robustprompt._resolve import resolve
 from robustprompt._run import Attempt, Run
+from robustprompt._streaming import stream_async_run, stream_sync_run
 from robustprompt._task import _type_adapter
 from robustprompt._text import grid
 
@@ -156,6 +159,30 @@ class Link(Generic[O]):
             return _answered(model, await self.task.arun(value, model=model, policy=self.effective_policy))
         except RobustPromptError as exc:
             return _failed(exc)
+
+    def stream(self, value: Any) -> Generator[Partial[Any] | Restart, None, _Called]:
+        """`call`, streamed: the task's partials and restarts, then (returned) what the call gave."""
+        try:
+            model = resolve(self.model)
+            run = yield from stream_sync_run(self.task, value, model, self.effective_policy, None)
+            return _answered(model, run)
+        except RobustPromptError as exc:
+            return _failed(exc)
+
+    async def astream(self, value: Any) -> AsyncGenerator[Partial[Any] | Restart | _Called, None]:
+        """The async twin of `stream`: what the call gave is the last item."""
+        try:
+            model = resolve(self.model)
+            async with contextlib.aclosing(
+                stream_async_run(self.task, value, model, self.effective_policy, None)
+            ) as items:
+                async for item in items:
+                    if isinstance(item, Run):
+                        yield _answered(model, item)
+                    else:
+                        yield item
+        except RobustPromptError as exc:
+            yield _failed(exc)
 
 
 def _answered(model: Model, run: Run[Any]) -> _Called:
@@ -390,6 +417,56 @@ async def _arun_node(node: Node, values: Sequence[Any]) -> _Settled:
     return _settle(node, given, failed or await node.acall(given), started)
 
 
+def _voided(settled: _Settled, shown: bool) -> Restart | None:
+    """The Restart that voids a streamed link's partials when what it hands on is not the answer they showed."""
+    trace = settled.trace
+    if not shown or trace.outcome not in ("default", "failed"):
+        return None
+    after = len(trace.run.attempts) + 1 if trace.run is not None else 1  # what follows is no attempt's
+    return Restart(after, f"link {trace.name!r} {trace.outcome}: {trace.error}")
+
+
+def _stream_node(node: Node, values: Sequence[Any]) -> Generator[Partial[Any] | Restart, None, _Settled]:
+    started = time.monotonic()
+    given, failed = _prepared(node, values)
+    if failed is not None or not isinstance(node, Link):
+        return _settle(node, given, failed or node.call(given), started)
+    shown = False
+    with contextlib.closing(node.stream(given)) as items:  # leaving the loop closes the connection now
+        while True:
+            try:
+                item = next(items)
+            except StopIteration as done:
+                settled = _settle(node, given, done.value, started)
+                break
+            shown = isinstance(item, Partial) or (shown and not isinstance(item, Restart))
+            yield item
+    if (restart := _voided(settled, shown)) is not None:
+        yield restart
+    return settled
+
+
+async def _astream_node(node: Node, values: Sequence[Any]) -> AsyncGenerator[Partial[Any] | Restart | _Settled, None]:
+    started = time.monotonic()
+    given, failed = _prepared(node, values)
+    if failed is not None or not isinstance(node, Link):
+        yield _settle(node, given, failed or await node.acall(given), started)
+        return
+    shown, called = False, None
+    async with contextlib.aclosing(node.astream(given)) as items:
+        async for item in items:
+            if isinstance(item, _Called):
+                called = item
+                continue
+            shown = isinstance(item, Partial) or (shown and not isinstance(item, Restart))
+            yield item
+    assert called is not None  # a link's stream ends with what the call gave
+    settled = _settle(node, given, called, started)
+    if (restart := _voided(settled, shown)) is not None:
+        yield restart
+    yield settled
+
+
 class _Stopped(Exception):
     """Raised inside `arun` to cancel the links still running once one has stopped the pipeline."""
 
@@ -529,7 +606,11 @@ class Pipeline:
         """Run each link as soon as the links it takes values from are done: independent links run concurrently.
         When one stops the run, links still running are cancelled (and traced as skipped)."""
         state = self._start(value)
-        finished = {node.name: asyncio.Event() for node in self.links}
+        await self._arun_links(state, self.links)
+        return state.result()
+
+    async def _arun_links(self, state: _State, links: Sequence[Node]) -> None:
+        finished = {node.name: asyncio.Event() for node in links}
 
         async def one(node: Node) -> None:
             for name in self.wiring[node.name]:
@@ -540,10 +621,35 @@ class Pipeline:
             finished[node.name].set()
 
         try:
-            await _all(one(node) for node in self.links)
+            await _all(one(node) for node in links)
         except _Stopped:
             state.raise_stop()
-        return state.result()
+
+    def stream_output(self, value: Any) -> Generator[Partial[Any] | Restart | PipelineRun, None, None]:
+        """`run`, with the last link's answer streamed: yields its `Partial`s (and a `Restart` when they are void:
+        a new attempt, or a default handed on instead), then the PipelineRun. The links before it run as in
+        `run`; a last link that is a Python step yields the PipelineRun alone. Raises what `run` raises."""
+        state = self._start(value)
+        *head, last = self.links
+        for node in head:
+            if state.record(node, _run_node(node, state.upstream(node))):
+                state.raise_stop()
+        if state.record(last, (yield from _stream_node(last, state.upstream(last)))):
+            state.raise_stop()
+        yield state.result()
+
+    async def astream_output(self, value: Any) -> AsyncGenerator[Partial[Any] | Restart | PipelineRun, None]:
+        """The async twin of `stream_output`; the links before the last run as in `arun`."""
+        state = self._start(value)
+        *head, last = self.links
+        await self._arun_links(state, head)
+        async with contextlib.aclosing(_astream_node(last, state.upstream(last))) as items:
+            async for item in items:
+                if not isinstance(item, _Settled):
+                    yield item
+                elif state.record(last, item):
+                    state.raise_stop()
+        yield state.result()
 
     def _paced(self, limits: Limits) -> Pipeline:
         """This pipeline with each task link's model behind the batch's rate limits; itself when there are none."""

@@ -44,6 +44,8 @@ class Sent:
     result: Completion | ProviderError
     transport_errors: tuple[str, ...]
     latency: float
+    first_chunk: float | None = None  # a streamed request's seconds to the first piece of its answer
+    first_partial: float | None = None  # ... and to the first partial showing a field
 
     @property
     def requests(self) -> int:

@@ -33,6 +33,10 @@ class Attempt:
     finish_reason: str | None = None
     transport_errors: tuple[str, ...] = ()
     cost: float | None = None  # USD at the catalog's prices for its usage; None when a price is unknown
+    # A streamed attempt's seconds from its request to the first piece of the answer, and to the first partial
+    # showing a field (None when not streamed, or when none arrived); from its last try, not the retries before.
+    first_chunk: float | None = None
+    first_partial: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -27,9 +27,10 @@ from robustprompt._model import Model, StreamingBackend
 from robustprompt._partial import Partial, PartialJson, Restart
 from robustprompt._policy import Policy
 from robustprompt._retry import Request, Sent, _not_past_deadline, _retrying_args, asend, send
+from robustprompt._run import Run
 from robustprompt._task import TaskDeclaration
 
-__all__ = ["stream_async", "stream_sync"]
+__all__ = ["stream_async", "stream_async_run", "stream_sync", "stream_sync_run"]
 
 O = TypeVar("O")
 
@@ -49,13 +50,20 @@ class _Reading:
         self.attempt = attempt
         self.shown = False
         self.completion: Completion | None = None
+        self.started = time.perf_counter()
+        self.first_chunk: float | None = None
+        self.first_partial: float | None = None
 
     def take(self, item: str | Completion) -> Partial[Any] | None:
         if isinstance(item, Completion):
             self.completion = item
             return None
+        if self.first_chunk is None:
+            self.first_chunk = time.perf_counter() - self.started
         if not self.reader.feed(item) or not isinstance(snapshot := self.reader.snapshot(), dict):
             return None
+        if self.first_partial is None and snapshot:  # `{}` shows no field yet
+            self.first_partial = time.perf_counter() - self.started
         self.shown = True
         return Partial(snapshot, self.attempt)
 
@@ -76,6 +84,7 @@ class _Tries:
         self.start = time.perf_counter()
         self.attempt = len(call.run.attempts) + 1
         self.result: Completion | ProviderError | None = None
+        self.last: _Reading | None = None  # the latest try's reading, for its timings
 
     def restart(self) -> Restart | None:
         if not self.shown:
@@ -93,7 +102,7 @@ class _Tries:
 
     def settle(self, retry: tenacity.AttemptManager, reading: _Reading, failure: ProviderError | None) -> None:
         """Tell tenacity how the try went, outside the stream: a consumer leaving the loop is not a failure."""
-        self.shown = reading.shown
+        self.shown, self.last = reading.shown, reading
         with retry:
             self.result = reading.result(self.request.model) if failure is None else failure
             if isinstance(self.result, ProviderError):
@@ -102,7 +111,9 @@ class _Tries:
     def sent(self, failure: ProviderError | None) -> tuple[Sent, bool]:
         result = failure or self.result
         assert result is not None  # tenacity ends on a success or re-raises the last failure
-        return Sent(result, tuple(self.log), time.perf_counter() - self.start), self.shown
+        first_chunk, first_partial = (self.last.first_chunk, self.last.first_partial) if self.last else (None, None)
+        latency = time.perf_counter() - self.start
+        return Sent(result, tuple(self.log), latency, first_chunk, first_partial), self.shown
 
 
 def _send(
@@ -175,6 +186,22 @@ def _unstreamed(call: _Call, request: Request) -> None:
 def stream_sync(
     task: TaskDeclaration[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
 ) -> Generator[Partial[O] | Restart | O, None, None]:
+    run = yield from stream_sync_run(task, value, model, policy, cache)
+    yield cast("O", run.output)
+
+
+async def stream_async(
+    task: TaskDeclaration[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
+) -> AsyncGenerator[Partial[O] | Restart | O, None]:
+    async with contextlib.aclosing(stream_async_run(task, value, model, policy, cache)) as items:
+        async for item in items:
+            yield cast("O", item.output) if isinstance(item, Run) else item
+
+
+def stream_sync_run(
+    task: TaskDeclaration[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
+) -> Generator[Partial[O] | Restart, None, Run[O]]:
+    """The streamed call's items, returning its whole Run (for a caller that keeps it: a pipeline's link)."""
     call = _Call(task, value, model, policy, cache)
     try:
         with call.observed():
@@ -192,12 +219,13 @@ def stream_sync(
                 call.store()
     finally:
         call.close()
-    yield cast("O", call.result.output)
+    return cast("Run[O]", call.result)
 
 
-async def stream_async(
+async def stream_async_run(
     task: TaskDeclaration[Any, O], value: Any, model: Model | str | None, policy: Policy | None, cache: Cache | None
-) -> AsyncGenerator[Partial[O] | Restart | O, None]:
+) -> AsyncGenerator[Partial[O] | Restart | Run[O], None]:
+    """The async twin of `stream_sync_run`: an async generator cannot return, so the Run is its last item."""
     call = _Call(task, value, model, policy, cache)
     try:
         with call.observed():
@@ -221,4 +249,4 @@ async def stream_async(
                     await asyncio.to_thread(call.store)
     finally:
         call.close()
-    yield cast("O", call.result.output)
+    yield cast("Run[O]", call.result)

@@ -28,12 +28,12 @@ from robustprompt.testing import (
     _cassette,
 )
 from robustprompt.testing._anthropic_server import message_reply
-from robustprompt.testing._bedrock_server import converse_reply
+from robustprompt.testing._bedrock_server import converse_reply, converse_stream
 from robustprompt.testing._cassette import SCRUBBED, CassetteError, cassette
 from robustprompt.testing._gemini_server import generate_reply
-from robustprompt.testing._openai_server import chat_reply, error_reply
+from robustprompt.testing._openai_server import chat_reply, chat_stream, error_reply
 from robustprompt.testing._server import Received
-from tests.models import Review, Sentiment, classify_task
+from tests.models import Person, Review, Sentiment, classify_task
 
 pytest_plugins = ["pytester"]
 
@@ -47,7 +47,9 @@ def _model(name: str, base_url: str, **kw: Any) -> rp.Model:
 
 def _stable(run: rp.Run[Any]) -> tuple[object, ...]:
     """A Run without its timings, which differ between two executions of the same exchanges."""
-    attempts = [dataclasses.replace(attempt, latency=0.0) for attempt in run.attempts]
+    attempts = [
+        dataclasses.replace(attempt, latency=0.0, first_chunk=None, first_partial=None) for attempt in run.attempts
+    ]
     return (run.task, run.fingerprint, run.model, attempts, run.output, run.error, run.notes)
 
 
@@ -103,6 +105,37 @@ def test_openai_round_trip_replays_offline_with_the_key_scrubbed(tmp_path: Path)
     assert _stable(replayed[0]) == _stable(recorded[0]) and replayed[0].output == Sentiment(label="positive")
     assert replayed[1] == recorded[1]
     assert active.misses == []
+
+
+def _person_task() -> rp.Task[Review, Person]:
+    return rp.Task("person", input=Review, output=Person, instructions="Who is described?")
+
+
+def _streamed(model: rp.Model) -> list[Any]:
+    return list(_person_task().stream_output(Review(text="x"), model=model))
+
+
+@pytest.mark.parametrize("wire", ["openai", "bedrock"])
+def test_a_stream_replays_in_its_recorded_chunks_and_shows_the_same_partials(tmp_path: Path, wire: str) -> None:
+    path, answer = tmp_path / f"{wire}.json", '{"name": "Ada Lovelace", "age": 36, "tags": ["math"]}'
+    server: LoopbackServer
+    if wire == "openai":
+        server, name, reply = OpenAIServer(api_key=KEY), "openai:gpt-4.1-mini", chat_stream(answer, pieces=9)
+    else:
+        server, name = BedrockServer(bearer_token=KEY, region="us-east-1"), "bedrock:amazon.nova-pro-v1:0"
+        reply = converse_stream(answer, pieces=9)
+    with server, cassette(path):
+        server.enqueue(reply)
+        recorded = _streamed(_model(name, server.base_url, api_key=KEY))
+    _assert_no_secret(path, KEY)
+    response = _exchanges(path)[0]["response"]
+    assert len(response["chunks"]) == len(reply.chunks)  # each event as its own chunk, as it was sent
+    assert ("base64" if wire == "bedrock" else "text") in response["body"]  # never re-serialised
+
+    offline = httpx.Client(transport=httpx.MockTransport(lambda request: pytest.fail("the network was called")))
+    with cassette(path, "replay"):
+        replayed = _streamed(_model(name, server.base_url, api_key=KEY, http_client=offline))
+    assert replayed == recorded and len(recorded) > 3 and isinstance(recorded[-1], Person)
 
 
 def _anthropic(key: str) -> tuple[LoopbackServer, Reply]:

@@ -291,3 +291,20 @@ def test_the_in_process_runtime_gives_internal_text_completion_spans(spans: InMe
     assert attempt.name == "text_completion gemma3-270m" and attempt.kind is SpanKind.INTERNAL
     assert attempt.attributes is not None and attempt.attributes["gen_ai.provider.name"] == "local"
     assert attempt.attributes["gen_ai.usage.output_tokens"] > 0  # type: ignore[operator]
+
+
+def test_a_streamed_attempt_records_its_time_to_first_chunk_and_partial(spans: InMemorySpanExporter) -> None:
+    from robustprompt.testing._openai_server import chat_stream
+
+    with OpenAIServer(api_key="sk-test-otel-stream") as server:
+        server.enqueue(chat_stream('{"label": "positive"}', pieces=6, chunk_delay=0.05))
+        model = rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key="sk-test-otel-stream")
+        *_, output = classify_task().stream_output(Review(text="x"), model=model)
+    assert output.label == "positive"
+    _, (attempt,) = split(spans)
+    attributes = dict(attempt.attributes or {})
+    first_chunk = attributes["gen_ai.response.time_to_first_chunk"]
+    first_partial = attributes["robustprompt.time_to_first_partial"]
+    assert isinstance(first_chunk, float) and isinstance(first_partial, float)
+    assert 0 < first_chunk < first_partial  # the label shows only once whole: after several chunks
+    assert first_partial - first_chunk >= 0.2  # "positive" is whole in the last of 7 pieces sent 0.05 s apart

@@ -241,3 +241,61 @@ def test_invalid_utf8_in_a_stream_is_a_typed_error_but_a_character_split_across_
     server.enqueue(rp.testing.Reply(200, headers=headers, chunks=(whole.replace("ë".encode(), b"\xff"),)))
     with pytest.raises(rp.ProviderConnectionError, match="not valid UTF-8"):
         list(person_task().stream_output(Review(text="x"), model=make(server), policy=rp.Policy(transport_retries=0)))
+
+
+def test_hooks_see_each_streamed_attempts_time_to_first_chunk_and_partial(server: OpenAIServer) -> None:
+    ended: list[rp.AttemptEnd] = []
+
+    class Timings(rp.Hook):
+        def attempt_end(self, event: rp.AttemptEnd) -> None:
+            ended.append(event)
+
+    server.enqueue(chat_stream(PERSON, pieces=10, chunk_delay=0.03))
+    with rp.hooks.added(Timings()):
+        list(person_task().stream_output(Review(text="x"), model=make(server), policy=FAST))
+        person_task().run(Review(text="x"), model=ScriptedModel([PERSON]), policy=FAST)
+    streamed, whole = (event.attempt for event in ended)
+    assert streamed.first_chunk is not None and streamed.first_partial is not None
+    assert 0 < streamed.first_chunk <= streamed.first_partial < streamed.latency
+    assert streamed.latency - streamed.first_partial >= 0.15  # the answer kept coming after its first partial
+    assert whole.first_chunk is None and whole.first_partial is None  # not streamed: nothing to time
+
+
+# ---------------------------------------------------------------- pipelines: the last link streams
+
+
+def _pipeline(model: rp.Model, **options: Any) -> rp.Pipeline:
+    tidy = rp.Step("tidy", lambda review: Review(text=review.text.strip()), output=Review)
+    return rp.Pipeline("people", [tidy, rp.Link("person", person_task(), model=model, policy=FAST, **options)])
+
+
+def test_a_pipeline_streams_its_last_links_partials_then_gives_its_run(server: OpenAIServer) -> None:
+    server.enqueue(chat_stream(PERSON, pieces=10))
+    *partials, run = _pipeline(make(server)).stream_output(Review(text="  x  "))
+    assert isinstance(run, rp.PipelineRun) and run.output == Person(
+        name="Ada Lovelace", age=36, tags=["math", "poetry"]
+    )
+    assert len(partials) >= 4 and all(isinstance(p, rp.Partial) for p in partials)
+    assert run.trace["person"].outcome == "ok" and run.trace["tidy"].outcome == "ok"
+    content = server.requests[0].body["messages"][-1]["content"]
+    assert '"x"' in content and "  x  " not in content  # the step's value reached the link
+
+
+def test_a_pipeline_default_after_partials_is_announced_and_handed_on(server: OpenAIServer) -> None:
+    server.enqueue(chat_stream(PERSON, error=stream_error("bad request", type="invalid_request_error")))
+    fallback = Person(name="unknown", age=0)
+    items = list(_pipeline(make(server), default=fallback).stream_output(Review(text="x")))
+    restart, run = items[-2:]
+    assert isinstance(restart, rp.Restart) and "default" in restart.reason and "BadRequestError" in restart.reason
+    assert isinstance(run, rp.PipelineRun) and run.output == fallback and run.trace["person"].outcome == "default"
+
+
+def test_the_async_pipeline_stream_yields_the_same_items(server: OpenAIServer) -> None:
+    server.enqueue(chat_stream(PERSON, pieces=10))
+
+    async def collect() -> list[Any]:
+        return [item async for item in _pipeline(make(server)).astream_output(Review(text="x"))]
+
+    *partials, run = asyncio.run(collect())
+    assert partials and all(isinstance(p, rp.Partial) for p in partials)
+    assert isinstance(run, rp.PipelineRun) and run.output is not None and run.output.age == 36

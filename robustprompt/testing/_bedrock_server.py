@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import itertools
+import json
 import re
+import string
+import struct
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "BedrockServer",
@@ -30,8 +35,10 @@ __all__ = [
     "access_denied",
     "context_too_long",
     "converse_reply",
+    "converse_stream",
     "end_of_life",
     "error_reply",
+    "event_frame",
     "internal_error",
     "invalid_model_id",
     "model_not_ready",
@@ -43,7 +50,7 @@ __all__ = [
     "tool_choice_unsupported",
 ]
 
-CONVERSE_PATH = re.compile(r"/model/([^/]+)/converse")
+CONVERSE_PATH = re.compile(r"/model/([^/]+)/converse(?:-stream)?")
 _CORAL = "http://internal.amazon.com/coral/com.amazon.bedrock/"  # the header's suffix after the type
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?"
@@ -82,6 +89,73 @@ def converse_reply(
         "metrics": {"latencyMs": 420},
     }
     return json_reply(200, payload, [("x-amzn-requestid", str(uuid.uuid4())), *headers])
+
+
+def event_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One event-stream frame (PROVIDERS.md §11.9): the prelude (total and headers lengths) with its CRC-32,
+    the string headers in the given order, the payload, and the CRC-32 of all of it before the last four bytes."""
+    encoded = b""
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode(), value.encode()
+        encoded += struct.pack(">B", len(raw_name)) + raw_name + struct.pack(">BH", 7, len(raw_value)) + raw_value
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def converse_stream(
+    text: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    stop_reason: str = "end_turn",
+    tool: bool = False,
+    tool_name: str = "output",
+    chunk_delay: float = 0.0,
+    exception: str | None = None,
+    cut: bool = False,
+) -> Reply:
+    """A ConverseStream answer as Bedrock sends it (PROVIDERS.md §11.9): binary frames `messageStart`, (with
+    `tool`, a `contentBlockStart` naming the tool, whose input then arrives as `toolUse.input` fragments) the
+    `contentBlockDelta`s, `contentBlockStop`, `messageStop`, and `metadata` with the usage after it; every payload
+    carries the random `p` padding. With `exception` (an exception type such as "throttlingException"), an
+    exception frame follows half the deltas and the stream ends; with `cut`, the connection drops mid-stream."""
+    padding = itertools.cycle(string.ascii_letters)
+
+    def event(kind: str, **fields: Any) -> bytes:
+        pad = "".join(next(padding) for _ in range(1 + len(kind) % 7))
+        payload = json.dumps({**fields, "p": pad}, separators=(",", ":"), ensure_ascii=False).encode()
+        return event_frame(
+            {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}, payload
+        )
+
+    events = [event("messageStart", role="assistant")]
+    if tool:
+        start = {"toolUse": {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": tool_name}}
+        events.append(event("contentBlockStart", contentBlockIndex=0, start=start))
+    texts = text_pieces(text, pieces, split)
+    deltas = [
+        event("contentBlockDelta", contentBlockIndex=0, delta={"toolUse": {"input": t}} if tool else {"text": t})
+        for t in texts
+    ]
+    if exception is not None:
+        headers = {":exception-type": exception, ":content-type": "application/json", ":message-type": "exception"}
+        failure = event_frame(headers, json.dumps({"message": f"{exception} in the stream"}).encode())
+        events += [*deltas[: len(deltas) // 2], failure]
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay)
+    events += [*deltas, event("contentBlockStop", contentBlockIndex=0)]
+    events.append(event("messageStop", stopReason="tool_use" if tool else stop_reason))
+    usage = {"inputTokens": 10, "outputTokens": len(texts), "totalTokens": 10 + len(texts)}
+    events.append(event("metadata", usage=usage, metrics={"latencyMs": 420}))
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (
+    ("content-type", "application/vnd.amazon.eventstream"),
+    ("x-amzn-requestid", "5b4f1c2e-0000-4000-8000-000000000000"),
+)
 
 
 def error_reply(status: int, error_type: str | None, message: str, headers: Headers = ()) -> Reply:

@@ -19,7 +19,10 @@ with sorted keys); identical requests are answered in the order they were record
 The file is indented JSON, one line per field so that a diff of two recordings reads like a diff of the payloads:
 `{"robustprompt_cassette": 1, "exchanges": [{"request": {method, url, headers, body}, "response": {status,
 headers, body}}, ...]}`, sorted by request so that concurrent calls record to the same file every time. Bodies
-are kept as JSON when they are JSON, else as text, else as base64.
+are kept as JSON when they are JSON, else as text, else as base64. A streamed response (server-sent events,
+NDJSON, AWS event-stream frames) keeps its body as sent, text or base64, and the sizes of the chunks it arrived
+in (`chunks`): replay hands it over in the same chunks, so a streamed call shows the same partials. While
+recording, a streamed body is read whole before the caller sees it: partials come once it has arrived.
 
 Nothing secret is written: credential headers and query parameters (Authorization, x-api-key, api-key,
 x-goog-api-key, x-amz-security-token, cookies, and any name that says key, token or secret) become "SCRUBBED",
@@ -34,7 +37,7 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -59,6 +62,8 @@ _SECRET_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "se
 _SECRET_PARTS = frozenset({"key", "apikey", "token", "secret", "password", "signature", "sig", "credential"})
 # These describe how the body travelled, not what it says: replay serves the decoded body and frames it afresh.
 _FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive"})
+# Media types of streamed bodies (matched by prefix, parameters may follow), kept as sent and in their chunks.
+_STREAMED = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")
 _MIN_SECRET = 8  # shorter credential values are not hunted in bodies: they would scrub ordinary words
 _DIFF_LINES = 20
 
@@ -113,12 +118,15 @@ def _headers(headers: httpx.Headers, secrets: Iterable[str]) -> dict[str, str]:
     }
 
 
-def _body_record(raw: bytes, secrets: Iterable[str]) -> _Record:
-    """A body as the file keeps it: JSON as JSON (readable, diffable), else text, else base64."""
+def _body_record(raw: bytes, secrets: Iterable[str], *, verbatim: bool = False) -> _Record:
+    """A body as the file keeps it: JSON as JSON (readable, diffable), else text, else base64; `verbatim`
+    bodies (streams, whose chunk sizes count their bytes) as text or base64 only."""
     try:
         text = _scrub(raw.decode(), secrets)
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(raw).decode()}
+    if verbatim:
+        return {"text": text}
     try:
         value = json.loads(text)
         json.dumps(value, allow_nan=False)  # NaN or 1e999 would not come back as they were: keep those as text
@@ -144,8 +152,20 @@ def _request_record(request: httpx.Request, secrets: Iterable[str]) -> _Record:
     }
 
 
-def _response_record(status: int, headers: httpx.Headers, body: bytes, secrets: Iterable[str]) -> _Record:
-    return {"status": status, "headers": _headers(headers, secrets), "body": _body_record(body, secrets)}
+def _streamed(headers: httpx.Headers) -> bool:
+    return str(headers.get("content-type", "")).lower().startswith(_STREAMED)
+
+
+def _response_record(status: int, headers: httpx.Headers, chunks: list[bytes], secrets: Iterable[str]) -> _Record:
+    body, streamed = b"".join(chunks), _streamed(headers)
+    record = {
+        "status": status,
+        "headers": _headers(headers, secrets),
+        "body": _body_record(body, secrets, verbatim=streamed),
+    }
+    if streamed:
+        record["chunks"] = [len(chunk) for chunk in chunks if chunk]
+    return record
 
 
 def _canonical(body: _Record) -> str:
@@ -157,7 +177,33 @@ def _key(request: _Record) -> _Key:
 
 
 def _response(record: _Record) -> httpx.Response:
-    return httpx.Response(record["status"], headers=record["headers"], content=_body_bytes(record["body"]))
+    body = _body_bytes(record["body"])
+    if "chunks" not in record:
+        return httpx.Response(record["status"], headers=record["headers"], content=body)
+    return httpx.Response(record["status"], headers=record["headers"], stream=_Chunks(_split(body, record["chunks"])))
+
+
+def _split(body: bytes, sizes: list[int]) -> list[bytes]:
+    """The body in its recorded chunks; what scrubbing made longer or shorter goes to the last one."""
+    chunks, at = [], 0
+    for size in sizes[:-1]:
+        chunks.append(body[at : at + size])
+        at += size
+    return [chunk for chunk in [*chunks, body[at:]] if chunk]
+
+
+class _Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A replayed stream's body, in the chunks it was recorded in."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
 
 
 # ---------------------------------------------------------------- the file
@@ -215,7 +261,7 @@ class Cassette:
         self.recording = False
         self._lock = threading.Lock()  # sync calls may come from several threads
         self._secrets: set[str] = set()
-        self._kept: list[tuple[httpx.Request, int, httpx.Headers, bytes]] = []
+        self._kept: list[tuple[httpx.Request, int, httpx.Headers, list[bytes]]] = []
         self._recorded: list[_Record] = []
         self._queues: dict[_Key, deque[_Record]] = {}
         self._route: tuple[httpx.Client, httpx.AsyncClient] | None = None
@@ -249,9 +295,9 @@ class Cassette:
             exchanges = [
                 {
                     "request": _request_record(request, self._secrets),
-                    "response": _response_record(status, headers, body, self._secrets),
+                    "response": _response_record(status, headers, chunks, self._secrets),
                 }
-                for request, status, headers, body in self._kept
+                for request, status, headers, chunks in self._kept
             ]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
@@ -263,13 +309,13 @@ class Cassette:
             self._recorded.append(exchange["request"])
             self._queues.setdefault(_key(exchange["request"]), deque()).append(exchange["response"])
 
-    def _keep(self, request: httpx.Request, response: httpx.Response, body: bytes) -> httpx.Response:
+    def _keep(self, request: httpx.Request, response: httpx.Response, chunks: list[bytes]) -> httpx.Response:
         """Record an exchange (scrubbed only when written, once every credential is known); answer with it."""
         with self._lock:
             self._secrets |= _secrets_in(request)
-            self._kept.append((request, response.status_code, response.headers, body))
+            self._kept.append((request, response.status_code, response.headers, chunks))
         headers = [(name, value) for name, value in response.headers.multi_items() if name not in _FRAMING]
-        return httpx.Response(response.status_code, headers=headers, content=body)
+        return httpx.Response(response.status_code, headers=headers, stream=_Chunks(chunks))
 
     def _replay(self, request: httpx.Request) -> httpx.Response:
         sent = _request_record(request, _secrets_in(request))
@@ -310,10 +356,10 @@ class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         with httpx.HTTPTransport() as network:
             response = network.handle_request(request)
             try:
-                body = response.read()
+                chunks = list(response.iter_bytes())  # decoded: replay serves the body without its encoding
             finally:
                 response.close()
-        return self._cassette._keep(request, response, body)
+        return self._cassette._keep(request, response, chunks)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
@@ -323,10 +369,10 @@ class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         async with httpx.AsyncHTTPTransport() as network:
             response = await network.handle_async_request(request)
             try:
-                body = await response.aread()
+                chunks = [chunk async for chunk in response.aiter_bytes()]
             finally:
                 await response.aclose()
-        return self._cassette._keep(request, response, body)
+        return self._cassette._keep(request, response, chunks)
 
 
 def cassette(path: str | PathLike[str], mode: Mode = "once") -> Cassette:

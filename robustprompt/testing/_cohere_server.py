@@ -12,16 +12,18 @@ Cohere's errors reference (400 "invalid request: ...", "too many tokens: ...", 4
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "CohereServer",
     "CohereWire",
     "chat_reply",
+    "chat_stream",
     "error_reply",
     "model_not_found",
     "payment_required",
@@ -62,6 +64,59 @@ def chat_reply(
         "usage": usage,
     }
     return json_reply(200, payload, headers)
+
+
+def chat_stream(
+    text: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    finish_reason: str = "COMPLETE",
+    thinking: str | None = None,
+    chunk_delay: float = 0.0,
+    error: str | None = None,
+    cut: bool = False,
+) -> Reply:
+    """A streamed v2 chat answer as Cohere sends it (PROVIDERS.md §11.7): `message-start`, `content-start`, the
+    text in `content-delta` events (after a thinking block's deltas, with `thinking`), `content-end`,
+    `message-end` with the finish reason and usage, then a bare `data: [DONE]`. With `error`, `message-end`
+    comes after half the deltas with `finish_reason: "ERROR"` and that `error` string; with `cut`, the
+    connection drops mid-stream."""
+
+    def event(kind: str, **data: Any) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data}, separators=(',', ':'))}\n\n".encode()
+
+    def content(index: int, **item: str) -> dict[str, Any]:
+        return {"index": index, "delta": {"message": {"content": item}}}
+
+    start = {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}
+    events = [event("message-start", id=str(uuid.uuid4()), delta=start)]
+    index = 0
+    if thinking is not None:
+        events.append(event("content-start", **content(0, type="thinking", thinking="")))
+        events.append(event("content-delta", **content(0, thinking=thinking)))
+        events.append(event("content-end", index=0))
+        index = 1
+    texts = text_pieces(text, pieces, split)
+    deltas = [event("content-delta", **content(index, text=piece)) for piece in texts]
+    events.append(event("content-start", **content(index, type="text", text="")))
+    usage = {
+        "billed_units": {"input_tokens": 10, "output_tokens": 5},
+        "tokens": {"input_tokens": 510, "output_tokens": 7},
+    }
+    if error is not None:
+        events += deltas[: len(deltas) // 2]
+        events.append(event("message-end", delta={"finish_reason": "ERROR", "error": error, "usage": usage}))
+        return Reply(200, headers=_STREAM_HEADERS, chunks=(*events, b"data: [DONE]\n\n"), chunk_delay=chunk_delay)
+    events += [*deltas, event("content-end", index=index)]
+    events.append(event("message-end", delta={"finish_reason": finish_reason, "usage": usage}))
+    events.append(b"data: [DONE]\n\n")
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (("content-type", "text/event-stream"),)
 
 
 def error_reply(status: int, message: str, headers: Headers = ()) -> Reply:

@@ -16,13 +16,14 @@ to a request with no key at all is available as `permission_denied()`.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "GENERATE_PATH",
@@ -32,6 +33,7 @@ __all__ = [
     "blocked_prompt",
     "context_too_long",
     "generate_reply",
+    "generate_stream",
     "invalid_api_key",
     "mode_not_enabled",
     "model_not_found",
@@ -43,7 +45,7 @@ __all__ = [
     "status_reply",
 ]
 
-GENERATE_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):generateContent")
+GENERATE_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?:streamGenerateContent|generateContent)")
 TOO_MANY_STATES = (
     "The specified schema produces a constraint that has too many states for serving.  Typical causes of this "
     "error are schemas with lots of text (for example, very long property or enum names), schemas with long "
@@ -96,6 +98,67 @@ def generate_reply(
         "responseId": uuid.uuid4().hex[:22],
     }
     return json_reply(200, payload, headers)
+
+
+def generate_stream(
+    text: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    finish_reason: str = "STOP",
+    function_args: Mapping[str, Any] | None = None,
+    function_name: str = "classify",
+    thought: str | None = None,
+    crlf: bool = False,
+    model_version: str = "gemini-2.5-flash",
+    chunk_delay: float = 0.0,
+    error: Literal["data", "raw"] | None = None,
+    cut: bool = False,
+) -> Reply:
+    """`streamGenerateContent?alt=sse` as the API sends it (PROVIDERS.md §11.5): `data:` lines only, each a whole
+    `GenerateContentResponse` with Google's `": "` spacing, the text cut into parts (a `thought` part first), the
+    cumulative `usageMetadata` on every chunk, the `finishReason` on the last, and no `[DONE]`. With
+    `function_args` the answer is one chunk holding the whole `functionCall`. `crlf` frames the events as Vertex
+    and some proxies do. With `error`, a 429 Status follows half the chunks, as a `data:` payload or as raw
+    pretty-printed JSON outside the framing, and the stream ends; with `cut`, the connection drops mid-stream."""
+    end = "\r\n" if crlf else "\n"
+    response_id = uuid.uuid4().hex[:22]
+    parts: list[dict[str, Any]] = [{"text": thought, "thought": True}] if thought is not None else []
+    if function_args is not None:
+        parts.append({"functionCall": {"name": function_name, "args": dict(function_args)}})
+    else:
+        parts += [{"text": piece} for piece in text_pieces(text, pieces, split)]
+
+    def chunk(index: int, part: dict[str, Any]) -> bytes:
+        candidate: dict[str, Any] = {"content": {"parts": [part], "role": "model"}}
+        last = index == len(parts) - 1
+        if last:
+            candidate |= {"finishReason": finish_reason, "index": 0}
+        payload = {
+            "candidates": [candidate],
+            "usageMetadata": _usage(10, index + 1 if last else 0, 0),
+            "modelVersion": model_version,
+            "responseId": response_id,
+        }
+        return f"data: {json.dumps(payload, separators=(',', ': '), ensure_ascii=False)}{end}{end}".encode()
+
+    events = [chunk(index, part) for index, part in enumerate(parts)]
+    if error is not None:
+        status = {
+            "code": 429,
+            "message": "Resource has been exhausted (e.g. check quota).",
+            "status": "RESOURCE_EXHAUSTED",
+        }
+        body = {"error": status}
+        raw = json.dumps(body, indent=2) + "\n" if error == "raw" else f"data: {json.dumps(body)}{end}{end}"
+        events = [*events[: len(events) // 2], raw.encode()]
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay)
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (("content-type", "text/event-stream"),)
 
 
 def blocked_prompt(

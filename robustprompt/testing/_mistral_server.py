@@ -13,6 +13,7 @@ body it refuses (422, `extra_forbidden` for an unknown field) and `{"detail": "U
 
 from __future__ import annotations
 
+import json
 import random
 import string
 import time
@@ -20,12 +21,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
 
 __all__ = [
     "MistralServer",
     "MistralWire",
     "chat_reply",
+    "chat_stream",
     "error_reply",
     "invalid_model",
     "rate_limited",
@@ -87,6 +89,59 @@ def chat_reply(
         },
     }
     return json_reply(200, payload, headers)
+
+
+def chat_stream(
+    content: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    finish_reason: str = "stop",
+    tool: bool = False,
+    thinking: str | None = None,
+    model: str = "mistral-small-2506",
+    chunk_delay: float = 0.0,
+    error: bool = False,
+    cut: bool = False,
+) -> Reply:
+    """A streamed chat completion as Mistral sends it (PROVIDERS.md §11.6): OpenAI-shaped `data:` chunks and
+    `data: [DONE]`, no `obfuscation`, a role chunk with `content: ""`, the content cut into deltas (with
+    `thinking`, the first is a list of chunks, thinking then text), the usage on the last content chunk together
+    with the finish reason, no empty-choices chunk. With `tool`, the call arrives whole in one delta. With
+    `error`, a chunk with `finish_reason: "error"` follows half the deltas; with `cut`, the connection drops."""
+    ident, created = uuid.uuid4().hex, int(time.time())
+    usage = {"prompt_tokens": 10, "total_tokens": 15, "completion_tokens": 5}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+        return f"data: {json.dumps(body | {'choices': [choice]} | extra, separators=(',', ':'))}\n\n".encode()
+
+    if tool:
+        call_id = "".join(random.choices(string.ascii_letters + string.digits, k=9))
+        function = {"name": "output", "arguments": content}
+        deltas: list[dict[str, Any]] = [
+            {"content": "", "tool_calls": [{"id": call_id, "function": function, "index": 0}]}
+        ]
+        finish_reason = "tool_calls"
+    else:
+        deltas = [{"content": text} for text in text_pieces(content, pieces, split)]
+        if thinking is not None:
+            first = [{"type": "thinking", "thinking": [{"type": "text", "text": thinking}]}]
+            deltas[0] = {"content": [*first, {"type": "text", "text": deltas[0]["content"]}]}
+    events = [chunk({"role": "assistant", "content": ""})]
+    if error:
+        events += [chunk(delta) for delta in deltas[: len(deltas) // 2]]
+        events += [chunk({"content": ""}, "error", usage=usage), b"data: [DONE]\n\n"]
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay)
+    events += [chunk(delta) for delta in deltas[:-1]]
+    events += [chunk(deltas[-1], finish_reason, usage=usage), b"data: [DONE]\n\n"]
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (("content-type", "text/event-stream; charset=utf-8"),)
 
 
 def error_reply(

@@ -12,13 +12,14 @@ Bodies follow the OpenAI spec's `Response` and `ErrorResponse`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from robustprompt.testing._openai_server import OpenAIWire, error_reply
-from robustprompt.testing._server import Headers, LoopbackServer, Reply, json_reply
+from robustprompt.testing._server import Headers, LoopbackServer, Reply, json_reply, text_pieces
 
 __all__ = [
     "RESPONSES_PATH",
@@ -27,6 +28,7 @@ __all__ = [
     "failed_reply",
     "format_schema_rejected",
     "response_reply",
+    "response_stream",
 ]
 
 RESPONSES_PATH = "/v1/responses"
@@ -63,6 +65,76 @@ def response_reply(
     payload = _response(output, status, model, input_tokens, output_tokens)
     payload["incomplete_details"] = {"reason": incomplete_reason} if incomplete_reason else None
     return json_reply(200, payload, headers)
+
+
+def response_stream(
+    text: str,
+    *,
+    pieces: int | None = None,
+    split: list[int] | None = None,
+    function: bool = False,
+    status: Literal["completed", "incomplete", "failed"] = "completed",
+    model: str = "gpt-4.1-mini-2025-04-14",
+    chunk_delay: float = 0.0,
+    error: Literal["flat", "nested"] | None = None,
+    cut: bool = False,
+) -> Reply:
+    """A streamed response as the API sends it (PROVIDERS.md §11.2): named events with a `sequence_number` that
+    grows by one, `response.created`, `.in_progress`, the output item (a message, or with `function` a function
+    call), the text (or arguments) cut into deltas, their `.done` events, and one terminal event (`status`) whose
+    `response` holds the whole output and the usage; no `[DONE]`. With `error`, an `event: error` in the spec's
+    flat shape or the nested one the live API sends follows half the deltas, and the stream ends there; with
+    `cut`, the connection drops mid-stream."""
+    sequence = iter(range(1_000_000))
+    texts = text_pieces(text, pieces, split)
+
+    def event(kind: str, **data: Any) -> bytes:
+        payload = json.dumps({"type": kind, "sequence_number": next(sequence), **data}, separators=(",", ":"))
+        return f"event: {kind}\ndata: {payload}\n\n".encode()
+
+    item = _function_call("output", "", "in_progress") if function else _message([], "in_progress")
+    item["status"] = "in_progress"
+    where = {"item_id": item["id"], "output_index": 0}
+    started = _response([], "in_progress", model, 0, 0) | {"usage": None}
+    events = [event("response.created", response=started), event("response.in_progress", response=started)]
+    events.append(event("response.output_item.added", output_index=0, item=item))
+    if not function:
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        events.append(event("response.content_part.added", **where, content_index=0, part=part))
+    for piece in texts:
+        if function:
+            events.append(event("response.function_call_arguments.delta", **where, delta=piece, obfuscation="x"))
+        else:
+            extra = {"content_index": 0, "logprobs": [], "obfuscation": "x" * (len(piece) % 5)}
+            events.append(event("response.output_text.delta", **where, **extra, delta=piece))
+    if error is not None:
+        err = {"type": "too_many_requests", "code": "too_many_requests", "message": "Too Many Requests", "param": None}
+        events = events[: len(events) - len(texts) // 2]
+        if error == "nested":
+            events.append(event("error", error=err))
+        else:
+            events.append(event("error", **{k: v for k, v in err.items() if k != "type"}))
+        return Reply(200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay)
+    done = _function_call("output", text, status) if function else _message([_text_part(text)], status)
+    done["id"] = item["id"]
+    if function:
+        events.append(event("response.function_call_arguments.done", **where, name="output", arguments=text))
+    else:
+        events.append(event("response.output_text.done", **where, content_index=0, text=text, logprobs=[]))
+        events.append(event("response.content_part.done", **where, content_index=0, part=_text_part(text)))
+    events.append(event("response.output_item.done", output_index=0, item=done))
+    final = _response([done], status, model, 10, len(texts))
+    if status == "incomplete":
+        final["incomplete_details"] = {"reason": "max_output_tokens"}
+    if status == "failed":
+        final["output"], final["error"] = [], {"code": "server_error", "message": "The model failed."}
+    events.append(event(f"response.{status}", response=final))
+    return Reply(
+        200, headers=_STREAM_HEADERS, chunks=tuple(events), chunk_delay=chunk_delay, fault="truncate" if cut else None
+    )
+
+
+_STREAM_HEADERS = (("content-type", "text/event-stream; charset=utf-8"),)
 
 
 def failed_reply(code: str, message: str, *, model: str = "gpt-4.1-mini-2025-04-14") -> Reply:
