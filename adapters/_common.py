@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from robustprompt._errors import (
     AuthError,
@@ -20,7 +20,19 @@ from robustprompt._errors import (
 )
 from robustprompt._prompt import OutputSpec
 
-__all__ = ["MAX_ERROR_BODY", "PerSpec", "error_for_status", "json_body", "provider_error", "retry_after"]
+if TYPE_CHECKING:
+    from robustprompt.adapters import HttpAnswer
+
+__all__ = [
+    "MAX_ERROR_BODY",
+    "PerSpec",
+    "answer_error",
+    "answer_object",
+    "error_for_status",
+    "json_body",
+    "provider_error",
+    "retry_after",
+]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
 
@@ -141,3 +153,28 @@ def json_body(body: bytes, *, provider: str, model: str, status: int) -> Any:
         raise ProviderConnectionError(
             f"unreadable response body ({len(body)} bytes): {snippet!r}", provider=provider, model=model, status=status
         ) from None
+
+
+def answer_object(answer: HttpAnswer, what: str, provider: str, code_key: str) -> dict[str, Any]:
+    """The JSON object of a batch protocol's 2xx answer; the typed error for anything else (`what` says which
+    step it was, `code_key` which field of the error object holds the provider's code)."""
+    if not 200 <= answer.status < 300:
+        raise answer_error(answer, what, provider, code_key)
+    data = json_body(answer.body, provider=provider, model="", status=answer.status)
+    if not isinstance(data, dict):
+        message = f"{what}: the answer is not a JSON object"
+        raise provider_error(ProviderError, message, provider, "", answer.status, answer.body)
+    return data
+
+
+def answer_error(answer: HttpAnswer, what: str, provider: str, code_key: str) -> ProviderError:
+    """A batch protocol's error answer (`{"error": {"message", code_key}}`, as both APIs nest it), typed by status."""
+    data = json_body(answer.body, provider=provider, model="", status=answer.status)
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    message = f"{what}: {err.get('message') or f'HTTP {answer.status}'}"
+    cls = error_for_status(answer.status, answer.headers)
+    code = err.get(code_key)
+    return provider_error(
+        cls, message, provider, "", answer.status, answer.body, code=code, retry_after=retry_after(answer.headers)
+    )

@@ -42,6 +42,7 @@ from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
 from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._sse import SseDecoder
+from robustprompt.adapters.anthropic_batch import AnthropicBatchWire
 
 __all__ = ["AnthropicAdapter", "AnthropicStream"]
 
@@ -103,10 +104,7 @@ class AnthropicAdapter:
         body.update(self._output(prompt, profile))
         if settings.temperature is not None and not profile.reasoning:
             body["temperature"] = _temperature(settings.temperature, profile)
-        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-        if endpoint.api_key:
-            headers["x-api-key"] = endpoint.api_key
-        return HttpCall("POST", f"{endpoint.base_url}/v1/messages", headers, body)
+        return HttpCall("POST", f"{endpoint.base_url}/v1/messages", _headers(endpoint), body)
 
     def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
         call = self.prepare(prompt, profile, settings, endpoint)
@@ -114,6 +112,9 @@ class AnthropicAdapter:
 
     def stream_decoder(self, profile: ModelProfile) -> AnthropicStream:
         return AnthropicStream(self, profile)
+
+    def batch_wire(self) -> AnthropicBatchWire:
+        return AnthropicBatchWire(self.provider, _headers, _STREAM_ERROR_STATUS)
 
     def _output(self, prompt: Prompt, profile: ModelProfile) -> dict[str, Any]:
         spec = prompt.output
@@ -185,6 +186,13 @@ def _version(model_id: str) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+    if endpoint.api_key:
+        headers["x-api-key"] = endpoint.api_key
+    return headers
+
+
 def _turn(message: Message) -> dict[str, str]:
     # The API rejects text content that is empty or only whitespace, as a failed answer can be.
     return {"role": message.role, "content": message.content if message.content.strip() else _EMPTY_TURN}
@@ -225,7 +233,8 @@ def _error_class(status: int, kind: str, message: str, headers: Mapping[str, str
     return cls
 
 
-# The status a non-streamed call gets for each error type, for the same error arriving as an `error` event.
+# The status a non-streamed call gets for each error type, for the same error arriving as an `error` event or as
+# an errored batch item.
 _STREAM_ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,

@@ -34,6 +34,7 @@ _FAILED: dict[str, type[ProviderError]] = {"server_error": ServerError, "rate_li
 class OpenAIResponsesAdapter(OpenAIChatAdapter):
     provider: ClassVar[str] = "openai-responses"
     otel_provider: ClassVar[str] = "openai"  # the same provider, by the conventions; only the API differs
+    batch_path: ClassVar[str | None] = "/v1/responses"
 
     def stream_decoder(self, profile: ModelProfile) -> None:
         return None  # Responses streams are named events, not Chat Completions chunks: not decoded yet
