@@ -42,7 +42,7 @@ from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
 from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._sse import SseDecoder
-from robustprompt.adapters.anthropic_batch import AnthropicBatchWire
+from robustprompt.adapters._anthropic_batch import AnthropicBatchWire
 
 __all__ = ["AnthropicAdapter", "AnthropicStream"]
 

@@ -28,7 +28,7 @@ from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._openai_schema import to_strict_schema
 from robustprompt.adapters._sse import SseDecoder
-from robustprompt.adapters.openai_batch import OpenAIBatchWire
+from robustprompt.adapters._openai_batch import OpenAIBatchWire
 
 __all__ = ["MODES", "OpenAIChatAdapter", "OpenAIChatStream"]
 

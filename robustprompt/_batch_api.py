@@ -117,8 +117,8 @@ def _wire(model: Model) -> tuple[HttpBackend, BatchWire]:
     wire = adapter.batch_wire() if isinstance(adapter, BatchAdapter) else None
     if not isinstance(backend, HttpBackend) or wire is None:
         raise ConfigError(
-            f"{model.name}: its provider has no batch API robustprompt speaks (OpenAI Chat and Responses, "
-            "Anthropic Messages do); run the inputs live with `map` instead"
+            f"{model.name}: no batch API robustprompt speaks for {model.profile.provider} (its adapter declares "
+            "none); run the inputs live with `map` instead"
         )
     return backend, wire
 

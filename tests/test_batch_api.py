@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import robustprompt as rp
 from robustprompt._batch_api import chunked
-from robustprompt.adapters.anthropic_batch import read_result_line
-from robustprompt.adapters.openai_batch import read_output_line
+from robustprompt.adapters._anthropic_batch import read_result_line
+from robustprompt.adapters._openai_batch import read_output_line
 from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer, Reply
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
 from robustprompt.testing._anthropic_server import message_reply

@@ -266,7 +266,8 @@ class OpenAIBatchServer(_BatchServer):
 
     def _finish(self, batch: _Batch, status: str) -> None:
         """Write the output file (answered with 2xx) and the error file (the rest, and what never ran)."""
-        output, errors = [], []
+        output: list[bytes] = []
+        errors: list[bytes] = []
         for item, reply, _ in batch.results:
             assert reply is not None
             line = {
@@ -469,7 +470,8 @@ class AnthropicBatchServer(_BatchServer):
             return anthropic_error(
                 400, "invalid_request_error", f"requests: at most {self.max_requests} requests per batch"
             )
-        items, seen = [], set()
+        items: list[_Item] = []
+        seen: set[str] = set()
         for index, request in enumerate(requests):
             custom_id = request.get("custom_id") if isinstance(request, dict) else None
             if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
@@ -512,7 +514,7 @@ class AnthropicBatchServer(_BatchServer):
         batch.extra["results_url"] = f"{self.base_url}/v1/messages/batches/{batch.id}/results"
 
     def _results(self, batch: _Batch) -> bytes:
-        lines = []
+        lines: list[bytes] = []
         for item, reply, kind in batch.results:
             result: dict[str, Any]
             if reply is None:
