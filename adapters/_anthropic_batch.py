@@ -96,6 +96,7 @@ def read_result_line(raw: bytes, error_status: Mapping[str, int]) -> BatchItem:
         return BatchItem("", "malformed", message=f"a result line with no custom_id: {raw[:200]!r}")
     custom_id, result = data["custom_id"], data.get("result")
     kind = result.get("type") if isinstance(result, dict) else None
+    kind = kind if isinstance(kind, str) else None
     if kind == "succeeded" and isinstance(result, dict) and isinstance(result.get("message"), dict):
         return BatchItem(custom_id, "answered", HttpAnswer(200, {}, json.dumps(result["message"]).encode()))
     if kind == "errored" and isinstance(result, dict) and isinstance(result.get("error"), dict):
