@@ -39,10 +39,10 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
+from robustprompt.adapters._anthropic_batch import AnthropicBatchWire
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
 from robustprompt.adapters._common import error_for_status, json_body, provider_error, retry_after
 from robustprompt.adapters._sse import SseDecoder
-from robustprompt.adapters._anthropic_batch import AnthropicBatchWire
 
 __all__ = ["AnthropicAdapter", "AnthropicStream"]
 

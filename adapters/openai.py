@@ -26,9 +26,9 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import OutputMode, OutputSpec, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
 from robustprompt.adapters._common import PerSpec, error_for_status, json_body, provider_error, retry_after
+from robustprompt.adapters._openai_batch import OpenAIBatchWire
 from robustprompt.adapters._openai_schema import to_strict_schema
 from robustprompt.adapters._sse import SseDecoder
-from robustprompt.adapters._openai_batch import OpenAIBatchWire
 
 __all__ = ["MODES", "OpenAIChatAdapter", "OpenAIChatStream"]
 

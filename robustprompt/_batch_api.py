@@ -412,6 +412,7 @@ class BatchJob(Generic[O]):
 
     def _missing(self, item: BatchItem | None, state: BatchState, unread: list[str]) -> BatchItemError:
         profile = self.model.profile
+        code: str
         if item is not None:
             code, why = item.kind, item.message
         elif state.errors:
