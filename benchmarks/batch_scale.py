@@ -65,20 +65,6 @@ with openai, anthropic:
             break
 """
 
-_TASK = """
-from typing import Literal
-import pydantic
-import robustprompt as rp
-
-class Review(pydantic.BaseModel):
-    text: str
-
-class Label(pydantic.BaseModel):
-    label: Literal["positive", "negative"]
-
-classify = rp.Task("classify", input=Review, output=Label, instructions="Label the review's sentiment.")
-"""
-
 
 class Review(pydantic.BaseModel):
     text: str
@@ -165,7 +151,6 @@ def scale(servers: Servers, cases: int) -> list[str]:
 def resume(servers: Servers) -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder)
-        (project / "task.py").write_text(_TASK)
         lines = [json.dumps({"id": f"c{i}", "input": _review(i).model_dump()}) + "\n" for i in range(RESUME_CASES)]
         (project / "cases.jsonl").write_text("".join(lines))
         before = servers.stats()["openai"]
@@ -181,7 +166,7 @@ def resume(servers: Servers) -> list[str]:
             "-m",
             "robustprompt",
             "run",
-            f"{project / 'task.py'}:classify",
+            f"{Path(__file__).resolve()}:classify",
             "--cases",
             str(project / "cases.jsonl"),
             "--model",

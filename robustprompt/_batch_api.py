@@ -35,7 +35,16 @@ from robustprompt._resolve import resolve
 from robustprompt._retry import Request, Sent, send
 from robustprompt._run import Run
 from robustprompt._task import TaskDeclaration
-from robustprompt.adapters import BatchAdapter, BatchItem, BatchState, BatchWire, Exchange, HttpAnswer, HttpCall
+from robustprompt.adapters import (
+    BatchAdapter,
+    BatchItem,
+    BatchState,
+    BatchWire,
+    Endpoint,
+    Exchange,
+    HttpAnswer,
+    HttpCall,
+)
 from robustprompt.adapters._common import error_for_status
 
 __all__ = ["BatchJob", "BatchProgress", "chunked", "submit"]
@@ -285,12 +294,7 @@ class BatchJob(Generic[O]):
 
     def poll(self) -> BatchProgress:
         """Ask the provider how every batch not yet ended stands (one request each)."""
-        backend, wire = _wire(self.model)
-        for part in self.parts:
-            known = self._states.get(part.id)
-            if known is None or not known.ended:
-                self._states[part.id] = _drive(backend, wire.poll(part.id, backend.endpoint), resend=True)
-        return self.progress()
+        return self._each_open(lambda wire, batch_id, endpoint: wire.poll(batch_id, endpoint))
 
     def progress(self) -> BatchProgress:
         """What the last poll said (no request)."""
@@ -314,11 +318,14 @@ class BatchJob(Generic[O]):
 
     def cancel(self) -> BatchProgress:
         """Ask the provider to cancel every batch not yet ended; what finished stays collectable."""
+        return self._each_open(lambda wire, batch_id, endpoint: wire.cancel(batch_id, endpoint))
+
+    def _each_open(self, step: Callable[[BatchWire, str, Endpoint], Exchange[BatchState]]) -> BatchProgress:
         backend, wire = _wire(self.model)
         for part in self.parts:
             state = self._states.get(part.id)
             if state is None or not state.ended:
-                self._states[part.id] = _drive(backend, wire.cancel(part.id, backend.endpoint), resend=True)
+                self._states[part.id] = _drive(backend, step(wire, part.id, backend.endpoint), resend=True)
         return self.progress()
 
     # Collecting.
