@@ -23,6 +23,7 @@ from robustprompt.adapters._openai_batch import read_output_line
 from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer, Reply
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
 from robustprompt.testing._anthropic_server import message_reply
+from robustprompt.testing._batch_servers import _form
 from robustprompt.testing._openai_server import chat_reply, error_reply
 from tests.spec_check import OPENAI_SPEC, chat_request_violations, envelope_errors
 from tests.test_anthropic import messages_request_violations
@@ -142,6 +143,13 @@ def test_openai_batch_is_the_live_call_and_collects_as_map(client: httpx.Client)
             "completion_window": "24h",
         }
         assert all(OPENAI_KEY not in json.dumps(line) for line in lines)
+        upload = next(r for r in server.requests if r.path == "/v1/files")
+        form = _form(upload.headers["content-type"], upload.raw)
+        assert form["purpose"] == b"batch" and form["file"].endswith(b"\n")
+        if OPENAI_SPEC:
+            fields = {"purpose": form["purpose"].decode(), "file": "batch.jsonl"}
+            assert envelope_errors(fields, "CreateFileRequest") == []
+            assert envelope_errors(create.body, "CreateBatchRequest") == []
 
 
 def test_anthropic_batch_is_the_live_call_and_types_errored_items(client: httpx.Client) -> None:
