@@ -43,24 +43,16 @@ def _answer(body: Any) -> Reply:
     return chat_reply(json.dumps({"label": "negative" if "awful" in text else "positive"}))
 
 
-def _run(project: Path, server: OpenAIBatchServer) -> subprocess.Popen[str]:
+def _run(
+    project: Path,
+    server: OpenAIBatchServer,
+    *command: str,
+    models: tuple[str, ...] = ("--model", "openai:gpt-4.1-mini"),
+) -> subprocess.Popen[str]:
     env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
-    args = [
-        sys.executable,
-        "-m",
-        "robustprompt",
-        "run",
-        str(project / "task.py") + ":classify",
-        "--cases",
-        str(project / "cases.jsonl"),
-        "--model",
-        "openai:gpt-4.1-mini",
-        "--batch",
-        "--poll",
-        "0.05",
-        "--store",
-        str(project / "store.sqlite"),
-    ]
+    task, cases, store = f"{project / 'task.py'}:classify", str(project / "cases.jsonl"), str(project / "store.sqlite")
+    args = [sys.executable, "-m", "robustprompt", *(command or ("run",)), task, "--cases", cases, *models]
+    args += ["--batch", "--poll", "0.05", "--store", store]
     return subprocess.Popen(args, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -72,8 +64,8 @@ def _wait(condition: Any, what: str, seconds: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def test_a_killed_batch_run_resumes_its_batch_instead_of_submitting_again(tmp_path: Path) -> None:
-    (tmp_path / "task.py").write_text(TASK_FILE)
+def _project(folder: Path) -> None:
+    (folder / "task.py").write_text(TASK_FILE)
     lines = [
         {
             "id": f"c{i}",
@@ -82,7 +74,11 @@ def test_a_killed_batch_run_resumes_its_batch_instead_of_submitting_again(tmp_pa
         }
         for i in range(CASES)
     ]
-    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / "cases.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_killed_batch_run_resumes_its_batch_instead_of_submitting_again(tmp_path: Path) -> None:
+    _project(tmp_path)
     with OpenAIBatchServer(answer=_answer, api_key=KEY, allowance=CASES // 2) as server:
         first = _run(tmp_path, server)
         try:
@@ -115,3 +111,17 @@ def _fingerprint(store: Store) -> str:
     rows = store._db.query("SELECT DISTINCT fingerprint FROM batches UNION SELECT DISTINCT fingerprint FROM results")
     assert len(rows) == 1
     return str(rows[0][0])
+
+
+def test_migrate_batch_submits_both_sides_before_waiting_for_either(tmp_path: Path) -> None:
+    _project(tmp_path)
+    with OpenAIBatchServer(answer=_answer, api_key=KEY) as server:
+        models = ("--from", "openai:gpt-4.1-mini", "--to", "openai:gpt-4.1")
+        done = _run(tmp_path, server, "migrate", models=models)
+        _, err = done.communicate(timeout=120)
+        assert done.returncode == 0, err
+        paths = [(r.method, r.path) for r in server.requests]
+        creations = [i for i, (method, path) in enumerate(paths) if (method, path) == ("POST", "/v1/batches")]
+        downloads = [i for i, (method, path) in enumerate(paths) if path.endswith("/content")]
+        assert len(creations) == 2 and max(creations) < min(downloads)
+        assert server.processed == 2 * CASES and server.live == 0

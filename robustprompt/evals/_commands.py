@@ -285,17 +285,7 @@ def _results(
     name = label or model.name
     config, origin = configuration_for(task, model, policy or Policy())
     print(f"{name}: configuration {config.label} ({origin})", file=sys.stderr)
-    stored = options.store.get(task.fingerprint, name, date)
-    runs = [(case, repeat) for case in cases for repeat in range(sampling.repeat)]
-    # A stored answer counts only for the input it answered (a case file's line may have changed under its id)
-    # and the settings it was sampled with; the case file's expected output wins over the stored one: it may have
-    # been corrected since.
-    done: dict[str, CaseResult] = {}
-    for case, repeat in runs:
-        old = stored.get(row_id(case.id, repeat))
-        if old is not None and is_final(old) and old.input_sha == _input_sha(case) and old.settings == sampling.label:
-            done[row_id(case.id, repeat)] = dataclasses.replace(old, expected=case.expected)
-    missing = [(case, repeat) for case, repeat in runs if row_id(case.id, repeat) not in done]
+    runs, done, missing = _todo(options, name, date)
     if missing:
         reused = f" ({len(done)} stored today)" if done else ""
         runs_of = f" ({sampling.repeat} runs per case)" if sampling.repeat > 1 else ""
@@ -330,6 +320,52 @@ def _results(
     return _Side(name, date, [result for result, _ in settled], stability, sampling.describe())
 
 
+def _todo(
+    options: _Options, name: str, date: str
+) -> tuple[list[tuple[Case, int]], dict[str, CaseResult], list[tuple[Case, int]]]:
+    """Every (case, repeat) to have a result for, the results stored today that stand for theirs (by `row_id`),
+    and those still missing."""
+    sampling = options.sampling
+    stored = options.store.get(options.task.fingerprint, name, date)
+    runs = [(case, repeat) for case in options.cases.cases for repeat in range(sampling.repeat)]
+    # A stored answer counts only for the input it answered (a case file's line may have changed under its id)
+    # and the settings it was sampled with; the case file's expected output wins over the stored one: it may have
+    # been corrected since.
+    done: dict[str, CaseResult] = {}
+    for case, repeat in runs:
+        old = stored.get(row_id(case.id, repeat))
+        if old is not None and is_final(old) and old.input_sha == _input_sha(case) and old.settings == sampling.label:
+            done[row_id(case.id, repeat)] = dataclasses.replace(old, expected=case.expected)
+    missing = [(case, repeat) for case, repeat in runs if row_id(case.id, repeat) not in done]
+    return runs, done, missing
+
+
+def _submit_ahead(options: _Options, source: Model | ReplaySource) -> None:
+    """With --batch, send a side's missing cases now, so that both sides' batches run at the provider at once
+    (each may take hours); `_results` then collects the batch it finds in the store."""
+    if isinstance(source, ReplaySource):
+        return
+    date, task = today(), options.task
+    missing = _todo(options, source.name, date)[2]
+    if missing and options.store.batch(task.fingerprint, source.name, date) is None:
+        _submitted(options, source, None, source.name, date, missing)
+
+
+def _submitted(
+    options: _Options, model: Model, policy: Policy | None, name: str, date: str, missing: list[tuple[Case, int]]
+) -> BatchJob[Any]:
+    """`missing` sent as a provider batch, its handle stored as soon as each of its batches exists."""
+    task, store = options.task, options.store
+    keys = [row_id(case.id, repeat) for case, repeat in missing]
+
+    def kept(job: BatchJob[Any]) -> None:
+        store.keep_batch(task.fingerprint, name, date, job.to_json())
+
+    job = submit(task, [case.input for case, _ in missing], model, policy, keys=keys, on_part=kept)
+    print(f"{name}: submitted {len(job)} case(s) as provider batch {', '.join(job.batch_ids)}", file=sys.stderr)
+    return job
+
+
 def _batched(
     options: _Options,
     model: Model,
@@ -349,13 +385,7 @@ def _batched(
         job = BatchJob.from_json(handle, task, model=model, policy=policy)
         print(f"{name}: resuming provider batch {', '.join(job.batch_ids)} submitted earlier today", file=sys.stderr)
     else:
-        keys = [row_id(case.id, repeat) for case, repeat in missing]
-
-        def kept(job: BatchJob[Any]) -> None:
-            store.keep_batch(task.fingerprint, name, date, job.to_json())
-
-        job = submit(task, [case.input for case, _ in missing], model, policy, keys=keys, on_part=kept)
-        print(f"{name}: submitted {len(job)} case(s) as provider batch {', '.join(job.batch_ids)}", file=sys.stderr)
+        job = _submitted(options, model, policy, name, date, missing)
     for index, outcome in job.outcomes(interval=options.poll):
         options.ledger.add(task.name, outcome)
         if (run := by_key.get(job.keys[index])) is not None:
@@ -478,6 +508,9 @@ def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return _migrate_adapted(args, options, stack)
     # Both resolved before the first call: a typo or a missing key in B must not wait for A's cases to run.
     sources = [_resolve(options, name) for name in (args.from_model, args.to_model)]
+    if options.batch:
+        for source in sources:
+            _submit_ahead(options, source)
     a, b = (_results(options, source) for source in sources)
     for side in (a, b):
         _report_failures(side.name, side.results)
