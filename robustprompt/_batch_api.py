@@ -135,13 +135,13 @@ def _wire(model: Model) -> tuple[HttpBackend, BatchWire]:
 def _drive(backend: HttpBackend, exchange: Exchange[T], resend: bool) -> T:
     """Carry a batch protocol's exchanges. A refused or failed request is sent again after a pause (polls and
     downloads always; a creation or an upload only when `resend`, i.e. when the refusal says nothing was made)."""
-    call = next(exchange)
+    answer: HttpAnswer | None = None
     while True:
-        answer = _answer(backend, call, resend or call.method == "GET")
-        try:
-            call = exchange.send(answer)
+        try:  # an exchange may need no request at all (a failed batch has no result file to read)
+            call = next(exchange) if answer is None else exchange.send(answer)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        answer = _answer(backend, call, resend or call.method == "GET")
 
 
 def _answer(backend: HttpBackend, call: HttpCall, idempotent: bool) -> HttpAnswer:

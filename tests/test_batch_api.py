@@ -262,3 +262,14 @@ def test_any_json_line_reads_as_an_item(data: dict[str, Any]) -> None:
     raw = json.dumps(data).encode()
     for item in (read_output_line(raw), read_result_line(raw, {"invalid_request_error": 400})):
         assert item.answer is not None or item.kind != "answered"
+
+
+class _SmallBatchServer(OpenAIBatchServer):
+    max_requests = 2  # a provider whose limit is lower than the client knows: the batch fails validation
+
+
+def test_a_batch_the_provider_fails_whole_reports_each_item_with_the_reason(client: httpx.Client) -> None:
+    with _SmallBatchServer(answer=_openai_answer(set()), api_key=OPENAI_KEY) as server:
+        outcomes = classify.submit(REVIEWS[:3], model=_openai(server, client)).collect(interval=0)
+        assert all(isinstance(o, rp.BatchItemError) and o.code == "failed" for o in outcomes)
+        assert "too_many_requests" in str(outcomes[0]) and server.processed == 0
