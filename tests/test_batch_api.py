@@ -25,8 +25,10 @@ from robustprompt.testing._anthropic_server import error_reply as anthropic_erro
 from robustprompt.testing._anthropic_server import message_reply
 from robustprompt.testing._batch_servers import _form
 from robustprompt.testing._openai_server import chat_reply, error_reply
+from robustprompt.testing._responses_server import response_reply
 from tests.spec_check import OPENAI_SPEC, chat_request_violations, envelope_errors
 from tests.test_anthropic import messages_request_violations
+from tests.test_openai_responses import responses_request_violations
 
 OPENAI_KEY = "sk-batch-test-7c1d"
 ANTHROPIC_KEY = "sk-ant-batch-test-9e2b"
@@ -273,3 +275,17 @@ def test_a_batch_the_provider_fails_whole_reports_each_item_with_the_reason(clie
         outcomes = classify.submit(REVIEWS[:3], model=_openai(server, client)).collect(interval=0)
         assert all(isinstance(o, rp.BatchItemError) and o.code == "failed" for o in outcomes)
         assert "too_many_requests" in str(outcomes[0]) and server.processed == 0
+
+
+def test_the_responses_api_batches_to_its_own_endpoint(client: httpx.Client) -> None:
+    def answer(body: Mapping[str, Any]) -> Reply:
+        return response_reply(json.dumps({"label": "negative" if "awful" in json.dumps(body) else "positive"}))
+
+    check = responses_request_violations if OPENAI_SPEC else None
+    with OpenAIBatchServer(answer=answer, api_key=OPENAI_KEY, check=check) as server:
+        model = rp.model(
+            "openai-responses:gpt-4.1-mini", base_url=server.base_url, api_key=OPENAI_KEY, http_client=client
+        )
+        outcomes = classify.submit(REVIEWS[:2], model=model).collect(interval=0)
+        assert outcomes == [Label(label="positive"), Label(label="negative")]
+        assert next(iter(server.batches.values())).extra["endpoint"] == "/v1/responses"
