@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import robustprompt as rp
 from robustprompt._batch_api import chunked
-from robustprompt.adapters._anthropic_batch import read_result_line
+from robustprompt.adapters._anthropic_batch import AnthropicBatchWire, read_result_line
 from robustprompt.adapters._openai_batch import read_output_line
 from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer, Reply
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
@@ -289,3 +289,18 @@ def test_the_responses_api_batches_to_its_own_endpoint(client: httpx.Client) -> 
         outcomes = classify.submit(REVIEWS[:2], model=model).collect(interval=0)
         assert outcomes == [Label(label="positive"), Label(label="negative")]
         assert next(iter(server.batches.values())).extra["endpoint"] == "/v1/responses"
+
+
+def test_an_input_found_too_large_after_some_batches_went_cancels_them(
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AnthropicBatchWire, "max_bytes", 3000)
+    reviews = [Review(text="lovely"), Review(text="awful"), Review(text="x" * 5000)]
+    with _anthropic_server() as server:
+        with pytest.raises(
+            rp.ConfigError,
+            match=r"request 2 is .* limit of 3,000 bytes .*the 1 batch\(es\) already submitted were cancelled",
+        ):
+            classify.submit(reviews, model=_anthropic(server, client), max_items=1)
+        assert server.created() == 1  # the lines are read as they are made: item 1 had not gone yet
+        assert {batch.status for batch in server.batches.values()} == {"canceling"}
