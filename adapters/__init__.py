@@ -9,20 +9,38 @@ model-string prefix, value = the adapter class).
 Optional class attributes, for tracing (OpenTelemetry GenAI conventions): `otel_provider`, the provider's name
 there when it differs from ours; `otel_operation`, when the operation is not "chat" ("text_completion" for a
 completion-style model); `in_process`, for a runtime with no network hop.
+
+An HTTP adapter whose provider has a batch API says so with `batch_wire()`, returning a `BatchWire`: the batch
+protocol's pure translation, as the adapter is the live call's (`robustprompt._batch_api` drives it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from robustprompt._completion import Completion
 from robustprompt._model import Model
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 
-__all__ = ["Adapter", "Endpoint", "HttpCall", "InProcessAdapter", "StreamDecoder", "StreamingAdapter"]
+__all__ = [
+    "Adapter",
+    "BatchAdapter",
+    "BatchItem",
+    "BatchState",
+    "BatchWire",
+    "Endpoint",
+    "Exchange",
+    "HttpAnswer",
+    "HttpCall",
+    "InProcessAdapter",
+    "StreamDecoder",
+    "StreamingAdapter",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +114,81 @@ class InProcessAdapter(Protocol):
     in_process: ClassVar[bool]
 
     def open(self, model_id: str, settings: Settings, profile: ModelProfile | None) -> Model: ...
+
+
+# Batch APIs. A batch protocol is a few HTTP exchanges (upload, create, poll, download), each written as a generator
+# that yields the request to send and receives the answer, so the wire stays pure and the runtime does the I/O.
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """An HTTP response as a batch protocol reads it."""
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+Exchange: TypeAlias = Generator[HttpCall, HttpAnswer, T]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """A submitted batch as the provider last reported it. `ended`: no item will change any more (completed,
+    expired, cancelled or failed), so its results can be read; `outcome` is the provider's word for how it
+    ended; `results` where to read them (file ids or URLs, the wire's own)."""
+
+    id: str
+    status: str
+    ended: bool
+    counts: Mapping[str, int] = field(default_factory=dict)
+    results: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # why the whole batch failed, when it did
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One request's result in a batch. `answer` is the response the live call would have got (status and body),
+    read by the adapter's `read`; without one, `kind` says why (errored, expired, canceled, malformed) and
+    `message` what the provider said."""
+
+    custom_id: str
+    kind: Literal["answered", "errored", "expired", "canceled", "malformed"]
+    answer: HttpAnswer | None = None
+    message: str = ""
+    code: str | None = None
+
+
+class BatchWire(Protocol):
+    """A provider's batch API. Limits are the provider's (PROVIDERS.md §8); `discount` is the share of the list
+    price a batch item costs (0.5: half)."""
+
+    name: ClassVar[str]
+    max_requests: ClassVar[int]
+    max_bytes: ClassVar[int]
+    discount: ClassVar[float]
+
+    def line(self, custom_id: str, call: HttpCall) -> bytes:
+        """The batch's encoding of the live call `call` (the adapter's own request), one JSON line."""
+        ...
+
+    def submit(self, lines: Sequence[bytes], endpoint: Endpoint) -> Exchange[str]:
+        """Send `lines` as one batch; returns its id."""
+        ...
+
+    def poll(self, batch_id: str, endpoint: Endpoint) -> Exchange[BatchState]: ...
+
+    def results(self, state: BatchState, endpoint: Endpoint) -> Exchange[list[BatchItem]]:
+        """Every result line of an ended batch, in the provider's order (not the input's)."""
+        ...
+
+    def cancel(self, batch_id: str, endpoint: Endpoint) -> Exchange[BatchState]: ...
+
+
+@runtime_checkable
+class BatchAdapter(Protocol):
+    """An HTTP adapter that may send its requests as a provider batch."""
+
+    def batch_wire(self) -> BatchWire | None:
+        """Its provider's batch protocol, or None when this API (or this subclass's server) has none."""
+        ...

@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from robustprompt._errors import (
     AuthError,
@@ -21,11 +21,16 @@ from robustprompt._errors import (
 from robustprompt._prompt import OutputSpec
 from robustprompt.adapters._sse import SseDecoder
 
+if TYPE_CHECKING:
+    from robustprompt.adapters import HttpAnswer
+
 __all__ = [
     "MAX_ERROR_BODY",
     "PerSpec",
     "SseEventReader",
     "StreamReader",
+    "answer_error",
+    "answer_object",
     "error_for_status",
     "json_body",
     "provider_error",
@@ -205,3 +210,28 @@ class SseEventReader(StreamReader):
     def _payload(self, payload: dict[str, Any], data: str) -> list[str]:
         """The answer's pieces in one event (`data` is its text, for errors that quote it)."""
         raise NotImplementedError
+
+
+def answer_object(answer: HttpAnswer, what: str, provider: str, code_key: str) -> dict[str, Any]:
+    """The JSON object of a batch protocol's 2xx answer; the typed error for anything else (`what` says which
+    step it was, `code_key` which field of the error object holds the provider's code)."""
+    if not 200 <= answer.status < 300:
+        raise answer_error(answer, what, provider, code_key)
+    data = json_body(answer.body, provider=provider, model="", status=answer.status)
+    if not isinstance(data, dict):
+        message = f"{what}: the answer is not a JSON object"
+        raise provider_error(ProviderError, message, provider, "", answer.status, answer.body)
+    return data
+
+
+def answer_error(answer: HttpAnswer, what: str, provider: str, code_key: str) -> ProviderError:
+    """A batch protocol's error answer (`{"error": {"message", code_key}}`, as both APIs nest it), typed by status."""
+    data = json_body(answer.body, provider=provider, model="", status=answer.status)
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    message = f"{what}: {err.get('message') or f'HTTP {answer.status}'}"
+    cls = error_for_status(answer.status, answer.headers)
+    code = err.get(code_key)
+    return provider_error(
+        cls, message, provider, "", answer.status, answer.body, code=code, retry_after=retry_after(answer.headers)
+    )

@@ -38,6 +38,7 @@ from robustprompt._errors import (
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Message, OutputMode, Prompt
 from robustprompt.adapters import Endpoint, HttpCall
+from robustprompt.adapters._anthropic_batch import AnthropicBatchWire
 from robustprompt.adapters._anthropic_schema import to_anthropic_schema, tool_input_schema
 from robustprompt.adapters._common import SseEventReader, error_for_status, json_body, provider_error, retry_after
 
@@ -101,10 +102,7 @@ class AnthropicAdapter:
         body.update(self._output(prompt, profile))
         if settings.temperature is not None and not profile.reasoning:
             body["temperature"] = _temperature(settings.temperature, profile)
-        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-        if endpoint.api_key:
-            headers["x-api-key"] = endpoint.api_key
-        return HttpCall("POST", f"{endpoint.base_url}/v1/messages", headers, body)
+        return HttpCall("POST", f"{endpoint.base_url}/v1/messages", _headers(endpoint), body)
 
     def prepare_stream(self, prompt: Prompt, profile: ModelProfile, settings: Settings, endpoint: Endpoint) -> HttpCall:
         call = self.prepare(prompt, profile, settings, endpoint)
@@ -112,6 +110,9 @@ class AnthropicAdapter:
 
     def stream_decoder(self, profile: ModelProfile) -> AnthropicStream:
         return AnthropicStream(self, profile)
+
+    def batch_wire(self) -> AnthropicBatchWire:
+        return AnthropicBatchWire(self.provider, _headers, _STREAM_ERROR_STATUS)
 
     def _output(self, prompt: Prompt, profile: ModelProfile) -> dict[str, Any]:
         spec = prompt.output
@@ -183,6 +184,13 @@ def _version(model_id: str) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+    if endpoint.api_key:
+        headers["x-api-key"] = endpoint.api_key
+    return headers
+
+
 def _turn(message: Message) -> dict[str, str]:
     # The API rejects text content that is empty or only whitespace, as a failed answer can be.
     return {"role": message.role, "content": message.content if message.content.strip() else _EMPTY_TURN}
@@ -223,7 +231,8 @@ def _error_class(status: int, kind: str, message: str, headers: Mapping[str, str
     return cls
 
 
-# The status a non-streamed call gets for each error type, for the same error arriving as an `error` event.
+# The status a non-streamed call gets for each error type, for the same error arriving as an `error` event or as
+# an errored batch item.
 _STREAM_ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,

@@ -39,6 +39,7 @@ class AzureOpenAIAdapter(OpenAIChatAdapter):
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     api_key_required: ClassVar[bool] = True
     otel_provider: ClassVar[str] = "azure.ai.openai"
+    batch_path: ClassVar[str | None] = None  # the global batch lives at the deployment's address: not built yet
 
     def __init__(self) -> None:
         super().__init__()

@@ -49,6 +49,7 @@ class MistralAdapter(OpenAIChatAdapter):
     default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"
     base_url_env: ClassVar[tuple[str, ...]] = ()  # never OpenAI's variable: pass base_url= for a proxy
     api_key_env: ClassVar[tuple[str, ...]] = ("MISTRAL_API_KEY",)
+    batch_path: ClassVar[str | None] = None  # Mistral's batch API is not OpenAI's (not in PROVIDERS.md §8)
     api_key_required: ClassVar[bool] = True
     otel_provider: ClassVar[str] = "mistral_ai"
     stream_usage: ClassVar[bool] = False  # `stream_options` is refused (422 extra_forbidden); usage comes anyway

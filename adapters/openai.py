@@ -31,6 +31,7 @@ from robustprompt.adapters._common import (
     provider_error,
     retry_after,
 )
+from robustprompt.adapters._openai_batch import OpenAIBatchWire
 from robustprompt.adapters._openai_schema import to_strict_schema
 from robustprompt.adapters._sse import SseDecoder
 
@@ -58,6 +59,8 @@ class OpenAIChatAdapter:
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     api_key_required: ClassVar[bool] = True
     stream_usage: ClassVar[bool] = True  # `stream_options.include_usage`: some servers of this wire reject it
+    # The endpoint a Batch API line names (PROVIDERS.md §8); None for a server of this wire with no Batch API.
+    batch_path: ClassVar[str | None] = "/v1/chat/completions"
 
     def __init__(self) -> None:
         # The strict transform walks the whole schema; do it once per output spec, not once per request.
@@ -98,6 +101,9 @@ class OpenAIChatAdapter:
 
     def stream_decoder(self, profile: ModelProfile) -> StreamDecoder | None:
         return OpenAIChatStream(self, profile)
+
+    def batch_wire(self) -> OpenAIBatchWire | None:
+        return None if self.batch_path is None else OpenAIBatchWire(self.provider, self.batch_path, self._headers)
 
     # Hooks for APIs that speak this wire at another address or with another auth header.
     def _url(self, endpoint: Endpoint, profile: ModelProfile) -> str:

@@ -47,6 +47,7 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_API_KEY",)
     api_key_required: ClassVar[bool] = False
     vendor: ClassVar[Vendor | None] = None
+    batch_path: ClassVar[str | None] = None  # a server of this wire has no Batch API unless it says so
 
     @classmethod
     def for_vendor(cls, vendor: Vendor) -> type[OpenAICompatibleAdapter]:

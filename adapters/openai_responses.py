@@ -42,6 +42,7 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
     provider: ClassVar[str] = "openai-responses"
     otel_provider: ClassVar[str] = "openai"  # the same provider, by the conventions; only the API differs
     stream_usage: ClassVar[bool] = False  # usage is in the terminal event; `stream_options` has no include_usage
+    batch_path: ClassVar[str | None] = "/v1/responses"
 
     def stream_decoder(self, profile: ModelProfile) -> OpenAIResponsesStream:
         return OpenAIResponsesStream(self, profile)

@@ -11,6 +11,7 @@ classify(Review(text="Meh"), model="local:smollm2")   # -> a validated Sentiment
 
 from robustprompt._adaptation import Adaptation, AdaptationWarning, Score
 from robustprompt._batch import Batch
+from robustprompt._batch_api import BatchJob, BatchProgress
 from robustprompt._cache import Cache
 from robustprompt._calling import Task, task
 from robustprompt._catalog import register as register_model
@@ -18,6 +19,7 @@ from robustprompt._completion import Completion, Usage
 from robustprompt._errors import (
     AuthError,
     BadRequestError,
+    BatchItemError,
     ConfigError,
     ContextLengthError,
     ModelNotFoundError,
@@ -58,6 +60,9 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "Batch",
+    "BatchItemError",
+    "BatchJob",
+    "BatchProgress",
     "Cache",
     "CallInfo",
     "Completion",

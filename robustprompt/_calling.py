@@ -24,6 +24,7 @@ from robustprompt._validate import Check
 if TYPE_CHECKING:
     from robustprompt._adaptation import Adaptation
     from robustprompt._batch import Batch
+    from robustprompt._batch_api import BatchJob
     from robustprompt._cache import Cache
     from robustprompt._ledger import Ledger
 
@@ -198,6 +199,26 @@ class Task(TaskDeclaration[I, O]):
         from robustprompt._batch import TaskJob, amap_job
 
         return await amap_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
+
+    def submit(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        max_items: int | None = None,
+    ) -> BatchJob[O]:
+        """Send every input as one item of the model's provider batch API (OpenAI Batch, Anthropic Message Batches),
+        at about half the list price, and return the `BatchJob` handle: `job.collect()` waits and gives what `map`
+        gives; `job.to_json()` keeps it for another process (`rp.BatchJob.from_json(text, task)`).
+
+        Each item is the live call's request (the same output mode and schema); an answer that fails validation is
+        re-asked live within `policy`. Inputs over the provider's count or size limit are split into several
+        batches (at most `max_items` items each, if given).
+        """
+        from robustprompt._batch_api import submit
+
+        return submit(self, inputs, model, policy, max_items=max_items)
 
     def stream(
         self,

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -56,7 +56,7 @@ from robustprompt._state import state
 from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import fit_examples
 
-__all__ = ["run_async", "run_sync"]
+__all__ = ["first_prompt", "run_answered", "run_async", "run_sync"]
 
 O = TypeVar("O")
 
@@ -537,3 +537,45 @@ async def run_async(
             if call.cache is not None:
                 await asyncio.to_thread(call.store)
     return call.result
+
+
+# Calls whose first request a provider batch carries (`_batch_api`): the same flow, parse, validate and re-ask.
+
+
+def first_prompt(task: TaskDeclaration[Any, Any], value: Any, model: Model, policy: Policy) -> Prompt:
+    """The prompt a live call of `task` on `value` would send `model` first: what a batch item carries."""
+    run: Run[Any] = Run(task.name, task.fingerprint, model.name)
+    flow = _flow(task, _input_json(task, value), model, policy, run, _Budget(None, None))
+    try:
+        return next(flow).prompt
+    finally:
+        flow.close()
+
+
+def run_answered(
+    task: TaskDeclaration[Any, O],
+    value: Any,
+    model: Model,
+    policy: Policy,
+    answer: Callable[[Request], Sent],
+    cost_share: float = 1.0,
+) -> Run[O]:
+    """A call on `model` whose first request was answered elsewhere: `answer(request)` gives what it brought back
+    (a provider batch's item). A re-ask or a downgraded mode after it is sent live, within the policy's budget.
+    The first attempt costs `cost_share` of the list price (a batch's discount)."""
+    call = _Call(task, value, model, replace(policy, fallbacks=()), None)
+    with call.observed():
+        request: Request | None = call.first()
+        assert request is not None
+        try:
+            request = call.step(request, answer(request))
+        finally:
+            _share_first_cost(call.run, cost_share)
+        while request is not None:
+            request = call.step(request, send(request, call.policy))
+    return call.result
+
+
+def _share_first_cost(run: Run[Any], share: float) -> None:
+    if run.attempts and run.attempts[0].cost is not None and share != 1.0:
+        run.attempts[0] = replace(run.attempts[0], cost=run.attempts[0].cost * share)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthError",
     "BadRequestError",
+    "BatchItemError",
     "ConfigError",
     "ContextLengthError",
     "ModelNotFoundError",
@@ -159,6 +160,12 @@ class QuotaExceededError(ProviderError):
 
 class BadRequestError(ProviderError):
     """The provider rejected the request as invalid."""
+
+
+class BatchItemError(ProviderError):
+    """A provider batch gave this item no answer: the batch expired or was cancelled before it ran (`code`
+    "expired" / "canceled"), the whole batch failed ("failed"), its result line could not be read ("malformed"), or
+    there was none ("missing")."""
 
 
 class RefusalError(ProviderError):

@@ -24,7 +24,7 @@ from robustprompt._prompt import Prompt
 from robustprompt._secrets import keep_out_of_logs, scrub, scrub_bytes
 from robustprompt._state import state
 from robustprompt._tokens import TokenCount, count_tokens
-from robustprompt.adapters import Adapter, Endpoint, HttpCall, StreamDecoder, StreamingAdapter
+from robustprompt.adapters import Adapter, Endpoint, HttpAnswer, HttpCall, StreamDecoder, StreamingAdapter
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -151,6 +151,45 @@ class HttpBackend:
             finally:
                 await response.aclose()
         return self._read(response.status_code, response.headers, body)
+
+    # Batch APIs: the batch wire prepares each exchange, this carries it; an item's answer is read as a live one.
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
+    def exchange(self, call: HttpCall, max_bytes: int) -> HttpAnswer:
+        """Send one request of a batch protocol (an upload, a poll, a results download) and return its answer,
+        the body refused past `max_bytes` and the key taken out of it."""
+        with self._typed_failures(), self._transport_errors():
+            client = self._sync_client()
+            request = self._request(client, call)
+            with phase(self.settings.timeout):
+                response = client.send(request, stream=True)
+            try:
+                with self._body_errors(response), phase(self.settings.timeout):
+                    raw = self._batch_body(response, max_bytes)
+            finally:
+                response.close()
+        if key := self._endpoint.api_key:
+            raw = scrub_bytes(raw, key)
+        return HttpAnswer(response.status_code, dict(response.headers), raw)
+
+    @staticmethod
+    def _batch_body(response: httpx.Response, max_bytes: int) -> bytes:
+        if response.is_stream_consumed:  # a transport that read the body before handing the response over
+            if len(response.content) > max_bytes:
+                raise TooLarge
+            return response.content
+        body = BoundedBody(response.headers.get("content-encoding", ""), max_bytes)
+        for chunk in response.iter_raw():
+            body.take(chunk)
+        return body.done()
+
+    def read_answer(self, answer: HttpAnswer) -> Completion:
+        """The completion of a batch item's answer, read as the live call's response would be (or its error)."""
+        with self._typed_failures():
+            return self._read(answer.status, httpx.Headers(dict(answer.headers)), answer.body)
 
     # Streams: the adapter decodes, this carries bytes. Each yields the answer's text pieces, then its Completion.
 

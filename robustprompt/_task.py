@@ -125,6 +125,10 @@ class TaskDeclaration(Generic[I, O]):
         """The input as the JSON data block the model sees; ConfigError when it does not match the input type."""
         return self._dump_input(value, f"task {self.name!r}")
 
+    def input_from_json(self, text: str) -> Any:
+        """The input `input_json` wrote, read back (a batch job's handle keeps its inputs so)."""
+        return self._input.validate_json(text)
+
     def _dump_input(self, value: Any, where: str) -> str:
         try:
             valid = self._input.validate_python(value)

@@ -72,6 +72,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_engine",
             "_streaming",
             "_batch",
+            "_batch_api",
             "_calling",
             "_adapt",
             "_pipeline",

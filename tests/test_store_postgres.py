@@ -145,7 +145,7 @@ with Store(sys.argv[1]) as store:
 def test_the_schema_is_versioned_the_same_way(pg_url: str) -> None:
     Store(pg_url).close()
     with psycopg.connect(pg_url) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(Exception, match="has schema version 99, newer than this robustprompt understands"):
         Store(pg_url)

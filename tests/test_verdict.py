@@ -689,4 +689,4 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     with Store(path) as store:
         assert store.downgrades(now=0.0, ttl=1.0) == {}
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)

@@ -25,6 +25,7 @@ import pydantic
 from robustprompt._adapt import DEFAULT_BUDGET
 from robustprompt._adaptation import configuration_for, render_adaptation
 from robustprompt._batch import Batch, Outcome, TaskJob, _limited, _SystemClock, map_job
+from robustprompt._batch_api import BatchJob, submit
 from robustprompt._cache import Cache
 from robustprompt._calling import Task
 from robustprompt._catalog import close_matches, lookup
@@ -224,6 +225,8 @@ class _Options:
     sampling: _Sampling = _Sampling()
     unlisted: bool = False  # models the catalog does not list are not checked for typos
     ledger: Ledger = dataclasses.field(default_factory=Ledger)  # what this process spends, by model and task
+    batch: bool = False  # through the provider's batch API, the handle kept in the store until collected
+    poll: float = 30.0  # seconds between two polls of a provider batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,8 +285,49 @@ def _results(
     name = label or model.name
     config, origin = configuration_for(task, model, policy or Policy())
     print(f"{name}: configuration {config.label} ({origin})", file=sys.stderr)
-    stored = options.store.get(task.fingerprint, name, date)
-    runs = [(case, repeat) for case in cases for repeat in range(sampling.repeat)]
+    runs, done, missing = _todo(options, name, date)
+    if missing:
+        reused = f" ({len(done)} stored today)" if done else ""
+        runs_of = f" ({sampling.repeat} runs per case)" if sampling.repeat > 1 else ""
+        print(f"{name}: running {len(missing)} case(s){runs_of}{reused}", file=sys.stderr)
+
+    def keep(index: int, outcome: Outcome) -> None:
+        keep_run(missing[index], outcome)
+
+    def keep_run(run: tuple[Case, int], outcome: Outcome) -> None:
+        case, repeat = run
+        result = CaseResult.from_outcome(
+            case.id, task, outcome, model=name, expected=case.expected, profile=model.profile
+        )
+        result = dataclasses.replace(result, input_sha=_input_sha(case), settings=sampling.label, repeat=repeat)
+        options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
+        done[row_id(case.id, repeat)] = result
+
+    if options.batch:
+        by_key = {row_id(case.id, repeat): (case, repeat) for case, repeat in runs}
+        while missing:  # a resumed batch may cover fewer cases than are missing now: the rest go in a new one
+            _batched(options, model, policy, name, date, by_key, missing, keep_run)
+            left = [run for run in missing if row_id(run[0].id, run[1]) not in done]
+            if len(left) == len(missing):
+                break
+            missing = left
+    else:
+        batch = Batch(concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
+        job = TaskJob(task, model, policy, ledger=options.ledger)
+        map_job(job, [case.input for case, _ in missing], batch, on_result=keep)
+    settled = [settle([done[row_id(case.id, r)] for r in range(sampling.repeat)]) for case in cases]
+    stability = {case.id: share for case, (_, share) in zip(cases, settled, strict=True)} if sampling.repeat > 1 else {}
+    return _Side(name, date, [result for result, _ in settled], stability, sampling.describe())
+
+
+def _todo(
+    options: _Options, name: str, date: str
+) -> tuple[list[tuple[Case, int]], dict[str, CaseResult], list[tuple[Case, int]]]:
+    """Every (case, repeat) to have a result for, the results stored today that stand for theirs (by `row_id`),
+    and those still missing."""
+    sampling = options.sampling
+    stored = options.store.get(options.task.fingerprint, name, date)
+    runs = [(case, repeat) for case in options.cases.cases for repeat in range(sampling.repeat)]
     # A stored answer counts only for the input it answered (a case file's line may have changed under its id)
     # and the settings it was sampled with; the case file's expected output wins over the stored one: it may have
     # been corrected since.
@@ -293,26 +337,60 @@ def _results(
         if old is not None and is_final(old) and old.input_sha == _input_sha(case) and old.settings == sampling.label:
             done[row_id(case.id, repeat)] = dataclasses.replace(old, expected=case.expected)
     missing = [(case, repeat) for case, repeat in runs if row_id(case.id, repeat) not in done]
-    if missing:
-        reused = f" ({len(done)} stored today)" if done else ""
-        runs_of = f" ({sampling.repeat} runs per case)" if sampling.repeat > 1 else ""
-        print(f"{name}: running {len(missing)} case(s){runs_of}{reused}", file=sys.stderr)
+    return runs, done, missing
 
-    def keep(index: int, outcome: Outcome) -> None:
-        case, repeat = missing[index]
-        result = CaseResult.from_outcome(
-            case.id, task, outcome, model=name, expected=case.expected, profile=model.profile
-        )
-        result = dataclasses.replace(result, input_sha=_input_sha(case), settings=sampling.label, repeat=repeat)
-        options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
-        done[row_id(case.id, repeat)] = result
 
-    batch = Batch(concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
-    job = TaskJob(task, model, policy, ledger=options.ledger)
-    map_job(job, [case.input for case, _ in missing], batch, on_result=keep)
-    settled = [settle([done[row_id(case.id, r)] for r in range(sampling.repeat)]) for case in cases]
-    stability = {case.id: share for case, (_, share) in zip(cases, settled, strict=True)} if sampling.repeat > 1 else {}
-    return _Side(name, date, [result for result, _ in settled], stability, sampling.describe())
+def _submit_ahead(options: _Options, source: Model | ReplaySource) -> None:
+    """With --batch, send a side's missing cases now, so that both sides' batches run at the provider at once
+    (each may take hours); `_results` then collects the batch it finds in the store."""
+    if isinstance(source, ReplaySource):
+        return
+    date, task = today(), options.task
+    missing = _todo(options, source.name, date)[2]
+    if missing and options.store.batch(task.fingerprint, source.name, date) is None:
+        _submitted(options, source, None, source.name, date, missing)
+
+
+def _submitted(
+    options: _Options, model: Model, policy: Policy | None, name: str, date: str, missing: list[tuple[Case, int]]
+) -> BatchJob[Any]:
+    """`missing` sent as a provider batch, its handle stored as soon as each of its batches exists."""
+    task, store = options.task, options.store
+    keys = [row_id(case.id, repeat) for case, repeat in missing]
+
+    def kept(job: BatchJob[Any]) -> None:
+        store.keep_batch(task.fingerprint, name, date, job.to_json())
+
+    job = submit(task, [case.input for case, _ in missing], model, policy, keys=keys, on_part=kept)
+    print(f"{name}: submitted {len(job)} case(s) as provider batch {', '.join(job.batch_ids)}", file=sys.stderr)
+    return job
+
+
+def _batched(
+    options: _Options,
+    model: Model,
+    policy: Policy | None,
+    name: str,
+    date: str,
+    by_key: dict[str, tuple[Case, int]],
+    missing: list[tuple[Case, int]],
+    keep: Callable[[tuple[Case, int], Outcome], None],
+) -> None:
+    """Run `missing` through the provider's batch API: the batch submitted earlier today when the store keeps
+    one (a killed run resumes polling it, nothing is submitted twice), else a new one, its handle stored as soon
+    as each of its batches exists. Each result is stored as it is collected; the handle is dropped after."""
+    task, store = options.task, options.store
+    handle = store.batch(task.fingerprint, name, date)
+    if handle is not None:
+        job = BatchJob.from_json(handle, task, model=model, policy=policy)
+        print(f"{name}: resuming provider batch {', '.join(job.batch_ids)} submitted earlier today", file=sys.stderr)
+    else:
+        job = _submitted(options, model, policy, name, date, missing)
+    for index, outcome in job.outcomes(interval=options.poll):
+        options.ledger.add(task.name, outcome)
+        if (run := by_key.get(job.keys[index])) is not None:
+            keep(run, outcome)
+    store.drop_batch(task.fingerprint, name, date)
 
 
 def _compare_sides(options: _Options, title: str, a: _Side, b: _Side, thresholds: Thresholds) -> Comparison:
@@ -344,7 +422,10 @@ def _load(args: argparse.Namespace, stack: contextlib.ExitStack) -> _Options:
     learn_rejected_modes(store.downgrades(now=time.time(), ttl=DOWNGRADE_TTL))
     stack.callback(lambda: store.remember_downgrades(rejected_modes(), now=time.time()))
     sampling = _Sampling(args.temperature, args.seed, args.repeat)
-    return _Options(task, cases, store, args.concurrency, args.rpm, args.tpm, sampling, args.unlisted)
+    batch, poll = getattr(args, "batch", False), getattr(args, "poll", 30.0)  # commands without --batch have neither
+    return _Options(
+        task, cases, store, args.concurrency, args.rpm, args.tpm, sampling, args.unlisted, batch=batch, poll=poll
+    )
 
 
 def _read_cases(
@@ -418,6 +499,8 @@ def _cmd_run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    if args.batch and (args.link is not None or args.adapt):
+        raise ConfigError("--batch runs plain migrations only: drop --link / --adapt, or drop --batch")
     if args.link is not None:
         return _migrate_link(args)
     options = _load(args, stack)
@@ -425,6 +508,9 @@ def _cmd_migrate(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return _migrate_adapted(args, options, stack)
     # Both resolved before the first call: a typo or a missing key in B must not wait for A's cases to run.
     sources = [_resolve(options, name) for name in (args.from_model, args.to_model)]
+    if options.batch:
+        for source in sources:
+            _submit_ahead(options, source)
     a, b = (_results(options, source) for source in sources)
     for side in (a, b):
         _report_failures(side.name, side.results)
@@ -794,6 +880,18 @@ def _comparison_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", help="write the comparison as JSON")
 
 
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the cases through the provider's batch API (about half the price, results within 24 h); the "
+        "batch is kept in the store, so a run killed meanwhile resumes it instead of submitting again",
+    )
+    parser.add_argument(
+        "--poll", type=_positive_float, default=30.0, metavar="SECONDS", help="with --batch: seconds between polls (30)"
+    )
+
+
 def _adapt_arguments(parser: argparse.ArgumentParser, seed_flag: str) -> None:
     parser.add_argument(
         "--budget",
@@ -810,6 +908,7 @@ def add_commands(commands: Any) -> None:
     run = commands.add_parser("run", help="run the cases on one model and store the results")
     _case_arguments(run)
     run.add_argument("--model", required=True, metavar="M", help="a model name or replay:FILE#filter")
+    _batch_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
     migrate = commands.add_parser("migrate", help="compare model B against model A on the same cases")
@@ -834,6 +933,7 @@ def add_commands(commands: Any) -> None:
     migrate.add_argument("--adaptation-json", metavar="OUT.json", help="with --adapt: write the adaptation record")
     _adapt_arguments(migrate, "--adapt-seed")  # --seed is the sampling seed
     _comparison_arguments(migrate)
+    _batch_arguments(migrate)
     migrate.set_defaults(handler=_cmd_migrate)
 
     adapt = commands.add_parser("adapt", help="measure how TASK is best rendered for a model and record it")

@@ -5,6 +5,9 @@ The date is part of the key so that a drift check never passes off yesterday's a
 a re-run reads what is stored and calls the model only for the cases still missing. A snapshot copies one day's
 results under a name, to serve as a drift baseline for as long as it is kept.
 
+A run with `--batch` keeps its submitted provider batch's handle here until every result of it is stored, so a
+killed run polls and collects that batch again instead of submitting (and paying for) a second one.
+
 It also keeps the output modes a server rejected (keyed by the model and the address it is served from, and the
 task, with an expiry), so that a CI run does not pay one rejected request per task to learn them again.
 
@@ -30,7 +33,7 @@ from robustprompt.evals._results import CaseResult
 __all__ = ["STORE_ENV", "SnapshotInfo", "Store", "default_store_path", "is_final", "row_id", "today"]
 
 STORE_ENV = "ROBUSTPROMPT_STORE"
-SCHEMA_VERSION = 2  # 2: the downgrades table
+SCHEMA_VERSION = 3  # 2: the downgrades table; 3: the batches table
 _DEFAULT = Path(".robustprompt") / "results.sqlite"
 # The model answered: a later run would not learn anything new today by asking again.
 _VERDICTS = frozenset({"OutputError", "RefusalError"})
@@ -45,6 +48,10 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS downgrades (
     model_key TEXT NOT NULL, fingerprint TEXT NOT NULL, mode TEXT NOT NULL, learned DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (model_key, fingerprint, mode)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    fingerprint TEXT NOT NULL, model TEXT NOT NULL, date TEXT NOT NULL, handle TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, model, date)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     name TEXT NOT NULL, fingerprint TEXT NOT NULL, case_id TEXT NOT NULL,
@@ -172,6 +179,28 @@ class Store:
         rows = [(key, fingerprint, mode.value, now) for (key, fingerprint), modes in learned.items() for mode in modes]
         with self._db.transaction() as db:
             db.executemany("INSERT INTO downgrades VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+
+    def batch(self, fingerprint: str, model: str, date: str) -> str | None:
+        """The handle of the provider batch submitted for one task, model and day and not yet collected."""
+        rows = self._db.query(
+            "SELECT handle FROM batches WHERE fingerprint = ? AND model = ? AND date = ?", (fingerprint, model, date)
+        )
+        return next((handle for (handle,) in rows), None)
+
+    def keep_batch(self, fingerprint: str, model: str, date: str, handle: str) -> None:
+        with self._db.transaction() as db:
+            db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?) ON CONFLICT (fingerprint, model, date) "
+                "DO UPDATE SET handle = excluded.handle",
+                (fingerprint, model, date, handle),
+            )
+
+    def drop_batch(self, fingerprint: str, model: str, date: str) -> None:
+        """Forget a batch once every result of it is stored."""
+        with self._db.transaction() as db:
+            db.execute(
+                "DELETE FROM batches WHERE fingerprint = ? AND model = ? AND date = ?", (fingerprint, model, date)
+            )
 
     def snapshot(self, name: str, task: str, fingerprint: str, date: str, results: Sequence[CaseResult]) -> int:
         """Keep exactly these results under `name`, replacing a snapshot of that name for this task; the count.

@@ -109,6 +109,7 @@ class LoopbackServer:
     """An API on 127.0.0.1, answering from a FIFO script of replies; a context manager."""
 
     wire_factory: ClassVar[Callable[[], Wire] | None] = None  # a subclass for one API names its Wire here
+    raw_paths: ClassVar[tuple[str, ...]] = ()  # paths whose bodies are not JSON (a multipart file upload)
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class LoopbackServer:
             return self.wire.not_found(method, url.path)
         if self.api_key is not None and not self.wire.authorized(received, self.api_key):
             return self.wire.unauthorized()
-        if not parsed:
+        if not parsed and url.path not in self.raw_paths:
             return self.wire.invalid_json()
         violations = self.check(body) if self.check is not None else []
         return self.wire.rejected(violations) if violations else self.next_reply(received)

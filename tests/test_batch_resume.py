@@ -1,0 +1,127 @@
+"""`robustprompt run --batch` killed mid-way (a real process, SIGKILL) and run again: the batch's handle is in the
+store, so the second run polls and collects the same batch. No case is lost and none is submitted (or paid) twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robustprompt.evals._store import Store, today
+from robustprompt.testing import OpenAIBatchServer, Reply
+from robustprompt.testing._openai_server import chat_reply
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-resume-test-31ab"
+CASES = 40
+
+TASK_FILE = """
+from typing import Literal
+import pydantic
+import robustprompt as rp
+
+class Review(pydantic.BaseModel):
+    text: str
+
+class Label(pydantic.BaseModel):
+    label: Literal["positive", "negative"]
+
+classify = rp.Task("classify", input=Review, output=Label, instructions="Label the review's sentiment.")
+"""
+
+
+def _answer(body: Any) -> Reply:
+    text = body["messages"][1]["content"]
+    return chat_reply(json.dumps({"label": "negative" if "awful" in text else "positive"}))
+
+
+def _run(
+    project: Path,
+    server: OpenAIBatchServer,
+    *command: str,
+    models: tuple[str, ...] = ("--model", "openai:gpt-4.1-mini"),
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
+    task, cases, store = f"{project / 'task.py'}:classify", str(project / "cases.jsonl"), str(project / "store.sqlite")
+    args = [sys.executable, "-m", "robustprompt", *(command or ("run",)), task, "--cases", cases, *models]
+    args += ["--batch", "--poll", "0.05", "--store", store]
+    return subprocess.Popen(args, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(condition: Any, what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _project(folder: Path) -> None:
+    (folder / "task.py").write_text(TASK_FILE)
+    lines = [
+        {
+            "id": f"c{i}",
+            "input": {"text": f"{'awful' if i % 3 else 'lovely'} {i}"},
+            "expected": {"label": "negative" if i % 3 else "positive"},
+        }
+        for i in range(CASES)
+    ]
+    (folder / "cases.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_killed_batch_run_resumes_its_batch_instead_of_submitting_again(tmp_path: Path) -> None:
+    _project(tmp_path)
+    with OpenAIBatchServer(answer=_answer, api_key=KEY, allowance=CASES // 2) as server:
+        first = _run(tmp_path, server)
+        try:
+            _wait(lambda: server.processed == CASES // 2, "half the batch to be processed")
+            polls = len(server.requests)
+            _wait(lambda: len(server.requests) > polls + 3, "the run to poll the half-done batch")
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.communicate(timeout=30)
+        assert first.returncode == -signal.SIGKILL
+        with Store(tmp_path / "store.sqlite") as store:
+            assert store.batch(_fingerprint(store), "openai:gpt-4.1-mini", today()) is not None
+        server.allow(None)
+        second = _run(tmp_path, server)
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert "resuming provider batch" in err
+        # One upload, one batch; every item processed (paid) once: after the kill, exactly the unfinished half.
+        assert server.uploads == 1 and server.created() == 1
+        assert server.processed == CASES and server.live == 0
+    with Store(tmp_path / "store.sqlite") as store:
+        fingerprint = _fingerprint(store)
+        stored = store.get(fingerprint, "openai:gpt-4.1-mini", today())
+        assert sorted(stored) == sorted(f"c{i}" for i in range(CASES))
+        assert all(result.ok for result in stored.values())
+        assert store.batch(fingerprint, "openai:gpt-4.1-mini", today()) is None
+
+
+def _fingerprint(store: Store) -> str:
+    rows = store._db.query("SELECT DISTINCT fingerprint FROM batches UNION SELECT DISTINCT fingerprint FROM results")
+    assert len(rows) == 1
+    return str(rows[0][0])
+
+
+def test_migrate_batch_submits_both_sides_before_waiting_for_either(tmp_path: Path) -> None:
+    _project(tmp_path)
+    with OpenAIBatchServer(answer=_answer, api_key=KEY) as server:
+        models = ("--from", "openai:gpt-4.1-mini", "--to", "openai:gpt-4.1")
+        done = _run(tmp_path, server, "migrate", models=models)
+        _, err = done.communicate(timeout=120)
+        assert done.returncode == 0, err
+        paths = [(r.method, r.path) for r in server.requests]
+        creations = [i for i, (method, path) in enumerate(paths) if (method, path) == ("POST", "/v1/batches")]
+        downloads = [i for i, (method, path) in enumerate(paths) if path.endswith("/content")]
+        assert len(creations) == 2 and max(creations) < min(downloads)
+        assert server.processed == 2 * CASES and server.live == 0
