@@ -72,6 +72,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_engine",
             "_streaming",
             "_batch",
+            "_ray_limits",
             "_calling",
             "_adapt",
             "_pipeline",
