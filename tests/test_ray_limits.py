@@ -61,9 +61,9 @@ def test_in_any_window_the_leases_usable_in_it_are_within_the_rate_and_one_block
 class _Leases:
     """A fake actor on a virtual clock: each lease's wait is slept by advancing the clock."""
 
-    def __init__(self, per_minute: float, capacity: float) -> None:
+    def __init__(self, per_minute: float, capacity: float, name: str = "requests") -> None:
         self.now = 0.0
-        self.bucket = Reservations({"requests": (per_minute, capacity)}, now=0.0)
+        self.bucket = Reservations({name: (per_minute, capacity)}, now=0.0)
         self.asked: list[float] = []
 
     async def reserve(self, name: str, amount: float) -> float:
@@ -88,7 +88,7 @@ def test_a_worker_spends_its_block_locally_and_leases_the_next_when_it_runs_out(
 
 
 def test_tokens_found_after_the_answer_are_paid_out_of_the_next_lease() -> None:
-    leases = _Leases(per_minute=6000, capacity=100)
+    leases = _Leases(per_minute=6000, capacity=100, name="tokens")
     bucket = LeasedBucket(leases.reserve, "tokens", 100, sleep=leases.sleep)
 
     async def run() -> None:

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["RaySuite", "ray_available"]
 
 _INSTALL = "pip install 'robustprompt[ray]'"
-_BATCHES_PER_WORKER = 4  # a worker's pool stays full across batch boundaries: the next batch starts meanwhile
 Keep = Callable[[int, CaseResult], None]
 
 
@@ -125,7 +126,11 @@ class RaySuite:
             # RAY_ADDRESS names a running cluster; without it ray.init starts a local one for this command.
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
             self._started = True
-        ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+        # Ray Data's progress lines ("Running Dataset ...") would bury the command's own: its warnings stay.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's context sets fields it deprecates
+            ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         return self._workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def _landed(
@@ -142,7 +147,6 @@ class RaySuite:
             batch_size=size,
             concurrency=workers,
             num_cpus=1,
-            max_concurrency=_BATCHES_PER_WORKER,
             fn_constructor_kwargs={"task": self._task, "path": self._path, "side": side,
                                    "concurrency": self._concurrency, "limits": limits},
         )  # fmt: skip
