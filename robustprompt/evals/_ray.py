@@ -112,8 +112,8 @@ class RaySuite:
         print(f"{side.label}: on Ray, {workers} worker(s) x {self._concurrency} call(s)", file=sys.stderr)
         try:
             for index, result, spent in self._landed(side, cases, workers, limits):
-                for model, task, line in spent:
-                    ledger.charge(model, task, line)
+                for answered_by, task, line in spent:
+                    ledger.charge(answered_by, task, line)
                 keep(index, result)
         finally:
             if limits is not None:
@@ -131,7 +131,8 @@ class RaySuite:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's context sets fields it deprecates
             ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
-        return self._workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
+        return self._workers or max(1, int(cpus))
 
     def _landed(
         self, side: RaySide, cases: Sequence[tuple[str, Any]], workers: int, limits: SharedLimits | None
