@@ -1,16 +1,19 @@
-"""The shared rate limit's arithmetic, without Ray: the bucket that grants leases with a wait, and a worker's lease
-of blocks. (tests/test_ray.py runs them on a cluster.)"""
+"""Without Ray: the shared rate limit's arithmetic (the bucket that grants leases with a wait, a worker's lease of
+blocks), and `--engine ray` refused with the extra to install. (tests/test_ray.py runs them on a cluster.)"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustprompt._ray_limits import LEASE_SECONDS, LeasedBucket, Reservations, block_size
+from robustprompt.cli import main
 
 
 def test_a_block_is_a_share_of_half_a_second_of_the_rate_and_never_less_than_one() -> None:
@@ -114,3 +117,20 @@ def test_a_call_cancelled_while_it_waits_spends_nothing() -> None:
         assert bucket._allowance == 0.0
 
     asyncio.run(run())
+
+
+def test_the_ray_engine_without_ray_installed_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tasks.py").write_text(
+        "import robustprompt as rp\ntask = rp.Task('echo', input=str, output=str, instructions='Repeat.')\n"
+    )
+    (tmp_path / "cases.jsonl").write_text('{"id": "1", "input": "x"}\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    args = ["run", "tasks.py:task", "--cases", "cases.jsonl", "--model", "openai:gpt-4.1-mini",
+            "--store", str(tmp_path / "store.sqlite")]  # fmt: skip
+    assert main([*args, "--engine", "ray"]) == 2
+    assert "--engine ray needs Ray Data: pip install 'robustprompt[ray]'" in capsys.readouterr().err
+    assert main([*args, "--workers", "2"]) == 2
+    assert "--workers sets the Ray workers: add --engine ray" in capsys.readouterr().err
