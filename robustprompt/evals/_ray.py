@@ -107,11 +107,12 @@ class RaySuite:
         under `policy`, its results named `label`: `keep(index, result)` as each lands, in any order, and what the
         calls spent into `ledger`."""
         side = RaySide(model.name, model.settings.temperature, model.settings.seed, label, policy)
-        workers = self._connect()
+        workers, cpus = self._connect()
         limits = SharedLimits.start(self._rpm, self._tpm, workers)
         print(f"{side.label}: on Ray, {workers} worker(s) x {self._concurrency} call(s)", file=sys.stderr)
         try:
-            for index, result, spent in self._landed(side, cases, workers, limits):
+            # The calls wait on the network: more workers than CPUs share them rather than wait to be scheduled.
+            for index, result, spent in self._landed(side, cases, workers, min(1.0, cpus / workers), limits):
                 for answered_by, task, line in spent:
                     ledger.charge(answered_by, task, line)
                 keep(index, result)
@@ -119,7 +120,8 @@ class RaySuite:
             if limits is not None:
                 limits.stop()
 
-    def _connect(self) -> int:
+    def _connect(self) -> tuple[int, float]:
+        """(the workers to start, the cluster's CPUs), connected first."""
         import ray
 
         if not ray.is_initialized():
@@ -131,11 +133,16 @@ class RaySuite:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's context sets fields it deprecates
             ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
-        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
-        return self._workers or max(1, int(cpus))
+        cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        return self._workers or max(1, int(cpus)), cpus
 
     def _landed(
-        self, side: RaySide, cases: Sequence[tuple[str, Any]], workers: int, limits: SharedLimits | None
+        self,
+        side: RaySide,
+        cases: Sequence[tuple[str, Any]],
+        workers: int,
+        cpus_each: float,
+        limits: SharedLimits | None,
     ) -> Iterator[tuple[int, CaseResult, list[tuple[str, str, LedgerLine]]]]:
         import ray
 
@@ -147,7 +154,7 @@ class RaySuite:
             _CaseWorker,
             batch_size=size,
             concurrency=workers,
-            num_cpus=1,
+            num_cpus=cpus_each,
             fn_constructor_kwargs={"task": self._task, "path": self._path, "side": side,
                                    "concurrency": self._concurrency, "limits": limits},
         )  # fmt: skip
