@@ -47,9 +47,11 @@ __all__ = [
     "Job",
     "Limits",
     "Outcome",
+    "Permits",
     "TaskJob",
     "amap_job",
     "astream_job",
+    "limited_by",
     "map_job",
     "stream_job",
 ]
@@ -79,6 +81,19 @@ class _SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class Permits(Protocol):
+    """What a rate limit hands out: `_Bucket` in one process, a lease on a bucket other processes share in
+    `_ray_limits`."""
+
+    async def take(self, cost: float) -> None:
+        """Wait until `cost` (one request, or a prompt's estimated tokens) may be spent, and spend it."""
+        ...
+
+    def charge(self, extra: float) -> None:
+        """Spend `extra` found only after the answer (the output tokens; negative when the estimate was high)."""
+        ...
 
 
 class _Bucket:
@@ -117,7 +132,7 @@ class _LimitedBackend:
     """The model's backend, behind the request and token buckets. Batches call `acomplete` only. No wait for a
     bucket outlasts the call's deadline."""
 
-    def __init__(self, model: Model, requests: _Bucket | None, tokens: _Bucket | None) -> None:
+    def __init__(self, model: Model, requests: Permits | None, tokens: Permits | None) -> None:
         self._inner = model.backend
         self._model = model
         self._requests = requests
@@ -174,6 +189,12 @@ def _limited(model: Model, rpm: float | None, tpm: float | None, clock: Clock) -
     # to refuse at the start of a run.
     requests = _Bucket(rpm, 1, clock) if rpm is not None else None
     tokens = _Bucket(tpm, tpm / 60.0, clock) if tpm is not None else None
+    return limited_by(model, requests, tokens)
+
+
+def limited_by(model: Model, requests: Permits | None, tokens: Permits | None) -> Model:
+    """`model` with every request it sends paced by `requests` (one per request) and `tokens` (each prompt's
+    estimate, then the rest of the usage its answer reports)."""
     fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(Model)}
     fields["backend"] = _LimitedBackend(model, requests, tokens)
     return Model(**fields)  # the plain dataclass: test doubles' constructors take other arguments

@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_streaming",
             "_batch",
             "_batch_api",
+            "_ray_limits",
             "_calling",
             "_adapt",
             "_pipeline",

@@ -250,7 +250,7 @@ def test_import_and_a_blocking_call_load_no_aiohttp() -> None:
         "import sys, robustprompt as rp\n"
         "from robustprompt.testing import FunctionModel\n"
         "from tests.models import Review, classify_task\n"
-        "heavy = ('aiohttp', 'tiktoken', 'jsonschema', 'llama_cpp', 'sqlite3', 'robustprompt.evals._report')\n"
+        "heavy = ('aiohttp', 'tiktoken', 'jsonschema', 'llama_cpp', 'sqlite3', 'robustprompt.evals._report', 'ray')\n"
         "assert not [m for m in heavy if m in sys.modules], sorted(m for m in heavy if m in sys.modules)\n"
         "classify_task().run(Review(text='x'), model=FunctionModel(lambda p: '{\"label\": \"positive\"}'))\n"
         "assert not [m for m in heavy if m in sys.modules], sorted(m for m in heavy if m in sys.modules)\n"

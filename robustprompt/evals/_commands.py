@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -59,6 +59,9 @@ from robustprompt.evals._replay import ReplaySource, is_replay
 from robustprompt.evals._report import render_json, render_single_table, render_table, render_trend
 from robustprompt.evals._results import CaseResult
 from robustprompt.evals._store import Store, default_store_path, is_final, row_id, today
+
+if TYPE_CHECKING:
+    from robustprompt.evals._ray import RaySuite
 
 __all__ = ["EXIT_CANNOT_JUDGE", "EXIT_OK", "EXIT_REGRESSED", "add_commands", "alpha", "max_drop"]
 
@@ -227,6 +230,7 @@ class _Options:
     ledger: Ledger = dataclasses.field(default_factory=Ledger)  # what this process spends, by model and task
     batch: bool = False  # through the provider's batch API, the handle kept in the store until collected
     poll: float = 30.0  # seconds between two polls of a provider batch
+    ray: RaySuite | None = None  # --engine ray: the cases run on a Ray cluster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,17 +295,22 @@ def _results(
         runs_of = f" ({sampling.repeat} runs per case)" if sampling.repeat > 1 else ""
         print(f"{name}: running {len(missing)} case(s){runs_of}{reused}", file=sys.stderr)
 
+    def keep_result(run: tuple[Case, int], result: CaseResult) -> None:
+        case, repeat = run
+        result = dataclasses.replace(
+            result, expected=case.expected, input_sha=_input_sha(case), settings=sampling.label, repeat=repeat
+        )
+        options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
+        done[row_id(case.id, repeat)] = result
+
+    def keep_run(run: tuple[Case, int], outcome: Outcome) -> None:
+        keep_result(run, CaseResult.from_outcome(run[0].id, task, outcome, model=name, profile=model.profile))
+
     def keep(index: int, outcome: Outcome) -> None:
         keep_run(missing[index], outcome)
 
-    def keep_run(run: tuple[Case, int], outcome: Outcome) -> None:
-        case, repeat = run
-        result = CaseResult.from_outcome(
-            case.id, task, outcome, model=name, expected=case.expected, profile=model.profile
-        )
-        result = dataclasses.replace(result, input_sha=_input_sha(case), settings=sampling.label, repeat=repeat)
-        options.store.put(task.name, task.fingerprint, [result], date=date)  # at once: an interrupted run keeps it
-        done[row_id(case.id, repeat)] = result
+    def keep_ray(index: int, result: CaseResult) -> None:  # a Ray worker builds the result where it ran the case
+        keep_result(missing[index], result)
 
     if options.batch:
         by_key = {row_id(case.id, repeat): (case, repeat) for case, repeat in runs}
@@ -311,6 +320,8 @@ def _results(
             if len(left) == len(missing):
                 break
             missing = left
+    elif options.ray is not None and missing:
+        options.ray.run(model, name, policy, [(case.id, case.input) for case, _ in missing], keep_ray, options.ledger)
     else:
         batch = Batch(concurrency=options.concurrency, rpm=options.rpm, tpm=options.tpm)
         job = TaskJob(task, model, policy, ledger=options.ledger)
@@ -423,9 +434,30 @@ def _load(args: argparse.Namespace, stack: contextlib.ExitStack) -> _Options:
     stack.callback(lambda: store.remember_downgrades(rejected_modes(), now=time.time()))
     sampling = _Sampling(args.temperature, args.seed, args.repeat)
     batch, poll = getattr(args, "batch", False), getattr(args, "poll", 30.0)  # commands without --batch have neither
+    if args.workers is not None and args.engine != "ray":
+        raise ConfigError("--workers sets the Ray workers: add --engine ray, or drop --workers")
+    if batch and args.engine == "ray":
+        raise ConfigError("--batch hands the cases to the provider's batch API, --engine ray runs them live: drop one")
+    ray = stack.enter_context(_ray_suite(args)) if args.engine == "ray" else None
     return _Options(
-        task, cases, store, args.concurrency, args.rpm, args.tpm, sampling, args.unlisted, batch=batch, poll=poll
+        task,
+        cases,
+        store,
+        args.concurrency,
+        args.rpm,
+        args.tpm,
+        sampling,
+        args.unlisted,
+        batch=batch,
+        poll=poll,
+        ray=ray,
     )
+
+
+def _ray_suite(args: argparse.Namespace) -> RaySuite:
+    from robustprompt.evals._ray import RaySuite  # Ray is imported only when it is used
+
+    return RaySuite(args.task, workers=args.workers, concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm)
 
 
 def _read_cases(
@@ -594,6 +626,8 @@ class _LinkSide:
 
 
 def _migrate_link(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        raise ConfigError("--engine ray runs a task's cases; --link runs a pipeline in this process: drop --engine ray")
     pipeline = load_pipeline(args.task)
     cases = _read_cases(args, pipeline.end_task, _pipeline_input_check(pipeline))
     if args.repeat > 1:
@@ -810,6 +844,16 @@ def _case_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="calls in flight (8)")
     parser.add_argument("--rpm", type=_positive_float, metavar="N", help="at most N requests a minute")
     parser.add_argument("--tpm", type=_positive_float, metavar="N", help="at most N tokens a minute (estimated)")
+    parser.add_argument(
+        "--engine",
+        choices=("process", "ray"),
+        default="process",
+        help="where the calls run: this process (default), or a Ray cluster (RAY_ADDRESS, else a local one; "
+        "--concurrency is then per worker, --rpm/--tpm hold across the workers; needs robustprompt[ray])",
+    )
+    parser.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="with --engine ray: Ray workers (default: one per CPU)"
+    )
     parser.add_argument(
         "--unlisted",
         action="store_true",
