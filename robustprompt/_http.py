@@ -9,7 +9,6 @@ import contextlib
 import weakref
 import zlib
 from collections.abc import AsyncGenerator, Awaitable, Generator, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
@@ -18,7 +17,6 @@ from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE, in_time, phase, phase_left, remaining
 from robustprompt._decoding import ACCEPT_ENCODING, BoundedBody, TooLarge, UnknownEncoding
 from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout, contained
-from robustprompt._model import believable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._secrets import keep_out_of_logs, scrub, scrub_bytes
@@ -330,10 +328,8 @@ class HttpBackend:
             body = scrub_bytes(body, key)
             if any(key[-4:] in value for value in headers.values()):
                 headers = httpx.Headers([(name, scrub(value, key)) for name, value in headers.multi_items()])
-        completion = self.adapter.read(status, headers, body, self.profile)
-        if completion.usage is None:
-            return completion
-        return replace(completion, usage=believable(completion.usage, self.profile, self.settings))
+        # Its usage is made believable where every backend's is: the engine's attempt record.
+        return self.adapter.read(status, headers, body, self.profile)
 
     @contextlib.contextmanager
     def _typed_failures(self) -> Iterator[None]:

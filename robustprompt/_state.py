@@ -7,6 +7,7 @@
 - resolved names: the handle a model name resolved to, so its HTTP pools are reused (each handle keeps its own
   async client per event loop);
 - hooks: what `rp.hooks.add` registered;
+- registered models: the profiles `rp.register_model` added to the catalog (kept by the catalog itself);
 - routed clients: the clients a cassette routes every HTTP call through while its `with` block runs.
 
 Process-wide rather than per call, because that is what they are for: a model found dead in one thread must be
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from robustprompt import _catalog
 from robustprompt._breaker import Breakers
 from robustprompt._demotions import Demotions
 
@@ -74,6 +76,7 @@ class ProcessState:
             self.hooks = ()
         self.breakers.reset()
         self.demotions.clear()
+        _catalog.forget_registered()
 
 
 state = ProcessState()
@@ -81,10 +84,11 @@ state = ProcessState()
 
 def reset(*, clock: Clock | None = None) -> None:
     """Forget what the process remembers between calls: circuit breakers, demoted output modes, retirement
-    warnings given, handles resolved by name, and registered hooks. `clock` (seconds, monotonic) times the
+    warnings given, handles resolved by name, registered hooks, and the models added with `register_model` (the
+    shipped catalog shows again: register them anew after a reset). `clock` (seconds, monotonic) times the
     breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping.
 
-    Left as they are: models added with `register_model` (configuration, not memory), and the routes of a
-    cassette whose `with` block is still open (dropping them would send a replayed test to the network).
+    Left as it is: the routes of a cassette whose `with` block is still open (dropping them would send a replayed
+    test to the network).
     """
     state.reset(clock)

@@ -207,6 +207,20 @@ def test_reset_forgets_hooks_and_resolved_names(monkeypatch: pytest.MonkeyPatch)
     assert seen == []
 
 
+def test_reset_forgets_registered_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustprompt import _catalog
+    from robustprompt._resolve import resolve
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    shipped = resolve("openai:gpt-4.1-nano").profile
+    rp.register_model(rp.ModelProfile("openai", "gpt-4.1-nano", context_window=1000))
+    rp.register_model(rp.ModelProfile("openai", "my-finetune", modes=(rp.OutputMode.JSON_OBJECT,)))
+    assert resolve("openai:gpt-4.1-nano").profile.context_window == 1000
+    rp.reset()
+    assert resolve("openai:gpt-4.1-nano").profile == shipped  # the shipped profile shows again
+    assert _catalog.lookup("openai:my-finetune") is None
+
+
 def test_with_no_suggestion_the_first_sentence_still_ends() -> None:
     with pytest.raises(rp.ConfigError, match=r"^unknown model 'zqxj'\. Models are named 'provider:model'"):
         rp.model("zqxj")
