@@ -45,7 +45,7 @@ class ProcessState:
         self.clock = clock
         self.breakers = Breakers(lambda: self.clock())  # read late: `reset(clock=...)` takes effect at once
         self.demotions = Demotions(lambda: self.clock())
-        self.warned_retirements: set[str] = set()
+        self.warned_retirements: set[str | tuple[str, str]] = set()  # a name, or ("replaced", name)
         self.resolved: collections.OrderedDict[tuple[str, int], Model] = collections.OrderedDict()
         self.hooks: tuple[Hook, ...] = ()  # replaced, never mutated: calls read it without the lock
         # Innermost last. Process-wide rather than a context variable, so that calls from threads the test did not

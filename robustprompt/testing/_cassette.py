@@ -23,7 +23,8 @@ are kept as JSON when they are JSON, else as text, else as base64.
 
 Nothing secret is written: credential headers and query parameters (Authorization, x-api-key, api-key,
 x-goog-api-key, x-amz-security-token, cookies, and any name that says key, token or secret) become "SCRUBBED",
-and the values seen in them are scrubbed wherever else they appear (a provider echoing the key in an error).
+and the values seen in them are scrubbed wherever else they appear (a provider echoing the key in an error), with
+their masked tails ("sk-...abcd") and their ends shown bare.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import httpx
 
 from robustprompt._errors import ConfigError, Uncontained
+from robustprompt._secrets import scrub
 from robustprompt._state import state
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ def _secrets_in(request: httpx.Request) -> set[str]:
 def _scrub(text: str, secrets: Iterable[str]) -> str:
     ordered = sorted(secrets, key=len, reverse=True)  # "Bearer sk-..." goes whole before "sk-..." alone
     for secret in ordered:
-        text = text.replace(secret, SCRUBBED)
+        text = scrub(text.replace(secret, SCRUBBED), secret)  # and its masked tail, or its end shown bare
     # The placeholder can complete a secret with the text beside it (a key "Dk3y..." then "k3y..."): too rare to
     # deserve more than dropping the whole text, which keeps the guarantee.
     return SCRUBBED if any(secret in text for secret in ordered) else text
