@@ -69,8 +69,7 @@ class ProcessState:
 
     def reset(self, clock: Clock | None = None) -> None:
         with self.lock:
-            if clock is not None:
-                self.clock = clock
+            self.clock = clock or time.monotonic  # a fake clock a test injected ends with the next reset
             self.warned_retirements.clear()
             self.resolved.clear()
             self.hooks = ()
@@ -86,7 +85,8 @@ def reset(*, clock: Clock | None = None) -> None:
     """Forget what the process remembers between calls: circuit breakers, demoted output modes, retirement
     warnings given, handles resolved by name, registered hooks, and the models added with `register_model` (the
     shipped catalog shows again: register them anew after a reset). `clock` (seconds, monotonic) times the
-    breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping.
+    breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping;
+    without it, the real clock (`time.monotonic`) takes over again.
 
     Left as it is: the routes of a cassette whose `with` block is still open (dropping them would send a replayed
     test to the network).

@@ -95,7 +95,10 @@ def _secrets_in(request: httpx.Request) -> set[str]:
 def _scrub(text: str, secrets: Iterable[str]) -> str:
     ordered = sorted(secrets, key=len, reverse=True)  # "Bearer sk-..." goes whole before "sk-..." alone
     for secret in ordered:
-        text = scrub(text.replace(secret, SCRUBBED), secret)  # and its masked tail, or its end shown bare
+        text = text.replace(secret, SCRUBBED)
+    for secret in ordered:
+        if " " not in secret:  # a key itself, not "Bearer <key>": its masked tail, or its end shown bare
+            text = scrub(text, secret)
     # The placeholder can complete a secret with the text beside it (a key "Dk3y..." then "k3y..."): too rare to
     # deserve more than dropping the whole text, which keeps the guarantee.
     return SCRUBBED if any(secret in text for secret in ordered) else text
