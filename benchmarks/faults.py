@@ -2,6 +2,7 @@
 
     python benchmarks/faults.py [N]          # N calls (default 10,000); about a minute on 2 cores
     python benchmarks/faults.py N hostile    # scenario 3 only, so that peak RSS is its own
+    python benchmarks/faults.py N hostile gzip_bomb      # scenario 3 with those fault kinds alone
 
 Scenario 1: the loopback fault server (OpenAI wire) faults 30 % of requests, drawn from a seeded mix of every
 transient kind (429 with Retry-After or retry-after-ms, 500, 502, 503, 529, a hang past the client's timeout, a
@@ -139,8 +140,10 @@ HOSTILE_DEADLINE = 2.0
 HOSTILE_NAMES = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-haiku-4-5"}
 
 
-def _hostile_outcomes(api: str, n: int, blocking: bool) -> tuple[collections.Counter[str], float, float, float]:
-    plan = FaultPlan(rate=0.1, kinds=HOSTILE, seed=17, retry_after=0.05, hang=2 * TIMEOUT, trickle=0.2)
+def _hostile_outcomes(
+    api: str, n: int, blocking: bool, kinds: tuple[Fault, ...]
+) -> tuple[collections.Counter[str], float, float, float]:
+    plan = FaultPlan(rate=0.1, kinds=kinds, seed=17, retry_after=0.05, hang=2 * TIMEOUT, trickle=0.2)
     # The breaker stays out of it (10 % faults would open it): each call meets the hostile server itself.
     policy = rp.Policy(
         transport_retries=1,
@@ -195,14 +198,14 @@ async def _amap_watched(model: rp.Model, policy: rp.Policy, n: int) -> tuple[lis
     return runs, longest[0]
 
 
-def scenario_hostile(n: int) -> None:
-    print(f"\n## Scenario 3: hostile servers, 10 % of requests faulted with {', '.join(f.value for f in HOSTILE)}\n")
+def scenario_hostile(n: int, kinds: tuple[Fault, ...] = HOSTILE) -> None:
+    print(f"\n## Scenario 3: hostile servers, 10 % of requests faulted with {', '.join(f.value for f in kinds)}\n")
     print(f"deadline {HOSTILE_DEADLINE:g} s, timeout {TIMEOUT:g} s per phase\n")
     print("| wire | form | calls | validated | typed errors | untyped | slowest call | longest loop stall | wall |")
     print("|---|---|---|---|---|---|---|---|---|")
     for api in HOSTILE_NAMES:
         for blocking, count in ((False, n), (True, max(n // 20, 20))):
-            outcomes, wall, slowest, stall = _hostile_outcomes(api, count, blocking)
+            outcomes, wall, slowest, stall = _hostile_outcomes(api, count, blocking, kinds)
             typed = sum(v for k, v in outcomes.items() if k.startswith("failed"))
             untyped = count - outcomes["validated"] - typed
             form = "task.run loop" if blocking else "task.amap"
@@ -215,8 +218,8 @@ def scenario_hostile(n: int) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    if sys.argv[2:] == ["hostile"]:
-        scenario_hostile(n)
+    if sys.argv[2:3] == ["hostile"]:  # `hostile gzip_bomb,trickle_body`: those kinds alone
+        scenario_hostile(n, tuple(Fault(k) for k in sys.argv[3].split(",")) if sys.argv[3:] else HOSTILE)
         return
     scenario_faults(n)
     scenario_retired(n)
