@@ -75,46 +75,6 @@ def test_no_in_process_artifact_holds_the_key(server: OpenAIServer, caplog: pyte
         _scan(text, where)
 
 
-def test_no_file_or_output_of_the_command_holds_the_key(
-    server: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    (tmp_path / "secret_task.py").write_text(TASK_MODULE)
-    cases = tmp_path / "cases.jsonl"
-    lines = [
-        {"id": f"c{i}", "input": {"text": t}, "expected": {"label": "positive"}}
-        for i, t in enumerate(["fine", "reask please", "echo this", "also fine"])
-    ]
-    cases.write_text("\n".join(json.dumps(line) for line in lines))
-    code = main(
-        [
-            "migrate",
-            f"{tmp_path / 'secret_task.py'}:task",
-            "--cases",
-            str(cases),
-            "--from",
-            "openai:gpt-4.1-mini",
-            "--to",
-            "openai:gpt-4.1-nano",
-            "--store",
-            str(tmp_path / "store.sqlite"),
-            "--json",
-            str(tmp_path / "out.json"),
-            "--report",
-            str(tmp_path / "out.html"),
-        ]
-    )
-    assert code in (0, 1, 3)  # 4 cases: "cannot judge" is as good a verdict here; the files are the point
-    out = capsys.readouterr()
-    _scan(out.out + out.err, "the command's output")
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert {"store.sqlite", "out.json", "out.html"} <= {p.name for p in files}
-    for path in files:
-        _scan(path.read_bytes().decode("utf-8", "replace"), str(path.name))
-    assert "Invalid request for credentials" in (tmp_path / "out.json").read_text()  # the echo was stored, redacted
-
-
 def test_no_file_any_command_writes_holds_the_key(
     server: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -147,7 +107,7 @@ def test_no_file_any_command_writes_holds_the_key(
             task,
             *common,
             *["--from", "openai:gpt-4.1-mini", "--to", "openai:gpt-4.1-nano", "--adapt", "--budget", "8"],
-            *f"--adaptation-json {out / 'adapted.json'} --report {out / 'm.html'}".split(),
+            *f"--adaptation-json {out / 'adapted.json'} --report {out / 'm.html'} --json {out / 'm.json'}".split(),
         ],
     ]
     for argv in commands:
@@ -155,10 +115,11 @@ def test_no_file_any_command_writes_holds_the_key(
     printed = capsys.readouterr()
     _scan(printed.out + printed.err, "the commands' output")
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert {"store.sqlite", "d.json", "record.json", "adapted.json", "m.html"} <= {p.name for p in files}
+    assert {"store.sqlite", "d.json", "record.json", "adapted.json", "m.html", "m.json"} <= {p.name for p in files}
     for path in files:
         _scan(path.read_bytes().decode("utf-8", "replace"), str(path.relative_to(tmp_path)))
     assert any("echo this" in r.body["messages"][-1]["content"] for r in server.requests if r.body)
+    assert "Invalid request for credentials" in (out / "m.json").read_text()  # the echo was stored, redacted
 
 
 def test_a_cassette_and_its_replay_hold_no_key(server: OpenAIServer, tmp_path: Path) -> None:
