@@ -2,6 +2,7 @@
 
     python benchmarks/faults.py [N]          # N calls (default 10,000); about a minute on 2 cores
     python benchmarks/faults.py N hostile    # scenario 3 only, so that peak RSS is its own
+    python benchmarks/faults.py N hostile gzip_bomb      # scenario 3 with those fault kinds alone
 
 Scenario 1: the loopback fault server (OpenAI wire) faults 30 % of requests, drawn from a seeded mix of every
 transient kind (429 with Retry-After or retry-after-ms, 500, 502, 503, 529, a hang past the client's timeout, a
@@ -12,15 +13,18 @@ that no retry came before the Retry-After the server asked for, and reports wall
 Scenario 2: the primary model is retired (its server answers 404 model_not_found to everything) and the policy
 falls back to a healthy model: every call must be served by the fallback, with one wasted call at most.
 
-Scenario 3: hostile servers, OpenAI and Anthropic wires, async (`task.map`) and blocking (`task.run` in a loop):
+Scenario 3: hostile servers, OpenAI and Anthropic wires, async (`task.amap`, the pool `task.map` runs) and blocking
+(`task.run` in a loop):
 10 % of requests trickle their headers or body a byte at a time, send a `gzip, gzip` bomb (512 MiB inflated),
 report 10^12 output tokens, or answer with a lone surrogate, on top of the transient mix, with `tpm=` pacing and a
 deadline. It checks every input is accounted for as a value or a typed error, reports the slowest call against the
-deadline, and peak RSS against the 32 MiB body cap.
+deadline, the longest the event loop was blocked (no deadline fires meanwhile), and peak RSS against the 32 MiB
+body cap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import resource
 import sys
@@ -136,8 +140,10 @@ HOSTILE_DEADLINE = 2.0
 HOSTILE_NAMES = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-haiku-4-5"}
 
 
-def _hostile_outcomes(api: str, n: int, blocking: bool) -> tuple[collections.Counter[str], float, float]:
-    plan = FaultPlan(rate=0.1, kinds=HOSTILE, seed=17, retry_after=0.05, hang=2 * TIMEOUT, trickle=0.2)
+def _hostile_outcomes(
+    api: str, n: int, blocking: bool, kinds: tuple[Fault, ...]
+) -> tuple[collections.Counter[str], float, float, float]:
+    plan = FaultPlan(rate=0.1, kinds=kinds, seed=17, retry_after=0.05, hang=2 * TIMEOUT, trickle=0.2)
     # The breaker stays out of it (10 % faults would open it): each call meets the hostile server itself.
     policy = rp.Policy(
         transport_retries=1,
@@ -148,7 +154,7 @@ def _hostile_outcomes(api: str, n: int, blocking: bool) -> tuple[collections.Cou
         breaker_failures=10**6,
     )
     outcomes: collections.Counter[str] = collections.Counter()
-    slowest = 0.0
+    slowest = stall = 0.0
     with FaultServer(api, plan, answer, api_key="bench-key-0123456789") as server:
         model = rp.model(HOSTILE_NAMES[api], base_url=server.base_url, api_key="bench-key-0123456789", timeout=TIMEOUT)
         start = time.perf_counter()
@@ -162,40 +168,58 @@ def _hostile_outcomes(api: str, n: int, blocking: bool) -> tuple[collections.Cou
                     results.append(exc)
                 slowest = max(slowest, time.perf_counter() - began)
         else:
-            runs = TASK.map(
-                inputs(n), model=model, policy=policy, batch=rp.Batch(concurrency=32, tpm=10_000_000), runs=True
-            )
+            runs, stall = asyncio.run(_amap_watched(model, policy, n))
             results = [r.output if isinstance(r, rp.Run) else r for r in runs]
             slowest = max((r.latency for r in runs if isinstance(r, rp.Run)), default=0.0)
             slowest = max([slowest, *(e.run.latency for e in runs if isinstance(e, rp.ProviderError) and e.run)])
         wall = time.perf_counter() - start
     for result in results:
         outcomes["validated" if isinstance(result, Sentiment) else f"failed: {type(result).__name__}"] += 1
-    return outcomes, wall, slowest
+    return outcomes, wall, slowest, stall
 
 
-def scenario_hostile(n: int) -> None:
-    print(f"\n## Scenario 3: hostile servers, 10 % of requests faulted with {', '.join(f.value for f in HOSTILE)}\n")
+async def _amap_watched(model: rp.Model, policy: rp.Policy, n: int) -> tuple[list[object], float]:
+    """`task.amap` (the pool `task.map` runs), and the longest the event loop went without running a ticker: while
+    it is blocked, no call's deadline can fire."""
+    longest, last = [0.0], [time.perf_counter()]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            longest[0], last[0] = max(longest[0], now - last[0] - 0.005), now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        batch = rp.Batch(concurrency=32, tpm=10_000_000)
+        runs: list[object] = list(await TASK.amap(inputs(n), model=model, policy=policy, batch=batch, runs=True))
+    finally:
+        ticker.cancel()
+    return runs, longest[0]
+
+
+def scenario_hostile(n: int, kinds: tuple[Fault, ...] = HOSTILE) -> None:
+    print(f"\n## Scenario 3: hostile servers, 10 % of requests faulted with {', '.join(f.value for f in kinds)}\n")
     print(f"deadline {HOSTILE_DEADLINE:g} s, timeout {TIMEOUT:g} s per phase\n")
-    print("| wire | form | calls | validated | typed errors | untyped | slowest call | wall |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| wire | form | calls | validated | typed errors | untyped | slowest call | longest loop stall | wall |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for api in HOSTILE_NAMES:
         for blocking, count in ((False, n), (True, max(n // 20, 20))):
-            outcomes, wall, slowest = _hostile_outcomes(api, count, blocking)
+            outcomes, wall, slowest, stall = _hostile_outcomes(api, count, blocking, kinds)
             typed = sum(v for k, v in outcomes.items() if k.startswith("failed"))
             untyped = count - outcomes["validated"] - typed
-            form = "task.run loop" if blocking else "task.map"
+            form = "task.run loop" if blocking else "task.amap"
             print(
                 f"| {api} | {form} | {count:,} | {outcomes['validated']:,} | {typed:,} | {untyped} | "
-                f"{slowest:.2f} s | {wall:.1f} s |"
+                f"{slowest:.2f} s | {'-' if blocking else f'{stall * 1000:.0f} ms'} | {wall:.1f} s |"
             )
     print(f"\npeak RSS {peak_rss_mb():.0f} MB (body cap 32 MiB; each bomb inflates to 512 MiB unchecked)")
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    if sys.argv[2:] == ["hostile"]:
-        scenario_hostile(n)
+    if sys.argv[2:3] == ["hostile"]:  # `hostile gzip_bomb,trickle_body`: those kinds alone
+        scenario_hostile(n, tuple(Fault(k) for k in sys.argv[3].split(",")) if sys.argv[3:] else HOSTILE)
         return
     scenario_faults(n)
     scenario_retired(n)

@@ -1,7 +1,8 @@
 """Shape figures of the shipped code: files per folder, import cycles, provider touch points, duplicate pairs and
 the longest functions. Reads the source only (nothing is imported or run); `python3 benchmarks/structure.py`.
 
-Import edges count every import statement, including those inside functions and under TYPE_CHECKING. A
+Import edges count every import statement, including those inside functions and under TYPE_CHECKING, package
+facades included (the graph is tests/import_graph.py's, the one tests/test_architecture.py checks). A
 provider's touch points are the files that name it (as a string, a module or a catalog file): its own adapter,
 schema module, server, catalog and tests, and any other file a new provider would have to edit likewise.
 """
@@ -17,90 +18,11 @@ import shutil
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from tests.import_graph import GRAPH, MODULES, ROOT, cycles  # the graph the architecture test pins
+
 SHIPPED = ("robustprompt", "adapters")
-
-
-def modules() -> dict[str, pathlib.Path]:
-    found: dict[str, pathlib.Path] = {}
-    for base in SHIPPED:
-        for path in sorted((ROOT / base).rglob("*.py")):
-            rel = path.relative_to(ROOT)
-            if rel.parts[:2] == ("robustprompt", "adapters"):  # the symlink to adapters/
-                continue
-            parts = list(rel.with_suffix("").parts)
-            if base == "adapters":
-                parts = ["robustprompt", *parts]
-            found[".".join(parts)] = path
-    return found
-
-
-def import_graph(mods: dict[str, pathlib.Path]) -> dict[str, set[str]]:
-    """Module -> modules it imports (package facades resolved to what they import themselves)."""
-
-    def resolve(name: str) -> str:
-        while name and name not in mods:
-            name = name.rsplit(".", 1)[0] if "." in name else ""
-        return name
-
-    graph: dict[str, set[str]] = collections.defaultdict(set)
-    for name, path in mods.items():
-        is_init = path.name == "__init__.py"
-        package = name.removesuffix(".__init__") if is_init else name.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(up + ([node.module] if node.module else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
-            for target in map(resolve, targets):
-                if target and target != name:
-                    graph[name].add(target)
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan), package facades left out: an
-    `__init__` re-exporting its package's modules is not a cycle a reader has to follow."""
-    facades = {n for n in graph if n.endswith("__init__")}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in graph.get(v, ()):
-            if w in facades or v in facades:
-                continue
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                out.append(sorted(component))
-
-    sys.setrecursionlimit(10_000)
-    for v in list(graph):
-        if v not in index:
-            visit(v)
-    return out
 
 
 def providers() -> dict[str, str]:
@@ -183,12 +105,12 @@ def longest_functions(mods: dict[str, pathlib.Path], n: int = 5) -> list[tuple[i
 
 
 def main() -> None:
-    mods = modules()
+    mods = MODULES
     folders = collections.Counter(p.parent.relative_to(ROOT).as_posix() for p in mods.values())
     print("files per folder (.py):")
     for folder, count in sorted(folders.items()):
         print(f"  {folder}/: {count}")
-    found = cycles(import_graph(mods))
+    found = cycles(GRAPH)
     print(f"import cycles (all imports counted): {len(found)}")
     for component in found:
         print("  - " + ", ".join(m.removeprefix("robustprompt.") for m in component))

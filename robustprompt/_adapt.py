@@ -21,7 +21,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from robustprompt._cache import Cache
     from robustprompt._task import Example, TaskDeclaration
 
-__all__ = ["DEFAULT_BUDGET", "aadapt", "adapt", "candidates"]
+__all__ = ["DEFAULT_BUDGET", "AdaptOptions", "aadapt", "adapt", "candidates"]
 
 DEFAULT_BUDGET = 150  # scored calls: the whole space on 3 cases for a model with one mode, at ~0.3 s a local call
 _SIMILAR_K = 3
@@ -264,31 +264,32 @@ def _pools(
 
 
 @dataclass(frozen=True, slots=True)
+class AdaptOptions:
+    """How `adapt` searches: `Task.adapt`'s keywords, in one place for the blocking and the async search."""
+
+    pool: Sequence[Example[Any, Any]] | None = None
+    pool_size: int = 4
+    budget: int = DEFAULT_BUDGET
+    seed: int = 0
+    record: Path | str | bool | None = None
+    progress: bool | None = None
+    cache: Cache | None = None
+    concurrency: int = 4
+
+
+@dataclass(slots=True)
 class _Setup:
     task: TaskDeclaration[Any, Any]
     model: Model
     search: _Search
     scored_on: str
-    seed: int
+    options: AdaptOptions
     record: Path | None
-    progress: bool | None
-    cache: Cache | None
-    concurrency: int
+    cost: _Cost = field(default_factory=_Cost)
 
 
-def _setup(
-    task: TaskDeclaration[Any, Any],
-    model: Model | str,
-    cases: Any,
-    pool: Sequence[Example[Any, Any]] | None,
-    pool_size: int,
-    budget: int,
-    seed: int,
-    record: Path | str | bool | None,
-    progress: bool | None,
-    cache: Cache | None,
-    concurrency: int,
-) -> _Setup:
+def _setup(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, options: AdaptOptions) -> _Setup:
+    pool, budget, seed, record = options.pool, options.budget, options.seed, options.record
     if budget < 1:
         raise ConfigError(f"adapt's budget is a number of scored calls >= 1, got {budget}")
     resolved = resolve(model)
@@ -310,7 +311,7 @@ def _setup(
         pool_size_per_case = len(task.examples)
         pools = []
         if pool is not None:
-            pools = _pools(task, pool, pool_size, seed)
+            pools = _pools(task, pool, options.pool_size, seed)
             held = {c.input_json for c in scoring}
             overlap = sum(1 for p in pools for i, _ in p if i in held)
             if overlap:
@@ -321,24 +322,38 @@ def _setup(
     random.Random(seed).shuffle(scoring)
     configs = candidates(resolved, pool_size_per_case, pools)
     where = None if record is False else Path(record) if isinstance(record, (str, Path)) else task.adaptations
-    search = _Search(configs, scoring, budget)
-    return _Setup(task, resolved, search, scored_on, seed, where, progress, cache, concurrency)
+    return _Setup(task, resolved, _Search(configs, scoring, budget), scored_on, options, where)
 
 
-def _announce(setup: _Setup, budget: int) -> _Progress:
-    search = setup.search
-    if setup.progress is not False:
+def _announce(setup: _Setup) -> _Progress:
+    search, budget = setup.search, setup.options.budget
+    if setup.options.progress is not False:
         print(
             f"adapting {setup.task.name} to {setup.model.name}: {len(search.configs)} configuration(s), "
             f"scored on {setup.scored_on}; {search.total} scored call(s) planned (budget {budget}) in "
             + ", then ".join(f"{alive} x {cases} case(s)" for alive, cases in search.rounds),
             file=sys.stderr,
         )
-    return _Progress(f"adapt {setup.model.name}", search.total, _progress_stream(setup.progress))
+    return _Progress(f"adapt {setup.model.name}", search.total, _progress_stream(setup.options.progress))
 
 
-def _finish(setup: _Setup, budget: int, cost: _Cost) -> Adaptation:
-    search = setup.search
+def _rounds(search: _Search) -> Iterator[list[tuple[int, ScoringCase]]]:
+    """Each round's jobs (candidate index, case); the better half goes on to the next round."""
+    for number in range(len(search.rounds)):
+        yield search.jobs(number)
+        if number + 1 < len(search.rounds):
+            search.halve()
+
+
+def _scored(
+    setup: _Setup, bar: _Progress, index: int, case: ScoringCase, outcome: Run[Any] | RobustPromptError
+) -> None:
+    _tally(setup.task, setup.model, setup.search, index, case, outcome, setup.cost)
+    bar.update(outcome)
+
+
+def _finish(setup: _Setup) -> Adaptation:
+    search, cost = setup.search, setup.cost
     scores = tuple(t.score(c) for t, c in zip(search.tallies, search.configs, strict=True))
     tried = [i for i, t in enumerate(search.tallies) if t.n]
     if not tried:
@@ -351,11 +366,11 @@ def _finish(setup: _Setup, budget: int, cost: _Cost) -> Adaptation:
         search.configs[best],
         tuple(scores[i] for i in tried),
         setup.scored_on,
-        budget,
+        setup.options.budget,
         cost.calls,
         cost.tokens,
         time.monotonic() - cost.started,
-        setup.seed,
+        setup.options.seed,
         untried=len(search.configs) - len(tried),
         baseline=search.configs[0],
     )
@@ -364,77 +379,44 @@ def _finish(setup: _Setup, budget: int, cost: _Cost) -> Adaptation:
     return adaptation
 
 
-def adapt(
-    task: TaskDeclaration[Any, Any],
-    model: Model | str,
-    cases: Any = None,
-    *,
-    pool: Sequence[Example[Any, Any]] | None = None,
-    pool_size: int = 4,
-    budget: int = DEFAULT_BUDGET,
-    seed: int = 0,
-    record: Path | str | bool | None = None,
-    progress: bool | None = None,
-    cache: Cache | None = None,
-    concurrency: int = 4,
-) -> Adaptation:
-    setup = _setup(task, model, cases, pool, pool_size, budget, seed, record, progress, cache, concurrency)
-    search, cost = setup.search, _Cost()
-    bar = _announce(setup, budget)
+def adapt(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, options: AdaptOptions) -> Adaptation:
+    setup = _setup(task, model, cases, options)
+    bar = _announce(setup)
     try:
-        for number in range(len(search.rounds)):
-            for index, case in search.jobs(number):
-                config = _job_config(search.configs[index], case)
+        for jobs in _rounds(setup.search):
+            for index, case in jobs:
+                config = _job_config(setup.search.configs[index], case)
                 outcome: Run[Any] | RobustPromptError
                 try:
-                    outcome = run_sync(task, json.loads(case.input_json), setup.model, _policy(config), cache)
+                    outcome = run_sync(task, json.loads(case.input_json), setup.model, _policy(config), options.cache)
                 except RobustPromptError as exc:
                     outcome = exc
-                _tally(task, setup.model, search, index, case, outcome, cost)
-                bar.update(outcome)
-            if number + 1 < len(search.rounds):
-                search.halve()
+                _scored(setup, bar, index, case, outcome)
     finally:
         bar.close()
-    return _finish(setup, budget, cost)
+    return _finish(setup)
 
 
-async def aadapt(
-    task: TaskDeclaration[Any, Any],
-    model: Model | str,
-    cases: Any = None,
-    *,
-    pool: Sequence[Example[Any, Any]] | None = None,
-    pool_size: int = 4,
-    budget: int = DEFAULT_BUDGET,
-    seed: int = 0,
-    record: Path | str | bool | None = None,
-    progress: bool | None = None,
-    cache: Cache | None = None,
-    concurrency: int = 4,
-) -> Adaptation:
-    setup = _setup(task, model, cases, pool, pool_size, budget, seed, record, progress, cache, concurrency)
-    search, cost = setup.search, _Cost()
-    bar = _announce(setup, budget)
-    gate = asyncio.Semaphore(max(1, concurrency))
+async def aadapt(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, options: AdaptOptions) -> Adaptation:
+    """`adapt`, `options.concurrency` scored calls at a time."""
+    setup = _setup(task, model, cases, options)
+    bar = _announce(setup)
+    gate = asyncio.Semaphore(max(1, options.concurrency))
 
     async def score(index: int, case: ScoringCase) -> None:
-        config = _job_config(search.configs[index], case)
+        config = _job_config(setup.search.configs[index], case)
         outcome: Run[Any] | RobustPromptError
         async with gate:
             try:
                 value = json.loads(case.input_json)
-                outcome = await run_async(task, value, setup.model, _policy(config), cache)
+                outcome = await run_async(task, value, setup.model, _policy(config), options.cache)
             except RobustPromptError as exc:
                 outcome = exc
-        _tally(task, setup.model, search, index, case, outcome, cost)
-        bar.update(outcome)
+        _scored(setup, bar, index, case, outcome)
 
     try:
-        for number in range(len(search.rounds)):
-            await asyncio.gather(*(score(index, case) for index, case in search.jobs(number)))
-            if number + 1 < len(search.rounds):
-                search.halve()
+        for jobs in _rounds(setup.search):
+            await asyncio.gather(*(score(index, case) for index, case in jobs))
     finally:
         bar.close()
-    return _finish(setup, budget, cost)
+    return _finish(setup)

@@ -258,6 +258,13 @@ class Limits:
             self._models[model.key] = _limited(model, self._rpm, self._tpm, self._clock)
         return self._models[model.key]
 
+    async def warmed(self) -> None:
+        """With `tpm`, every prompt is counted: load each model's tokenizer in a thread before the first call.
+        A cold load (a second or two) on the event loop would hold up every call in flight, deadlines included."""
+        if self._tpm is not None:
+            for model in list(self._models.values()):
+                await asyncio.to_thread(model.backend.count_tokens, "")
+
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
@@ -348,7 +355,9 @@ async def _landed(
     """The pool: (index, what `keep` keeps of its outcome) for each input as its call ends. Inputs are taken only
     when the consumer asks for the next outcome, one per freed slot, so a consumer that pauses holds the batch at
     `concurrency` calls."""
-    label, call_one = job.start(Limits(batch.rpm, batch.tpm, batch.clock or _SystemClock()))
+    limits = Limits(batch.rpm, batch.tpm, batch.clock or _SystemClock())
+    label, call_one = job.start(limits)
+    await limits.warmed()
     bar = _Progress(label, total, _progress_stream(batch.progress))
     todo = enumerate(inputs)
     ended: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()  # never more than `concurrency` calls in it

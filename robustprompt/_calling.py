@@ -22,6 +22,7 @@ from robustprompt._task import Example, TaskDeclaration, function_task
 from robustprompt._validate import Check
 
 if TYPE_CHECKING:
+    from robustprompt._adapt import AdaptOptions
     from robustprompt._adaptation import Adaptation
     from robustprompt._batch import Batch
     from robustprompt._batch_api import BatchJob
@@ -64,20 +65,9 @@ class Task(TaskDeclaration[I, O]):
         printed first; default `DEFAULT_BUDGET`), seeded by `seed`. The record goes to `self.adaptations` (or
         `record`; `record=False` writes none) and every later call on `model` uses its configuration.
         """
-        from robustprompt._adapt import DEFAULT_BUDGET
         from robustprompt._adapt import adapt as run_adapt
 
-        return run_adapt(
-            self,
-            model,
-            cases,
-            pool=pool,
-            budget=DEFAULT_BUDGET if budget is None else budget,
-            seed=seed,
-            record=record,
-            progress=progress,
-            cache=cache,
-        )
+        return run_adapt(self, model, cases, _adapt_options(pool, budget, seed, record, progress, cache))
 
     async def aadapt(
         self,
@@ -93,20 +83,10 @@ class Task(TaskDeclaration[I, O]):
         concurrency: int = 4,
     ) -> Adaptation:
         """The async twin of `adapt`, `concurrency` scored calls at a time."""
-        from robustprompt._adapt import DEFAULT_BUDGET, aadapt
+        from robustprompt._adapt import aadapt
 
-        return await aadapt(
-            self,
-            model,
-            cases,
-            pool=pool,
-            budget=DEFAULT_BUDGET if budget is None else budget,
-            seed=seed,
-            record=record,
-            progress=progress,
-            cache=cache,
-            concurrency=concurrency,
-        )
+        options = _adapt_options(pool, budget, seed, record, progress, cache, concurrency)
+        return await aadapt(self, model, cases, options)
 
     # Calling. The engine does the work; these are the doors into it.
 
@@ -261,6 +241,23 @@ class Task(TaskDeclaration[I, O]):
         from robustprompt._batch import TaskJob, astream_job
 
         return astream_job(TaskJob(self, model, policy, cache, runs, ledger), inputs, batch)
+
+
+def _adapt_options(
+    pool: Sequence[Example[Any, Any]] | None,
+    budget: int | None,
+    seed: int,
+    record: str | Path | bool | None,
+    progress: bool | None,
+    cache: Cache | None,
+    concurrency: int = 4,
+) -> AdaptOptions:
+    from robustprompt._adapt import DEFAULT_BUDGET, AdaptOptions
+
+    budget = DEFAULT_BUDGET if budget is None else budget
+    return AdaptOptions(
+        pool, budget=budget, seed=seed, record=record, progress=progress, cache=cache, concurrency=concurrency
+    )
 
 
 @overload

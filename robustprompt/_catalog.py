@@ -26,7 +26,17 @@ from robustprompt._errors import ConfigError
 from robustprompt._profile import ModelProfile
 from robustprompt._prompt import OutputMode
 
-__all__ = ["Vendor", "all_profiles", "close_matches", "generation", "lookup", "register", "vendor", "vendors"]
+__all__ = [
+    "Vendor",
+    "all_profiles",
+    "close_matches",
+    "forget_registered",
+    "generation",
+    "lookup",
+    "register",
+    "vendor",
+    "vendors",
+]
 
 _lock = threading.Lock()
 _user: dict[str, ModelProfile] = {}
@@ -119,6 +129,14 @@ def register(profile: ModelProfile) -> None:
     with _lock:
         _user[profile.name] = profile
         _generation[0] += 1
+
+
+def forget_registered() -> None:
+    """Drop every model `register` added, so shipped profiles show again (`robustprompt.reset()` calls this)."""
+    with _lock:
+        if _user:
+            _user.clear()
+            _generation[0] += 1
 
 
 def generation() -> int:

@@ -55,7 +55,7 @@ def phase(timeout: float) -> Iterator[float]:
 
 
 def phase_left() -> float | None:
-    """Seconds left in the current request phase (at most 0), or None outside one."""
+    """Seconds left in the current request phase (never below 0), or None outside one."""
     end = _phase.get()
     return None if end is None else max(end - time.monotonic(), 0.0)
 

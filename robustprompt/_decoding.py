@@ -77,6 +77,10 @@ class BodyDecoder:
         self._limit = limit
         self._sizes = [0] * (len(self._layers) + 1)
 
+    @property
+    def layers(self) -> int:
+        return len(self._layers)
+
     def feed(self, raw: bytes) -> Iterator[bytes]:
         return self._through(0, self._counted(0, raw))
 
@@ -112,8 +116,20 @@ class BoundedBody:
         self._decoder = BodyDecoder(content_encoding, limit)
         self._parts: list[bytes] = []
 
+    @property
+    def compressed(self) -> bool:
+        return self._decoder.layers > 0
+
     def take(self, raw: bytes) -> None:
         self._parts.extend(self._decoder.feed(raw))
+
+    def steps(self, raw: bytes) -> Iterator[None]:
+        """`take(raw)` a step at a time: yields after each inflated step (at most `_STEP` bytes), so that async
+        code can let the event loop run between steps, and a timeout cut a bomb short, instead of blocking it for
+        the whole inflation up to the cap."""
+        for part in self._decoder.feed(raw):
+            self._parts.append(part)
+            yield
 
     def done(self) -> bytes:
         self._parts.extend(self._decoder.end())

@@ -43,13 +43,13 @@ from robustprompt._errors import (
 from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
 from robustprompt._ledger import price
-from robustprompt._lifecycle import warn_retirement
+from robustprompt._lifecycle import warn_replaced, warn_retirement
 from robustprompt._model import Model, believable
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt, with_reask
 from robustprompt._renderings import Configuration, choose_examples, format_input, render_configured
-from robustprompt._resolve import models_for
+from robustprompt._resolve import models_for, replacement_for
 from robustprompt._retry import Request, Sent, asend, send
 from robustprompt._run import Attempt, Run
 from robustprompt._state import state
@@ -357,7 +357,10 @@ def _chain(
 ) -> Generator[Request, Sent, Run[Any]]:
     budget = _Budget(policy.max_attempts, None if policy.deadline is None else time.monotonic() + policy.deadline)
     error: RobustPromptError | None = None
-    for model in models:
+    chain, tried = list(models), list[Model]()
+    while chain:
+        model = chain.pop(0)
+        tried.append(model)
         warn_retirement(model.profile)
         if model.profile.retired is not None and model.profile.retired <= dt.date.today():
             state.breakers.suspect(model.key, f"{model.name} was retired on {model.profile.retired} (catalog)")
@@ -368,6 +371,7 @@ def _chain(
             run.notes.append(f"skipped {model.name}: {closed}")
             if (dead := state.breakers.dead_reason(model.key)) is not None:
                 error = error or _gone(model, dead)
+                _replace(model, policy, run, chain, tried)
             continue
         run.model = model.name
         judged = False  # an allowed call must end with a verdict for the breaker, or free its trial slot
@@ -379,6 +383,8 @@ def _chain(
             judged = _count_against_breaker(model, exc, policy)
             run.notes.append(f"{model.name} failed: {type(exc).__name__}: {exc}")
             error = exc
+            if isinstance(exc, ModelNotFoundError):
+                _replace(model, policy, run, chain, tried)
             continue
         finally:  # also when the call is cancelled or a bug escapes
             if not judged:
@@ -392,6 +398,17 @@ def _chain(
     if isinstance(error, ProviderError):
         error.run = run
     raise error
+
+
+def _replace(gone: Model, policy: Policy, run: Run[Any], chain: list[Model], tried: list[Model]) -> None:
+    """With `Policy(on_retired="replace")`, the catalog's replacement for a model that is gone is called next."""
+    if policy.on_retired != "replace" or (substitute := replacement_for(gone)) is None:
+        return
+    if any(m.key == substitute.key for m in (*tried, *chain)):
+        return
+    warn_replaced(gone.name, substitute.name)
+    run.notes.append(f"{gone.name} is gone: calling its replacement {substitute.name} (Policy(on_retired='replace'))")
+    chain.insert(0, substitute)
 
 
 def _gone(model: Model, reason: str) -> ModelNotFoundError:

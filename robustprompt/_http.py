@@ -5,11 +5,13 @@ does network I/O, beside the transport (`_transport`) it sends through.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
+import threading
 import weakref
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Generator, Iterator
-from dataclasses import replace
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
@@ -18,7 +20,6 @@ from robustprompt._completion import Completion
 from robustprompt._deadline import DEADLINE, in_time, phase, phase_left, remaining
 from robustprompt._decoding import ACCEPT_ENCODING, BoundedBody, TooLarge, UnknownEncoding
 from robustprompt._errors import ConfigError, ProviderConnectionError, ProviderError, ProviderTimeout, contained
-from robustprompt._model import believable
 from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._secrets import keep_out_of_logs, scrub, scrub_bytes
@@ -40,6 +41,32 @@ async def _in_time(awaitable: Awaitable[T], seconds: float) -> T:
         return await in_time(awaitable, seconds)
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("the request's time ran out") from None
+
+
+def _headers_in_time(send: Callable[[], httpx.Response], seconds: float) -> httpx.Response:
+    """`send()` given `seconds` for the response headers, in a thread of its own: a blocking read cannot be cut
+    short from outside, but the caller can stop waiting. The thread ends when the server finishes or a read
+    times out, and closes a response that came too late (its connection goes back to the client's pool)."""
+    arrived: concurrent.futures.Future[httpx.Response] = concurrent.futures.Future()
+    context = contextvars.copy_context()  # the phase reaches the sending thread, as in a direct call
+
+    def work() -> None:
+        try:
+            arrived.set_result(context.run(send))
+        except BaseException as exc:  # handed to the caller, which raises it as its own
+            arrived.set_exception(exc)
+
+    threading.Thread(target=work, name="robustprompt-headers", daemon=True).start()
+    try:
+        return arrived.result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        arrived.add_done_callback(_close_late)
+        raise httpx.ReadTimeout("the response headers did not arrive in time") from None
+
+
+def _close_late(arrived: concurrent.futures.Future[httpx.Response]) -> None:
+    if arrived.exception() is None:
+        arrived.result().close()
 
 
 class HttpBackend:
@@ -69,6 +96,24 @@ class HttpBackend:
         self._async_clients: weakref.WeakKeyDictionary[AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._serving: dict[str, HttpBackend] = {}
+
+    def serving(self, profile: ModelProfile) -> HttpBackend:
+        """This backend for another model of the same API: the same address, key, settings and given clients (a
+        retired model's replacement). Kept, so its pools are reused; closed with this one."""
+        found = self._serving.get(profile.name)
+        if found is None:  # a twin built by a racing thread is dropped before it opened any pool
+            built = HttpBackend(
+                self.adapter,
+                profile,
+                self.settings,
+                base_url=self.base_url,
+                api_key=self._endpoint.api_key,
+                client=self._client if self._given_sync else None,
+                async_client=self._given_async,
+            )
+            found = self._serving.setdefault(profile.name, built)
+        return found
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.profile.name!r}, base_url={self.base_url!r})"
@@ -106,11 +151,15 @@ class HttpBackend:
         if self._client is not None and not self._given_sync:
             client, self._client = self._client, None
             client.close()
+        for other in list(self._serving.values()):
+            other.close()
 
     async def aclose(self) -> None:
         client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+        for other in list(self._serving.values()):
+            await other.aclose()
 
     def complete(self, prompt: Prompt) -> Completion:
         with self._typed_failures():
@@ -125,14 +174,21 @@ class HttpBackend:
         client = self._sync_client()
         request = self._request(client, call)
         with self._transport_errors():
-            with phase(self.settings.timeout):  # connecting, sending, the response headers
-                response = client.send(request, stream=True)
+            with phase(self.settings.timeout) as seconds:  # connecting, sending, the response headers
+                response = self._send(client, request, seconds)
             try:
                 with phase(self.settings.timeout):
                     body = self._bounded(response, response.iter_raw())
             finally:
                 response.close()
         return self._read(response.status_code, response.headers, body)
+
+    def _send(self, client: httpx.Client, request: httpx.Request, seconds: float) -> httpx.Response:
+        """Our own blocking client keeps every socket wait within the phase (`_sync_transport`). Any other bounds
+        each read only, so under a deadline its header phase runs in a thread the call stops waiting for."""
+        if remaining() is None or (client is self._client and not self._given_sync):
+            return client.send(request, stream=True)
+        return _headers_in_time(lambda: client.send(request, stream=True), seconds)
 
     async def _acomplete(self, prompt: Prompt) -> Completion:
         if self._given_sync and self._given_async is None and not state.routed_clients:
@@ -311,7 +367,11 @@ class HttpBackend:
                 return self._read_already(response)
             body = BoundedBody(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
             async for chunk in response.aiter_raw():
-                body.take(chunk)
+                if not body.compressed:
+                    body.take(chunk)
+                    continue
+                for _ in body.steps(chunk):  # inflating up to the cap takes a while: not in one go on the loop
+                    await asyncio.sleep(0)
             return body.done()
 
     def _read_already(self, response: httpx.Response) -> bytes:
@@ -369,10 +429,8 @@ class HttpBackend:
             body = scrub_bytes(body, key)
             if any(key[-4:] in value for value in headers.values()):
                 headers = httpx.Headers([(name, scrub(value, key)) for name, value in headers.multi_items()])
-        completion = self.adapter.read(status, headers, body, self.profile)
-        if completion.usage is None:
-            return completion
-        return replace(completion, usage=believable(completion.usage, self.profile, self.settings))
+        # Its usage is made believable where every backend's is: the engine's attempt record.
+        return self.adapter.read(status, headers, body, self.profile)
 
     @contextlib.contextmanager
     def _typed_failures(self) -> Iterator[None]:

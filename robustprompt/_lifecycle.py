@@ -10,7 +10,7 @@ import warnings
 from robustprompt._profile import ModelProfile
 from robustprompt._state import state
 
-__all__ = ["ModelRetirementWarning", "warn_retirement"]
+__all__ = ["ModelRetirementWarning", "warn_replaced", "warn_retirement"]
 
 _NOTICE = dt.timedelta(days=180)  # announced retirements further out than this are not worth a warning yet
 
@@ -43,6 +43,20 @@ def warn_retirement(profile: ModelProfile, today: dt.date | None = None) -> None
         if profile.name in state.warned_retirements:
             return
         state.warned_retirements.add(profile.name)
+    warnings.warn(message, ModelRetirementWarning, stacklevel=_callers_level())
+
+
+def warn_replaced(retired: str, replacement: str) -> None:
+    """Once per model per process: its calls go to `replacement` now (`Policy(on_retired="replace")`)."""
+    with state.lock:
+        if ("replaced", retired) in state.warned_retirements:
+            return
+        state.warned_retirements.add(("replaced", retired))
+    message = (
+        f"{retired} is gone (the server answered not found): its calls go to its replacement {replacement}, as "
+        f"Policy(on_retired='replace') allows. Prove it on your cases: robustprompt migrate TASK --cases FILE "
+        f"--from {retired} --to {replacement}"
+    )
     warnings.warn(message, ModelRetirementWarning, stacklevel=_callers_level())
 
 

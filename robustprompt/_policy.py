@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from robustprompt._errors import ConfigError
 from robustprompt._model import Model
@@ -11,6 +12,8 @@ from robustprompt._prompt import OutputMode
 from robustprompt._renderings import Configuration
 
 __all__ = ["Policy"]
+
+_ON_RETIRED = ("raise", "replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,10 @@ class Policy:
     `fallbacks`: models to try in order when the model fails for good (not found, out of quota, budgets spent,
     circuit open). `breaker_failures` consecutive provider failures open a model's circuit for
     `breaker_cooldown` seconds, during which calls go straight to the fallbacks.
+    `on_retired`: what a call does when its model answers "not found" (retired) or is known dead: `"raise"` the
+    typed `ModelNotFoundError` (the default), or `"replace"`: call the catalog's replacement for it instead (with
+    its adaptation record when there is one), warn once with the `robustprompt migrate` command that proves it,
+    and say so in `run.notes`. A model the catalog knows no replacement for still raises.
     """
 
     transport_retries: int = 2
@@ -43,6 +50,7 @@ class Policy:
     fallbacks: tuple[Model | str, ...] = ()
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
+    on_retired: Literal["raise", "replace"] = "raise"
 
     def __post_init__(self) -> None:
         for name in ("transport_retries", "reasks", "reask_answer_chars", "reask_max_errors"):
@@ -55,6 +63,8 @@ class Policy:
         if self.deadline is not None:
             check_seconds("Policy.deadline", self.deadline, zero_ok=False)
         object.__setattr__(self, "mode", _mode(self.mode))
+        if self.on_retired not in _ON_RETIRED:
+            raise ConfigError(f"Policy.on_retired must be 'raise' or 'replace', got {self.on_retired!r}")
         if isinstance(self.fallbacks, (str, bytes)):
             raise ConfigError("Policy.fallbacks takes a tuple of models: fallbacks=('openai:gpt-4.1',)")
 

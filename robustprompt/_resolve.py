@@ -20,7 +20,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._state import state
 from robustprompt.adapters import Adapter, InProcessAdapter, _registry
 
-__all__ = ["default_model", "model", "models_for", "resolve"]
+__all__ = ["default_model", "model", "models_for", "replacement_for", "resolve"]
 
 
 def _did_you_mean(candidates: list[str]) -> str:
@@ -148,3 +148,18 @@ def resolve(value: Model | str | None) -> Model:
 def models_for(value: Model | str | None, policy: Policy) -> list[Model]:
     """The model a call asks first, then its policy's fallbacks, in order."""
     return [resolve(value), *(resolve(m) for m in policy.fallbacks)]
+
+
+def replacement_for(retired: Model) -> Model | None:
+    """The model the catalog says replaces `retired`, or None. On the same API it is reached the way `retired` was
+    (same address, key and clients); on another, by its name."""
+    name = retired.profile.replacement
+    if name is None:
+        return None
+    provider, _, model_id = name.partition(":")
+    backend = retired.backend
+    if provider != retired.profile.provider or not isinstance(backend, HttpBackend):
+        return resolve(name)
+    profile = _catalog.lookup(name) or backend.adapter.default_profile(model_id)
+    serving = backend.serving(profile)
+    return Model(name, profile, retired.settings, serving, key=f"{name}@{serving.base_url}")

@@ -7,6 +7,7 @@
 - resolved names: the handle a model name resolved to, so its HTTP pools are reused (each handle keeps its own
   async client per event loop);
 - hooks: what `rp.hooks.add` registered;
+- registered models: the profiles `rp.register_model` added to the catalog (kept by the catalog itself);
 - routed clients: the clients a cassette routes every HTTP call through while its `with` block runs.
 
 Process-wide rather than per call, because that is what they are for: a model found dead in one thread must be
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from robustprompt import _catalog
 from robustprompt._breaker import Breakers
 from robustprompt._demotions import Demotions
 
@@ -43,7 +45,7 @@ class ProcessState:
         self.clock = clock
         self.breakers = Breakers(lambda: self.clock())  # read late: `reset(clock=...)` takes effect at once
         self.demotions = Demotions(lambda: self.clock())
-        self.warned_retirements: set[str] = set()
+        self.warned_retirements: set[str | tuple[str, str]] = set()  # a name, or ("replaced", name)
         self.resolved: collections.OrderedDict[tuple[str, int], Model] = collections.OrderedDict()
         self.hooks: tuple[Hook, ...] = ()  # replaced, never mutated: calls read it without the lock
         # Innermost last. Process-wide rather than a context variable, so that calls from threads the test did not
@@ -67,13 +69,13 @@ class ProcessState:
 
     def reset(self, clock: Clock | None = None) -> None:
         with self.lock:
-            if clock is not None:
-                self.clock = clock
+            self.clock = clock or time.monotonic  # a fake clock a test injected ends with the next reset
             self.warned_retirements.clear()
             self.resolved.clear()
             self.hooks = ()
         self.breakers.reset()
         self.demotions.clear()
+        _catalog.forget_registered()
 
 
 state = ProcessState()
@@ -81,10 +83,12 @@ state = ProcessState()
 
 def reset(*, clock: Clock | None = None) -> None:
     """Forget what the process remembers between calls: circuit breakers, demoted output modes, retirement
-    warnings given, handles resolved by name, and registered hooks. `clock` (seconds, monotonic) times the
-    breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping.
+    warnings given, handles resolved by name, registered hooks, and the models added with `register_model` (the
+    shipped catalog shows again: register them anew after a reset). `clock` (seconds, monotonic) times the
+    breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping;
+    without it, the real clock (`time.monotonic`) takes over again.
 
-    Left as they are: models added with `register_model` (configuration, not memory), and the routes of a
-    cassette whose `with` block is still open (dropping them would send a replayed test to the network).
+    Left as it is: the routes of a cassette whose `with` block is still open (dropping them would send a replayed
+    test to the network).
     """
     state.reset(clock)

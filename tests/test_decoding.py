@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import subprocess
 import sys
 import zlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -94,3 +96,45 @@ def test_a_compression_bomb_is_refused_within_a_small_multiple_of_the_cap(chain:
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert "max_response_bytes" in measured["outcome"]
     assert measured["grown_mb"] < 2 * 32 + 16  # the cap is 32 MiB: one copy of the body and the joined result
+
+
+def test_an_async_read_lets_the_event_loop_run_between_inflation_steps() -> None:
+    # Inflating a bomb up to the cap is CPU work: done in one go, it stalls every other call on the loop, whose
+    # deadlines cannot fire meanwhile. The ticker's count, read at each step, must move between steps.
+    import asyncio
+
+    import robustprompt as rp
+    from robustprompt import _decoding
+    from robustprompt.testing import OpenAIServer, Reply
+    from tests.models import Review, classify_task
+
+    packer = zlib.compressobj(9, wbits=zlib.MAX_WBITS | 16)
+    bomb = b"".join(packer.compress(b"\0" * (1 << 20)) for _ in range(64)) + packer.flush()  # 64 MiB inflated
+    ticks, seen = [0], list[int]()
+    steps = _decoding._Inflater._steps
+
+    def counted(self: _decoding._Inflater, data: bytes) -> Iterator[bytes]:
+        for out in steps(self, data):
+            seen.append(ticks[0])
+            yield out
+
+    async def ticker() -> None:
+        while True:
+            ticks[0] += 1
+            await asyncio.sleep(0)
+
+    async def call(model: rp.Model) -> None:
+        running = asyncio.create_task(ticker())
+        try:
+            with pytest.raises(rp.ProviderError, match="max_response_bytes"):
+                await classify_task().arun(Review(text="x"), model=model, policy=rp.Policy(transport_retries=0))
+        finally:
+            running.cancel()
+
+    with OpenAIServer(api_key="k") as server, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_decoding._Inflater, "_steps", counted)
+        server.enqueue(Reply(200, bomb, headers=(("content-encoding", "gzip"),)))
+        asyncio.run(call(rp.model("openai:gpt-4.1-mini", base_url=server.base_url, api_key="k")))
+    assert len(seen) > 100  # 32 MiB in 256 KiB steps, and then the cap
+    moved = sum(later > earlier for earlier, later in itertools.pairwise(seen))
+    assert moved >= len(seen) - 5  # the loop ran between (almost) every two steps

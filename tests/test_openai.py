@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import warnings
 
 import httpx
 import pytest
@@ -130,6 +131,43 @@ def test_model_not_found_is_permanent(server: OpenAIServer, client: httpx.Client
         classify_task().run(Review(text="x"), model=make(server, client), policy=FAST)
     assert info.value.status == 404
     assert len(server.requests) == 1
+
+
+def test_a_retired_model_is_replaced_by_the_catalogs_successor_only_when_the_policy_opts_in(
+    server: OpenAIServer, client: httpx.Client
+) -> None:
+    retired = make(server, client, "openai:gpt-3.5-turbo")  # the catalog: retired, replaced by gpt-4.1-mini
+    server.enqueue(model_not_found("gpt-3.5-turbo"))
+    with pytest.warns(rp.ModelRetirementWarning, match="was retired on"), pytest.raises(rp.ModelNotFoundError):
+        classify_task().run(Review(text="x"), model=retired, policy=FAST)  # no opt-in: the typed error stands
+    with pytest.raises(rp.ModelNotFoundError, match=r"replacement is openai:gpt-4\.1-mini"):
+        classify_task().run(Review(text="x"), model=retired, policy=FAST)  # known dead: not called again
+    assert len(server.requests) == 1
+
+    rp.reset()
+    replace = rp.Policy(backoff_initial=0.01, backoff_max=0.02, on_retired="replace")
+    server.enqueue(model_not_found("gpt-3.5-turbo"), chat_reply('{"label":"negative"}'))
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        run = classify_task().run(Review(text="x"), model=retired, policy=replace)
+    said = [str(w.message) for w in warned if w.category is rp.ModelRetirementWarning]
+    assert any(
+        "its calls go to its replacement openai:gpt-4.1-mini" in message
+        and "robustprompt migrate TASK --cases FILE --from openai:gpt-3.5-turbo --to openai:gpt-4.1-mini" in message
+        for message in said
+    ), said
+    assert run.output == Sentiment(label="negative") and run.model == "openai:gpt-4.1-mini"
+    assert any("calling its replacement openai:gpt-4.1-mini" in note for note in run.notes)
+    assert [r.body["model"] for r in server.requests[1:]] == ["gpt-3.5-turbo", "gpt-4.1-mini"]
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)  # reached as the old one was
+
+    server.enqueue(chat_reply('{"label":"positive"}'))
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        again = classify_task().run(Review(text="y"), model=retired, policy=replace)
+    assert again.model == "openai:gpt-4.1-mini" and server.requests[-1].body["model"] == "gpt-4.1-mini"
+    assert len(server.requests) == 4  # the dead model is not asked again
+    assert not [w for w in later if "its calls go to" in str(w.message)]  # warned once per process
 
 
 def test_insufficient_quota_is_not_retried(server: OpenAIServer, client: httpx.Client) -> None:

@@ -14,7 +14,6 @@ import pytest
 from robustprompt.testing import _server
 from robustprompt.testing._openai_server import (
     OpenAIServer,
-    Received,
     Reply,
     chat_reply,
     context_too_long,
@@ -26,6 +25,7 @@ from robustprompt.testing._openai_server import (
     schema_rejected,
     server_error,
 )
+from robustprompt.testing._server import Received
 from tests.loopback import server_fixture
 from tests.spec_check import chat_request_violations, needs_specs, openapi_errors
 

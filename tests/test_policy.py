@@ -323,3 +323,15 @@ def test_a_bad_policy_is_refused_at_construction_naming_the_fix(kwargs: dict[str
 
 def test_a_mode_given_by_name_is_the_mode() -> None:
     assert rp.Policy(mode="json_schema").mode is rp.OutputMode.JSON_SCHEMA  # type: ignore[arg-type]
+
+
+def test_on_retired_takes_raise_or_replace() -> None:
+    assert rp.Policy().on_retired == "raise"
+    with pytest.raises(rp.ConfigError, match="on_retired must be 'raise' or 'replace'"):
+        rp.Policy(on_retired="fallback")  # type: ignore[arg-type]
+
+
+def test_a_gone_model_with_no_known_replacement_still_raises_under_replace() -> None:
+    gone = ScriptedModel([rp.ModelNotFoundError("The model `x` does not exist", status=404)], name="test:gone")
+    with pytest.raises(rp.ModelNotFoundError):
+        classify_task().run(Review(text="x"), model=gone, policy=policy(on_retired="replace"))

@@ -4,6 +4,7 @@ wire robustprompt has is one catalog entry; process memory resets through `robus
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -188,6 +189,17 @@ def test_reset_forgets_the_breakers_and_its_clock_times_them() -> None:
     assert classify_task()(Review(text="x"), model=other, policy=policy) == Sentiment(label="negative")
 
 
+def test_reset_without_a_clock_brings_the_real_one_back() -> None:
+    rp.reset(clock=lambda: 1000.0)  # frozen: no cooldown would ever pass on it
+    rp.reset()
+    policy = rp.Policy(transport_retries=0, reasks=0, breaker_failures=1, breaker_cooldown=0.05)
+    model = ScriptedModel([rp.ServerError("down", status=500), '{"label":"positive"}'])
+    with pytest.raises(rp.ServerError):
+        classify_task()(Review(text="x"), model=model, policy=policy)
+    time.sleep(0.1)
+    assert classify_task()(Review(text="x"), model=model, policy=policy) == Sentiment(label="positive")
+
+
 def test_reset_forgets_hooks_and_resolved_names(monkeypatch: pytest.MonkeyPatch) -> None:
     from robustprompt._resolve import resolve
 
@@ -205,6 +217,19 @@ def test_reset_forgets_hooks_and_resolved_names(monkeypatch: pytest.MonkeyPatch)
     assert resolve("openai:gpt-4.1-nano") is not kept
     classify_task()(Review(text="x"), model=ScriptedModel(['{"label":"positive"}']))
     assert seen == []
+
+
+def test_reset_forgets_registered_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustprompt._resolve import resolve
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    shipped = resolve("openai:gpt-4.1-nano").profile
+    rp.register_model(rp.ModelProfile("openai", "gpt-4.1-nano", context_window=1000))
+    rp.register_model(rp.ModelProfile("openai", "my-finetune", modes=(rp.OutputMode.JSON_OBJECT,)))
+    assert resolve("openai:gpt-4.1-nano").profile.context_window == 1000
+    rp.reset()
+    assert resolve("openai:gpt-4.1-nano").profile == shipped  # the shipped profile shows again
+    assert _catalog.lookup("openai:my-finetune") is None
 
 
 def test_with_no_suggestion_the_first_sentence_still_ends() -> None:

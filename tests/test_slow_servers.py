@@ -88,6 +88,21 @@ def test_a_client_of_the_users_own_bounds_the_body_phase(
     assert time.monotonic() - start < 0.4 + SLACK
 
 
+@pytest.mark.parametrize("fault", ["trickle_headers", "trickle_body"])
+def test_the_deadline_ends_a_trickling_call_on_a_client_of_the_users_own(
+    api: tuple[LoopbackServer, Callable[[str], Reply], str], fault: str
+) -> None:
+    server, reply, name = api
+    server.responder = _trickling(reply, fault)
+    with httpx.Client() as client:  # httpx's own transport: its timeout bounds each read only
+        model = rp.model(name, base_url=server.base_url, api_key="k", timeout=30, http_client=client)
+        start = time.monotonic()
+        with pytest.raises(rp.ProviderTimeout) as info:
+            _run(model, rp.Policy(deadline=0.8, backoff_initial=0.01), "sync")
+        assert time.monotonic() - start < 0.8 + SLACK
+    assert info.value.code == "deadline"
+
+
 def test_one_trickling_item_does_not_hold_up_a_batch(
     api: tuple[LoopbackServer, Callable[[str], Reply], str],
 ) -> None:

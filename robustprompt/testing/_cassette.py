@@ -26,7 +26,8 @@ recording, a streamed body is read whole before the caller sees it: partials com
 
 Nothing secret is written: credential headers and query parameters (Authorization, x-api-key, api-key,
 x-goog-api-key, x-amz-security-token, cookies, and any name that says key, token or secret) become "SCRUBBED",
-and the values seen in them are scrubbed wherever else they appear (a provider echoing the key in an error).
+and the values seen in them are scrubbed wherever else they appear (a provider echoing the key in an error), with
+their masked tails ("sk-...abcd") and their ends shown bare.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import httpx
 
 from robustprompt._errors import ConfigError, Uncontained
+from robustprompt._secrets import scrub
 from robustprompt._state import state
 
 if TYPE_CHECKING:
@@ -99,6 +101,9 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     ordered = sorted(secrets, key=len, reverse=True)  # "Bearer sk-..." goes whole before "sk-..." alone
     for secret in ordered:
         text = text.replace(secret, SCRUBBED)
+    for secret in ordered:
+        if " " not in secret:  # a key itself, not "Bearer <key>": its masked tail, or its end shown bare
+            text = scrub(text, secret)
     # The placeholder can complete a secret with the text beside it (a key "Dk3y..." then "k3y..."): too rare to
     # deserve more than dropping the whole text, which keeps the guarantee.
     return SCRUBBED if any(secret in text for secret in ordered) else text

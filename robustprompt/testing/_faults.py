@@ -159,6 +159,10 @@ class FaultServer(LoopbackServer):
         self.answer = answer
         self._ledger = _Ledger()
         self._index = 0
+        if Fault.GZIP_BOMB in plan.kinds:
+            # Built now, not by the first requests that draw it: each would compress 512 MiB while the client runs
+            # in the same process, and the client's timings would measure the server's work.
+            _bomb_bytes()
         super().__init__(self.shapes.wire, api_key=api_key, responder=self._respond)
 
     @property

@@ -18,10 +18,9 @@ import random
 import string
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
+from robustprompt.testing._server import BearerWire, Headers, LoopbackServer, Reply, json_reply, text_pieces
 
 __all__ = [
     "MistralServer",
@@ -182,17 +181,11 @@ def server_error(status: int = 500) -> Reply:
 # ---------------------------------------------------------------- the server
 
 
-class MistralWire:
+class MistralWire(BearerWire):
     """Mistral's path, Bearer auth and error shapes for a LoopbackServer."""
 
     base_path: ClassVar[str] = "/v1"
-    response_headers: ClassVar[Mapping[str, str]] = {}
-
-    def serves(self, method: str, path: str) -> bool:
-        return method == "POST" and path == CHAT_PATH
-
-    def authorized(self, received: Received, api_key: str) -> bool:
-        return received.headers.get("authorization") == f"Bearer {api_key}"
+    paths: ClassVar[tuple[str, ...]] = (CHAT_PATH,)
 
     def unauthorized(self) -> Reply:
         return json_reply(401, {"detail": "Unauthorized"})

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
+from robustprompt.testing._server import BearerWire, Headers, LoopbackServer, Reply, json_reply, text_pieces
 
 __all__ = [
     "OllamaServer",
@@ -139,17 +138,10 @@ def rate_limited(retry_after: float | None = None) -> Reply:
 # ---------------------------------------------------------------- the server
 
 
-class OllamaWire:
+class OllamaWire(BearerWire):
     """Ollama's path, optional Bearer auth and error shapes for a LoopbackServer."""
 
-    base_path: ClassVar[str] = ""
-    response_headers: ClassVar[Mapping[str, str]] = {}
-
-    def serves(self, method: str, path: str) -> bool:
-        return method == "POST" and path == CHAT_PATH
-
-    def authorized(self, received: Received, api_key: str) -> bool:
-        return received.headers.get("authorization") == f"Bearer {api_key}"
+    paths: ClassVar[tuple[str, ...]] = (CHAT_PATH,)
 
     def unauthorized(self) -> Reply:
         return error_reply(401, "unauthorized")

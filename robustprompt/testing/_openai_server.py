@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from robustprompt.testing._server import Headers, LoopbackServer, Received, Reply, json_reply, text_pieces
+from robustprompt.testing._server import BearerWire, Headers, LoopbackServer, Reply, json_reply, text_pieces
 
 __all__ = [
     "OpenAIServer",
@@ -227,18 +227,12 @@ def invalid_api_key() -> Reply:
 # ---------------------------------------------------------------- the server
 
 
-class OpenAIWire:
+class OpenAIWire(BearerWire):
     """OpenAI's paths, auth and error shapes for a LoopbackServer."""
 
     base_path: ClassVar[str] = "/v1"
     response_headers: ClassVar[Mapping[str, str]] = {"openai-processing-ms": "1"}
     paths: ClassVar[tuple[str, ...]] = (CHAT_PATH,)
-
-    def serves(self, method: str, path: str) -> bool:
-        return method == "POST" and path in self.paths
-
-    def authorized(self, received: Received, api_key: str) -> bool:
-        return received.headers.get("authorization") == f"Bearer {api_key}"
 
     def unauthorized(self) -> Reply:
         return invalid_api_key()

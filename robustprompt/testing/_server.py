@@ -102,6 +102,21 @@ class Wire(Protocol):
     def server_error(self, message: str) -> Reply: ...
 
 
+class BearerWire:
+    """What most APIs share, for a Wire to build on: POSTs to `paths`, `Authorization: Bearer <key>`, no header
+    added to the replies. A Wire names its paths and words its own errors."""
+
+    base_path: ClassVar[str] = ""
+    response_headers: ClassVar[Mapping[str, str]] = {}
+    paths: ClassVar[tuple[str, ...]] = ()
+
+    def serves(self, method: str, path: str) -> bool:
+        return method == "POST" and path in self.paths
+
+    def authorized(self, received: Received, api_key: str) -> bool:
+        return received.headers.get("authorization") == f"Bearer {api_key}"
+
+
 _Server = TypeVar("_Server", bound="LoopbackServer")
 
 
