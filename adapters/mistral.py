@@ -66,6 +66,8 @@ class MistralAdapter(OpenAIChatAdapter):
 
     def read(self, status: int, headers: Mapping[str, str], body: bytes, profile: ModelProfile) -> Completion:
         if 200 <= status < 300:
+            if _failed_mid_answer(body):
+                raise _generation_failed(self, profile, body)  # as the stream reports it
             body = _as_openai(body)
         return super().read(status, headers, body, profile)
 
@@ -130,6 +132,13 @@ def _generation_failed(adapter: OpenAIChatAdapter, profile: ModelProfile, body: 
     # `finish_reason: "error"`: the model failed mid-answer; what came before it is not an answer.
     message = "the model stopped with finish_reason 'error'"
     return provider_error(ServerError, message, adapter.provider, profile.model_id, 200, body)
+
+
+def _failed_mid_answer(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body)["choices"][0]["finish_reason"] == "error")
+    except (ValueError, KeyError, IndexError, TypeError):
+        return False
 
 
 def _text_of(content: list[Any]) -> str:

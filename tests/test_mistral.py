@@ -252,6 +252,15 @@ def test_5xx_is_retried(server: MistralServer, client: httpx.Client) -> None:
     assert [e.split(":")[0] for e in run.attempts[0].transport_errors] == ["ServerError", "OverloadedError"]
 
 
+def test_a_generation_that_failed_mid_answer_is_a_server_error_and_retried(
+    server: MistralServer, client: httpx.Client
+) -> None:
+    server.enqueue(chat_reply('{"label":"pos', finish_reason="error"), chat_reply('{"label":"negative"}'))
+    run = classify_task().run(Review(text="bad"), model=make(server, client), policy=FAST)
+    assert run.output == Sentiment(label="negative")  # the cut answer was never read as one
+    assert [e.split(":")[0] for e in run.attempts[0].transport_errors] == ["ServerError"]
+
+
 def test_an_invalid_model_400_is_model_not_found_and_not_retried(server: MistralServer, client: httpx.Client) -> None:
     server.enqueue(invalid_model("mistral-small-2506"), chat_reply('{"label":"negative"}'))
     with pytest.raises(rp.ModelNotFoundError, match="Invalid model") as info:
