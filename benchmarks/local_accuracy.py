@@ -2,6 +2,7 @@
 
     python benchmarks/local_accuracy.py                       # both embedded models, all three tasks
     python benchmarks/local_accuracy.py local:smollm2 --json out.json
+    python benchmarks/local_accuracy.py --as-is                # the profile defaults only, no adapt
 
 Tasks (each case file in benchmarks/data was written for this benchmark; no test case is among a task's examples):
 - sentiment: 40 short product reviews, positive / negative, 4 examples;
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--json", help="write every figure as JSON")
     parser.add_argument("--limit", type=int, help="only N evenly spaced test cases of each task (a partial run)")
     parser.add_argument("--budget", type=int, default=None, help="adapt's budget of scored calls (its default)")
+    parser.add_argument("--as-is", action="store_true", help="only the profile's default configuration: no adapt")
     args = parser.parse_args()
     records = Path(tempfile.mkdtemp()) / "robustprompt.adapt.json"  # never the app's own records
     results: list[dict[str, Any]] = []
@@ -175,6 +177,10 @@ def main() -> None:
             if args.limit:  # evenly spaced, so a file sorted by label still gives every label
                 cases = cases[:: max(1, len(cases) // args.limit)][: args.limit]
             as_is = measure(task, model, cases)
+            if args.as_is:
+                results.append({"model": name, "task": key, "as_is": as_is})
+                print(f"| {name} | {key} | {as_is['n']} | {as_is['valid']:.0%} | {as_is['accuracy']:.0%} | | | |")
+                continue
             adaptation = task.adapt(model, budget=args.budget, progress=False)  # the task's own examples only
             adapted = measure(task, model, cases)
             row = {
@@ -196,6 +202,8 @@ def main() -> None:
     print("\n| model | task | adapt calls | adapt tokens | adapt seconds | best leave-one-out score per rendering |")
     print("|---|---|---|---|---|---|")
     for row in results:
+        if "adapt_cost" not in row:
+            continue
         cost = row["adapt_cost"]
         members = ", ".join(f"{k} {v}" for k, v in row["per_member_loo"].items())
         where = f"| {row['model']} | {row['task']} "
