@@ -48,11 +48,12 @@ def _run(
     server: OpenAIBatchServer,
     *command: str,
     models: tuple[str, ...] = ("--model", "openai:gpt-4.1-mini"),
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
     env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
     task, cases, store = f"{project / 'task.py'}:classify", str(project / "cases.jsonl"), str(project / "store.sqlite")
     args = [sys.executable, "-m", "robustprompt", *(command or ("run",)), task, "--cases", cases, *models]
-    args += ["--batch", "--poll", "0.05", "--store", store]
+    args += ["--batch", "--poll", "0.05", "--store", store, *extra]
     return subprocess.Popen(args, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -77,18 +78,23 @@ def _project(folder: Path) -> None:
     (folder / "cases.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def _killed_half_done(project: Path, server: OpenAIBatchServer) -> None:
+    """A `run --batch` SIGKILLed while polling its batch, half of which the server has processed."""
+    first = _run(project, server)
+    try:
+        _wait(lambda: server.processed == CASES // 2, "half the batch to be processed")
+        polls = len(server.requests)
+        _wait(lambda: len(server.requests) > polls + 3, "the run to poll the half-done batch")
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+
+
 def test_a_killed_batch_run_resumes_its_batch_instead_of_submitting_again(tmp_path: Path) -> None:
     _project(tmp_path)
     with OpenAIBatchServer(answer=_answer, api_key=KEY, allowance=CASES // 2) as server:
-        first = _run(tmp_path, server)
-        try:
-            _wait(lambda: server.processed == CASES // 2, "half the batch to be processed")
-            polls = len(server.requests)
-            _wait(lambda: len(server.requests) > polls + 3, "the run to poll the half-done batch")
-        finally:
-            os.kill(first.pid, signal.SIGKILL)
-            first.communicate(timeout=30)
-        assert first.returncode == -signal.SIGKILL
+        _killed_half_done(tmp_path, server)
         with Store(tmp_path / "store.sqlite") as store:
             assert store.batch(_fingerprint(store), "openai:gpt-4.1-mini", today()) is not None
         server.allow(None)
@@ -105,6 +111,22 @@ def test_a_killed_batch_run_resumes_its_batch_instead_of_submitting_again(tmp_pa
         assert sorted(stored) == sorted(f"c{i}" for i in range(CASES))
         assert all(result.ok for result in stored.values())
         assert store.batch(fingerprint, "openai:gpt-4.1-mini", today()) is None
+
+
+def test_a_batch_sent_with_other_settings_is_collected_but_not_taken_for_this_runs(tmp_path: Path) -> None:
+    _project(tmp_path)
+    with OpenAIBatchServer(answer=_answer, api_key=KEY, allowance=CASES // 2) as server:
+        _killed_half_done(tmp_path, server)
+        server.allow(None)
+        second = _run(tmp_path, server, extra=("--temperature", "0.5"))
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert "resuming provider batch" in err and "other sampling settings" in err
+        assert server.created() == 2  # the old batch collected (it is paid for), then this run's own
+    with Store(tmp_path / "store.sqlite") as store:
+        stored = store.get(_fingerprint(store), "openai:gpt-4.1-mini", today())
+        assert len({result.settings for result in stored.values()}) == 1
+        assert all("0.5" in result.settings for result in stored.values()), {r.settings for r in stored.values()}
 
 
 def _fingerprint(store: Store) -> str:

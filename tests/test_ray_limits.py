@@ -134,3 +134,5 @@ def test_the_ray_engine_without_ray_installed_names_the_extra(
     assert "--engine ray needs Ray Data: pip install 'robustprompt[ray]'" in capsys.readouterr().err
     assert main([*args, "--workers", "2"]) == 2
     assert "--workers sets the Ray workers: add --engine ray" in capsys.readouterr().err
+    assert main([*args, "--batch", "--engine", "ray"]) == 2
+    assert "--batch hands the cases to the provider's batch API, --engine ray runs them live" in capsys.readouterr().err

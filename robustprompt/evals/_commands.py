@@ -315,10 +315,10 @@ def _results(
     if options.batch:
         by_key = {row_id(case.id, repeat): (case, repeat) for case, repeat in runs}
         while missing:  # a resumed batch may cover fewer cases than are missing now: the rest go in a new one
-            _batched(options, model, policy, name, date, by_key, missing, keep_run)
+            resumed = _batched(options, model, policy, name, date, by_key, missing, keep_run)
             left = [run for run in missing if row_id(run[0].id, run[1]) not in done]
-            if len(left) == len(missing):
-                break
+            if not resumed and len(left) == len(missing):
+                raise ConfigError(f"{name}: the provider batch answered none of the {len(missing)} case(s) sent")
             missing = left
     elif options.ray is not None and missing:
         options.ray.run(model, name, policy, [(case.id, case.input) for case, _ in missing], keep_ray, options.ledger)
@@ -365,12 +365,15 @@ def _submit_ahead(options: _Options, source: Model | ReplaySource) -> None:
 def _submitted(
     options: _Options, model: Model, policy: Policy | None, name: str, date: str, missing: list[tuple[Case, int]]
 ) -> BatchJob[Any]:
-    """`missing` sent as a provider batch, its handle stored as soon as each of its batches exists."""
+    """`missing` sent as a provider batch, its handle stored as soon as each of its batches exists, with the
+    settings and inputs it was sent for: a run resumed under other ones must not take its answers as theirs."""
     task, store = options.task, options.store
     keys = [row_id(case.id, repeat) for case, repeat in missing]
+    inputs = {key: _input_sha(case) for key, (case, _) in zip(keys, missing, strict=True)}
+    sent_for = {"settings": options.sampling.label, "inputs": inputs}
 
     def kept(job: BatchJob[Any]) -> None:
-        store.keep_batch(task.fingerprint, name, date, job.to_json())
+        store.keep_batch(task.fingerprint, name, date, json.dumps({**sent_for, "job": job.to_json()}))
 
     job = submit(task, [case.input for case, _ in missing], model, policy, keys=keys, on_part=kept)
     print(f"{name}: submitted {len(job)} case(s) as provider batch {', '.join(job.batch_ids)}", file=sys.stderr)
@@ -386,22 +389,32 @@ def _batched(
     by_key: dict[str, tuple[Case, int]],
     missing: list[tuple[Case, int]],
     keep: Callable[[tuple[Case, int], Outcome], None],
-) -> None:
+) -> bool:
     """Run `missing` through the provider's batch API: the batch submitted earlier today when the store keeps
     one (a killed run resumes polling it, nothing is submitted twice), else a new one, its handle stored as soon
-    as each of its batches exists. Each result is stored as it is collected; the handle is dropped after."""
+    as each of its batches exists. Each result is stored as it is collected, unless its case's input or the
+    sampling settings changed since it was sent; the handle is dropped after. True when a stored batch was resumed.
+    """
     task, store = options.task, options.store
-    handle = store.batch(task.fingerprint, name, date)
-    if handle is not None:
-        job = BatchJob.from_json(handle, task, model=model, policy=policy)
+    stored = store.batch(task.fingerprint, name, date)
+    if stored is not None:
+        sent_for = json.loads(stored)
+        job = BatchJob.from_json(sent_for["job"], task, model=model, policy=policy)
         print(f"{name}: resuming provider batch {', '.join(job.batch_ids)} submitted earlier today", file=sys.stderr)
+        if sent_for["settings"] != options.sampling.label:
+            print(f"{name}: it was sent with other sampling settings: its answers are not kept", file=sys.stderr)
     else:
         job = _submitted(options, model, policy, name, date, missing)
+        sent_for = {"settings": options.sampling.label, "inputs": {}}
     for index, outcome in job.outcomes(interval=options.poll):
         options.ledger.add(task.name, outcome)
-        if (run := by_key.get(job.keys[index])) is not None:
+        run = by_key.get(key := job.keys[index])
+        if run is None or sent_for["settings"] != options.sampling.label:
+            continue
+        if stored is None or sent_for["inputs"].get(key) == _input_sha(run[0]):
             keep(run, outcome)
     store.drop_batch(task.fingerprint, name, date)
+    return stored is not None
 
 
 def _compare_sides(options: _Options, title: str, a: _Side, b: _Side, thresholds: Thresholds) -> Comparison:
@@ -626,8 +639,10 @@ class _LinkSide:
 
 
 def _migrate_link(args: argparse.Namespace) -> int:
-    if args.engine == "ray":
-        raise ConfigError("--engine ray runs a task's cases; --link runs a pipeline in this process: drop --engine ray")
+    if args.engine == "ray" or args.workers is not None:
+        raise ConfigError(
+            "--engine ray and --workers run a task's cases; --link runs a pipeline in this process: drop them"
+        )
     pipeline = load_pipeline(args.task)
     cases = _read_cases(args, pipeline.end_task, _pipeline_input_check(pipeline))
     if args.repeat > 1:
