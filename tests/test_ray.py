@@ -195,6 +195,9 @@ def test_ray_is_refused_where_it_cannot_run(project: Path, capsys: pytest.Captur
     code = main(["migrate", "pipes.py:pipe", "--link", "a", "--cases", "cases.jsonl", "--from", A, "--to", B,
                  "--engine", "ray"])  # fmt: skip
     assert code == 2 and "--engine ray runs a task's cases" in capsys.readouterr().err
+    code = main(["migrate", "pipes.py:pipe", "--link", "a", "--cases", "cases.jsonl", "--from", A, "--to", B,
+                 "--workers", "2"])  # fmt: skip
+    assert code == 2 and "--workers sets the Ray workers, which --link does not use" in capsys.readouterr().err
 
 
 def test_importing_the_package_and_building_the_command_load_no_ray() -> None:

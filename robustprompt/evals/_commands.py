@@ -639,10 +639,10 @@ class _LinkSide:
 
 
 def _migrate_link(args: argparse.Namespace) -> int:
-    if args.engine == "ray" or args.workers is not None:
-        raise ConfigError(
-            "--engine ray and --workers run a task's cases; --link runs a pipeline in this process: drop them"
-        )
+    if args.engine == "ray":
+        raise ConfigError("--engine ray runs a task's cases; --link runs a pipeline in this process: drop --engine ray")
+    if args.workers is not None:
+        raise ConfigError("--workers sets the Ray workers, which --link does not use: drop --workers")
     pipeline = load_pipeline(args.task)
     cases = _read_cases(args, pipeline.end_task, _pipeline_input_check(pipeline))
     if args.repeat > 1:
