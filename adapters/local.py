@@ -16,7 +16,7 @@ import importlib.util
 import json
 import os
 import threading
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +35,9 @@ __all__ = ["LocalAdapter", "LocalBackend", "local_model"]
 _INSTALL_LOCAL = "pip install 'robustprompt[local]'"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _STOP = ["\nInput:", "\n\n\n"]  # a base model goes on to invent the next example; cut it there
+
+_MEAN_POOLING = 1  # llama.cpp's LLAMA_POOLING_TYPE_MEAN
+_EMBEDDINGS_KEPT = 4096  # texts whose vectors a backend keeps: a task's example pool is embedded once
 
 _load_lock = threading.Lock()
 _loaded: dict[str, tuple[Any, threading.Lock]] = {}
@@ -111,15 +114,18 @@ def threads() -> int:
     return int(value)
 
 
-def _llama(path: Path, n_ctx: int) -> tuple[Any, threading.Lock]:
-    key = f"{path}:{n_ctx}"
+def _llama(path: Path, n_ctx: int, *, embedding: bool = False) -> tuple[Any, threading.Lock]:
+    key = f"{path}:{n_ctx}:{'embedding' if embedding else 'decoding'}"
     with _load_lock:
         if key not in _loaded:
             ensure_runtime(path)  # a build that crashes on this CPU is a ConfigError, not a dead process
             from llama_cpp import Llama
 
+            # An embedding context is a second one on the same weights: llama.cpp pools its token vectors (the
+            # mean here) only in a context made for embeddings, and that one cannot decode.
+            pooling: dict[str, Any] = {"embedding": True, "pooling_type": _MEAN_POOLING} if embedding else {}
             with _quiet_stderr():
-                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads(), verbose=False)
+                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads(), verbose=False, **pooling)
             # One context decodes one sequence at a time: calls on the same model take turns.
             _loaded[key] = (llama, threading.Lock())
         return _loaded[key]
@@ -176,6 +182,7 @@ class LocalBackend:
         self.profile = profile
         self.settings = settings
         self._grammars: dict[str, Any] = {}
+        self._vectors: dict[str, list[float]] = {}
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.profile.name!r})"
@@ -187,6 +194,23 @@ class LocalBackend:
         llama, lock = self._model()
         with lock:
             return TokenCount(len(llama.tokenize(text.encode(), add_bos=False)), True, "model")
+
+    @property
+    def embeds(self) -> bool:
+        return True
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """The model's own mean-pooled embedding of each text (cut to the context window), kept for reuse."""
+        found = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            llama, lock = _llama(self.path, self.profile.context_window, embedding=True)
+            with lock:
+                found.update(zip(missing, llama.embed(missing, truncate=True), strict=True))
+            if len(self._vectors) + len(missing) > _EMBEDDINGS_KEPT:
+                self._vectors.clear()
+            self._vectors.update(found)
+        return [found[t] for t in texts]
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
         key = json.dumps(schema)  # not sorted: the grammar writes the fields in the order the schema lists them

@@ -31,7 +31,7 @@ from robustprompt._batch import _Progress, _progress_stream
 from robustprompt._cache import CACHED_NOTE
 from robustprompt._engine import _render, run_async, run_sync  # _render: what a call sends, to count its tokens
 from robustprompt._errors import ConfigError, RobustPromptError
-from robustprompt._model import Model
+from robustprompt._model import Model, embedder
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt._renderings import INPUT_FORMATS, LAYOUTS, Configuration, Pair
@@ -80,15 +80,17 @@ class _Cost:
     started: float = field(default_factory=time.monotonic)
 
 
-def _choices(pool_size: int) -> list[tuple[str, int]]:
-    """The example choices (and k) worth trying with `pool_size` examples per case: no two that show the same."""
+def _choices(pool_size: int, embeds: bool) -> list[tuple[str, int]]:
+    """The example choices (and k) worth trying with `pool_size` examples per case: no two that show the same.
+    `nearest` only where the model embeds text."""
     if pool_size == 0:
         return [("none", _SIMILAR_K)]
     found = [("all", _SIMILAR_K)]
     if pool_size >= 2:
         found.append(("reversed", _SIMILAR_K))
     if pool_size >= 3:
-        found.append(("similar", min(_SIMILAR_K, pool_size - 1)))
+        ranked = ("similar", "nearest") if embeds else ("similar",)
+        found += [(choice, min(_SIMILAR_K, pool_size - 1)) for choice in ranked]
     return [*found, ("none", _SIMILAR_K)]
 
 
@@ -103,7 +105,7 @@ def candidates(model: Model, pool_size: int, pools: Sequence[tuple[Pair, ...]] =
     # The layout varies fastest, then the input format: a budget that covers only the first candidates still
     # tries every rendering, in the profile's best mode first.
     for mode in modes:
-        for choice, k in _choices(pool_size):
+        for choice, k in _choices(pool_size, embedder(model) is not None):
             for input_format in INPUT_FORMATS:
                 for layout in LAYOUTS:
                     found.append(Configuration(layout, input_format, choice, k, mode))

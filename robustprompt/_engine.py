@@ -44,7 +44,7 @@ from robustprompt._events import CallInfo
 from robustprompt._hooks import hooks
 from robustprompt._ledger import price
 from robustprompt._lifecycle import warn_replaced, warn_retirement
-from robustprompt._model import Model, believable
+from robustprompt._model import Model, believable, embedder
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt, with_reask
@@ -139,7 +139,7 @@ def _render(
     """Render as `config` says, with as many of its chosen examples as fit the context window (minus the output
     budget), in the order it shows them."""
     pool = task.examples if config.pool is None else config.pool
-    chosen = choose_examples(config.examples, config.k, pool, input_json)
+    chosen = choose_examples(config.examples, config.k, pool, input_json, embedder(model))
 
     def rendered(indices: Sequence[int], dropped: tuple[int, ...] = ()) -> Prompt:
         prompt = render_configured(config, task.instructions, [pool[i] for i in indices], input_json, task.spec, mode)

@@ -6,7 +6,7 @@ and what watches them all import it, and it imports none of them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -15,7 +15,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._prompt import Prompt
 from robustprompt._tokens import TokenCount
 
-__all__ = ["Backend", "Model", "StreamingBackend", "believable"]
+__all__ = ["Backend", "EmbeddingBackend", "Model", "StreamingBackend", "believable", "embedder"]
 
 
 class Backend(Protocol):
@@ -38,6 +38,19 @@ class StreamingBackend(Protocol):
     def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]: ...
 
     def astream(self, prompt: Prompt) -> AsyncGenerator[str | Completion, None]: ...
+
+
+@runtime_checkable
+class EmbeddingBackend(Protocol):
+    """A backend that can also embed text with the model itself (the `nearest` example choice ranks by it).
+
+    `embeds` says whether this one can; `embed` gives one vector per text, in order.
+    """
+
+    @property
+    def embeds(self) -> bool: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,3 +86,9 @@ def believable(usage: Usage, profile: ModelProfile, settings: Settings) -> Usage
     """Reported usage within what one request to this model can use: its window, and its output cap."""
     max_output = max(profile.max_output_tokens, settings.max_output_tokens or 0)
     return usage.within(profile.context_window, max_output)
+
+
+def embedder(model: Model) -> Callable[[Sequence[str]], list[list[float]]] | None:
+    """The model's own embedding function, or None when its backend embeds nothing."""
+    backend = model.backend
+    return backend.embed if isinstance(backend, EmbeddingBackend) and backend.embeds else None

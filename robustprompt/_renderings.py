@@ -20,7 +20,8 @@ Input formats: `json` (the JSON data block, today's) and `text` (a single string
 as `name: value` lines, nested data as JSON).
 
 Example choices: `all` (declared order), `reversed`, `none`, `similar` (for each input, the k most similar
-examples by word overlap, the most similar last, nearest the input).
+examples by word overlap, the most similar last, nearest the input) and `nearest` (the same, ranked by the cosine of
+the model's own embeddings: only for a model whose backend embeds text, the embedded runtime's).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
 
 Pair = tuple[str, str]  # (input JSON, output JSON)
 Formatter = Callable[[str], str]
+Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]  # texts -> one vector each
 
 _DEFAULT_K = 4
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -129,8 +131,9 @@ Layout = Callable[[str, Sequence[Pair], str, OutputSpec, OutputMode, Formatter],
 # name -> (version, layout). Bump a version whenever what it renders changes.
 LAYOUTS: dict[str, tuple[int, Layout]] = {"turns": (1, _turns), "listed": (1, _listed), "completion": (1, _completion)}
 
-# name -> version. `similar` depends on the similarity measure: bump it when `_similarity` changes.
-EXAMPLE_CHOICES: dict[str, int] = {"all": 1, "reversed": 1, "none": 1, "similar": 1}
+# name -> version. `similar` and `nearest` depend on their similarity measures: bump one when its measure changes.
+EXAMPLE_CHOICES: dict[str, int] = {"all": 1, "reversed": 1, "none": 1, "similar": 1, "nearest": 1}
+_RANKED = ("similar", "nearest")  # the choices that rank the examples against the input and keep k
 
 SPACE_VERSION = ";".join(
     ",".join(f"{name}@{version}" for name, version in sorted(axis.items()))
@@ -153,16 +156,37 @@ def _similarity(a: set[str], b: set[str]) -> float:
     return len(a & b) / math.sqrt(len(a) * len(b))
 
 
-def choose_examples(choice: str, k: int, pool: Sequence[Pair], input_json: str) -> list[int]:
-    """The indices into `pool` that `choice` shows for this input, in the order they are shown."""
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norm = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
+
+
+def _similarities(choice: str, pool: Sequence[Pair], input_json: str, embed: Embed | None) -> list[float]:
+    texts = [_plain_text(input_json), *(_plain_text(i) for i, _ in pool)]
+    if choice == "similar":
+        target, *others = (_words(t) for t in texts)
+        return [_similarity(target, words) for words in others]
+    if embed is None:
+        raise ConfigError(
+            "the example choice 'nearest' ranks examples by the model's own embeddings, and this model gives none "
+            "(the embedded runtime does): use 'similar', which ranks them by shared words"
+        )
+    vector, *others_v = embed(texts)
+    return [_cosine(vector, other) for other in others_v]
+
+
+def choose_examples(
+    choice: str, k: int, pool: Sequence[Pair], input_json: str, embed: Embed | None = None
+) -> list[int]:
+    """The indices into `pool` that `choice` shows for this input, in the order they are shown. `embed` is the
+    model's embedding function, which `nearest` needs."""
     if choice == "all":
         return list(range(len(pool)))
     if choice == "reversed":
         return list(range(len(pool)))[::-1]
-    if choice == "none":
+    if choice == "none" or not pool:
         return []
-    target = _words(_plain_text(input_json))
-    scored = [(_similarity(target, _words(_plain_text(i))), index) for index, (i, _) in enumerate(pool)]
+    scored = [(similarity, index) for index, similarity in enumerate(_similarities(choice, pool, input_json, embed))]
     # Most similar first (ties: declared order), keep k, then show them least similar first: the nearest example
     # sits next to the input.
     best = sorted(scored, key=lambda s: (-s[0], s[1]))[:k]
@@ -174,8 +198,9 @@ class Configuration:
     """One point of the rendering space: how a task is shown to a model.
 
     `layout`, `input_format` and `examples` name members of the space (see the module's doc); `k` is how many
-    examples `similar` shows. `mode` asks for one output mode first (None: the profile's order). `pool`, when set,
-    replaces the task's examples with these (input JSON, output JSON) pairs: adapt's selection from labelled cases.
+    examples `similar` and `nearest` show. `mode` asks for one output mode first (None: the profile's order).
+    `pool`, when set, replaces the task's examples with these (input JSON, output JSON) pairs: adapt's selection
+    from labelled cases.
     """
 
     layout: str = "turns"
@@ -197,7 +222,7 @@ class Configuration:
                 )
         if self.k < 1:
             raise ConfigError(f"Configuration.k must be >= 1, got {self.k}")
-        if self.examples != "similar":  # k means nothing then: equal configurations compare equal
+        if self.examples not in _RANKED:  # k means nothing then: equal configurations compare equal
             object.__setattr__(self, "k", _DEFAULT_K)
 
     @classmethod
@@ -211,7 +236,7 @@ class Configuration:
     @property
     def label(self) -> str:
         """A short human name: `completion/text, examples all, mode grammar`."""
-        examples = f"similar-{self.k}" if self.examples == "similar" else self.examples
+        examples = f"{self.examples}-{self.k}" if self.examples in _RANKED else self.examples
         parts = [f"{self.layout}/{self.input_format}", f"examples {examples}"]
         if self.pool is not None:
             parts.append(f"{len(self.pool)} selected example(s)")
@@ -229,7 +254,7 @@ class Configuration:
             "examples_version": EXAMPLE_CHOICES[self.examples],
             "mode": None if self.mode is None else self.mode.value,
         }
-        if self.examples == "similar":
+        if self.examples in _RANKED:
             data["k"] = self.k
         if self.pool is not None:
             data["pool"] = [{"input": json.loads(i), "output": json.loads(o)} for i, o in self.pool]

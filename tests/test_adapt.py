@@ -265,6 +265,33 @@ def test_similar_examples_are_chosen_per_input_within_the_context_window(tmp_pat
     assert run.dropped_examples and len(tight.prompts[-1].messages) < 9
 
 
+def copycat(prompt: Prompt) -> str:
+    """Answers the label of the last example it was shown (positive with none): right only when the example
+    nearest the input in meaning comes last."""
+    content = prompt.text or "\n".join([prompt.system, *(m.content for m in prompt.messages)])
+    shown = re.findall(r'"label":\s*"(\w+)"', content)
+    return json.dumps({"label": shown[-1] if shown else "positive"})
+
+
+def meaning(text: str) -> list[float]:
+    """A toy embedding: how positive and how negative the text's words are. No two examples share a word."""
+    return [
+        sum(w in text for w, lab in WORDS.items() if lab == "positive"),
+        sum(w in text for w in ("bad", "awful")),
+        0.1,
+    ]
+
+
+def test_adapt_tries_nearest_examples_by_the_models_embeddings_and_finds_them(tmp_path: Path) -> None:
+    model = FunctionModel(copycat, embed=meaning)
+    adaptation = make_task(tmp_path).adapt(model, budget=200, progress=False, record=False)
+    assert adaptation.chosen.examples == "nearest" and adaptation.best.correct == adaptation.best.n == 4
+    similar = [s for s in adaptation.candidates if s.configuration.examples == "similar"]
+    assert similar and max(s.correct for s in similar) < 4  # word overlap finds no neighbour here
+    # A model without embeddings is never offered the choice.
+    assert all(c.examples != "nearest" for c in candidates(FunctionModel(copycat), 4))
+
+
 def test_a_budget_for_only_the_first_candidates_still_tries_every_rendering() -> None:
     model = FunctionModel(picky, modes=(rp.OutputMode.GRAMMAR, rp.OutputMode.PROMPTED))
     first = candidates(model, 3)[:7]

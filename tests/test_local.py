@@ -10,6 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 import robustprompt as rp
+from robustprompt._model import embedder
+from robustprompt._renderings import choose_examples
 from tests.models import Review, Sentiment, classify_task
 
 pytestmark = pytest.mark.local_model
@@ -107,3 +109,18 @@ def test_a_streamed_call_is_grammar_constrained_and_matches_the_plain_call() -> 
 
     assert isinstance(asyncio.run(first_then_leave()), rp.Partial)
     assert task(text, model=smollm2) == final  # the model was let go when the stream was left
+
+
+def test_the_models_own_embeddings_choose_the_nearest_example(smollm2: rp.Model) -> None:
+    embed = embedder(smollm2)
+    assert embed is not None
+    first, again = embed(["The package never arrived.", "The package never arrived."])
+    assert len(first) == 576 and first == again  # SmolLM2's hidden size; deterministic, and kept once
+    pool = [
+        ('{"text":"My invoice shows a price higher than the offer."}', '{"topic":"billing"}'),
+        ('{"text":"The package never arrived at my door."}', '{"topic":"shipping"}'),
+        ('{"text":"The page shows a blank screen after login."}', '{"topic":"technical"}'),
+    ]
+    # The input shares only "my" with the billing and the shipping example alike (word overlap would show billing
+    # last); the embeddings place shipping nearest.
+    assert choose_examples("nearest", 2, pool, '{"text":"My parcel is stuck in transit."}', embed)[-1] == 1

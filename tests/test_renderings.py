@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -110,6 +111,22 @@ def test_similar_examples_are_chosen_by_word_overlap_nearest_last() -> None:
     assert choose_examples("none", 4, pool, INPUT) == []
 
 
+def test_nearest_examples_are_ranked_by_the_models_embeddings_nearest_last() -> None:
+    pool = [('{"text":"superb"}', "{}"), ('{"text":"dreadful"}', "{}"), ('{"text":"fine"}', "{}")]
+    axes = {"superb": (1.0, 0.0), "fine": (0.6, 0.4), "dreadful": (0.0, 1.0), "terrible": (0.1, 0.9)}
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        return [list(axes[t]) for t in texts]
+
+    # No word is shared, so word overlap ranks nothing; the vectors put "dreadful" nearest "terrible".
+    assert choose_examples("nearest", 2, pool, '{"text":"terrible"}', embed) == [2, 1]
+    assert choose_examples("similar", 2, pool, '{"text":"terrible"}') == [1, 0]  # all tied: declared order
+    with pytest.raises(ConfigError, match="'similar'"):
+        choose_examples("nearest", 2, pool, '{"text":"terrible"}')
+    config = Configuration("turns", "text", "nearest", 2)
+    assert config.label == "turns/text, examples nearest-2" and Configuration.from_json(config.to_json()) == config
+
+
 def test_configuration_round_trips_and_names_its_versions() -> None:
     config = Configuration("completion", "text", "similar", 2, OutputMode.GRAMMAR, pool=tuple(EXAMPLES))
     data = config.to_json()
@@ -134,7 +151,7 @@ def test_unknown_members_are_config_errors_naming_the_choices() -> None:
 
 
 def test_the_space_version_lists_every_member() -> None:
-    for name in (*LAYOUTS, *INPUT_FORMATS, "similar"):
+    for name in (*LAYOUTS, *INPUT_FORMATS, "similar", "nearest"):
         assert f"{name}@" in SPACE_VERSION
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from robustprompt._completion import Completion, Usage
@@ -21,10 +21,22 @@ _serial = itertools.count()
 
 
 class _FunctionBackend:
-    def __init__(self, fn: Callable[[Prompt], str | Completion]) -> None:
+    def __init__(
+        self, fn: Callable[[Prompt], str | Completion], embed: Callable[[str], Sequence[float]] | None = None
+    ) -> None:
         self.fn = fn
+        self.embed_fn = embed
         self.prompts: list[Prompt] = []
         self._lock = threading.Lock()
+
+    @property
+    def embeds(self) -> bool:
+        return self.embed_fn is not None
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if self.embed_fn is None:
+            raise ConfigError("this FunctionModel embeds nothing: pass embed=fn(text) -> vector to give it embeddings")
+        return [list(self.embed_fn(text)) for text in texts]
 
     def complete(self, prompt: Prompt) -> Completion:
         with self._lock:
@@ -45,7 +57,8 @@ class FunctionModel(Model):
     """A model whose answers come from `fn(prompt) -> raw text` (or a Completion, to set finish_reason...).
 
     `prompts` lists every prompt it received, re-asks included. `modes` lists the output modes it claims, best
-    first (default: just `mode`).
+    first (default: just `mode`). `embed(text) -> vector`, when given, is its embedding function: it makes the
+    `nearest` example choice available, as the embedded runtime does.
     """
 
     def __init__(
@@ -56,12 +69,13 @@ class FunctionModel(Model):
         mode: OutputMode = OutputMode.PROMPTED,
         context_window: int = 32_768,
         modes: tuple[OutputMode, ...] | None = None,
+        embed: Callable[[str], Sequence[float]] | None = None,
     ) -> None:
         provider, _, model_id = name.partition(":")
         profile = ModelProfile(
             provider, model_id or name, modes=modes or (mode,), context_window=context_window, max_output_tokens=1024
         )
-        backend = _FunctionBackend(fn)
+        backend = _FunctionBackend(fn, embed)
         # A fresh key per double (id() repeats after garbage collection): no double inherits another's memory.
         super().__init__(name, profile, Settings(), backend, key=f"{name}#{next(_serial)}")
 
