@@ -3,6 +3,7 @@
     python benchmarks/local_accuracy.py                       # both embedded models, all three tasks
     python benchmarks/local_accuracy.py local:smollm2 --json out.json
     python benchmarks/local_accuracy.py --as-is                # the profile defaults only, no adapt
+    python benchmarks/local_accuracy.py --examples dev --budget 600   # tasks carrying 16 examples
 
 Tasks (each case file in benchmarks/data was written for this benchmark; no test case is among a task's examples):
 - sentiment: 40 short product reviews, positive / negative, 4 examples;
@@ -15,6 +16,10 @@ out in turn) within the default budget, then runs the same test cases with the c
 are never shown to adapt. Every call is at temperature 0 with at most one re-ask. "valid" is the share of cases with a
 schema-valid output; "accuracy" counts an invalid answer as wrong; n is the number of test cases. The adaptation
 cost (calls, tokens, seconds) and, per layout/input format, the best leave-one-out score adapt measured are printed too.
+
+`--examples dev` gives each task a larger pool: its 4 examples and the 12 labelled cases of benchmarks/data/dev
+(written apart from the test cases), 16 in all. "as-is" then shows all 16; adapt scores leave-one-out on the 16,
+and can show a few per input (`similar` by shared words, `nearest` by the model's own embeddings).
 """
 
 from __future__ import annotations
@@ -119,6 +124,26 @@ TASKS: dict[str, tuple[rp.Task[Any, Any], str]] = {
 }
 
 
+def with_dev_examples(task: rp.Task[Any, Any], file: str) -> rp.Task[Any, Any]:
+    """The same task carrying its examples and the dev cases as examples (never the test cases)."""
+    dev = [json.loads(line) for line in (DATA / "dev" / file).read_text().splitlines() if line.strip()]
+    extra = [
+        rp.Example(task.input_type.model_validate(d["input"]), task.output_type.model_validate(d["expected"]))
+        for d in dev
+    ]
+    declared = [
+        rp.Example(task.input_type.model_validate_json(i), task.output_type.model_validate_json(o))
+        for i, o in task.examples
+    ]
+    return rp.Task(
+        task.name,
+        input=task.input_type,
+        output=task.output_type,
+        instructions=task.instructions,
+        examples=declared + extra,
+    )
+
+
 def measure(task: rp.Task[Any, Any], model: rp.Model, cases: list[dict[str, Any]]) -> dict[str, Any]:
     valid = correct = 0
     configuration = None
@@ -161,6 +186,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only N evenly spaced test cases of each task (a partial run)")
     parser.add_argument("--budget", type=int, default=None, help="adapt's budget of scored calls (its default)")
     parser.add_argument("--as-is", action="store_true", help="only the profile's default configuration: no adapt")
+    parser.add_argument(
+        "--examples", choices=["task", "dev"], default="task", help="dev: the tasks also carry the 12 dev cases"
+    )
     args = parser.parse_args()
     records = Path(tempfile.mkdtemp()) / "robustprompt.adapt.json"  # never the app's own records
     results: list[dict[str, Any]] = []
@@ -172,6 +200,8 @@ def main() -> None:
         model = rp.model(name, temperature=0, max_output_tokens=64)
         for key in args.tasks:
             task, file = TASKS[key]
+            if args.examples == "dev":
+                task = with_dev_examples(task, file)
             task.adaptations = records
             cases = [json.loads(line) for line in (DATA / file).read_text().splitlines() if line.strip()]
             if args.limit:  # evenly spaced, so a file sorted by label still gives every label
