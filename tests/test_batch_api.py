@@ -143,7 +143,9 @@ def test_openai_batch_is_the_live_call_and_collects_as_map(client: httpx.Client)
             "input_file_id": create.body["input_file_id"],
             "endpoint": "/v1/chat/completions",
             "completion_window": "24h",
+            "metadata": {"robustprompt_job": job.mark},
         }
+        assert [line["custom_id"] for line in lines] == [job.custom_id(i) for i in range(len(REVIEWS))]
         assert all(OPENAI_KEY not in json.dumps(line) for line in lines)
         upload = next(r for r in server.requests if r.path == "/v1/files")
         form = _form(upload.headers["content-type"], upload.raw)
@@ -201,8 +203,10 @@ def test_a_cancelled_batch_keeps_what_finished(make: Callable[..., Any], client:
 
 
 def test_malformed_result_lines_are_typed_per_item(client: httpx.Client) -> None:
-    with _openai_server(corrupt=frozenset({"rp-1"})) as server:
-        outcomes = classify.submit(REVIEWS[:3], model=_openai(server, client)).collect(interval=0)
+    with _openai_server() as server:
+        job = classify.submit(REVIEWS[:3], model=_openai(server, client))
+        server.corrupt = frozenset({job.custom_id(1)})
+        outcomes = job.collect(interval=0)
         assert isinstance(outcomes[0], Label)
         assert isinstance(outcomes[1], rp.BatchItemError) and outcomes[1].code == "missing"
         assert "could not be read" in str(outcomes[1])
