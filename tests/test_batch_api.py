@@ -6,6 +6,7 @@ path, and nothing the batch did not answer may be dropped or re-sent unasked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -308,3 +309,43 @@ def test_an_input_found_too_large_after_some_batches_went_cancels_them(
             classify.submit(reviews, model=_anthropic(server, client), max_items=1)
         assert server.created() == 1  # the lines are read as they are made: item 1 had not gone yet
         assert {batch.status for batch in server.batches.values()} == {"canceling"}
+
+
+@pytest.mark.parametrize("make", [_openai_server, _anthropic_server], ids=["openai", "anthropic"])
+def test_the_async_twins_submit_poll_and_collect_as_the_sync_ones(make: Callable[..., Any]) -> None:
+    with make(pace=2) as server:
+        openai = isinstance(server, OpenAIBatchServer)
+        name = "openai:gpt-4.1-mini" if openai else "anthropic:claude-sonnet-4-5"
+        key = OPENAI_KEY if openai else ANTHROPIC_KEY
+        model = rp.model(name, base_url=server.base_url, api_key=key, temperature=0, max_output_tokens=200)
+
+        async def scenario() -> tuple[rp.BatchProgress, list[Any], list[Any]]:
+            job = await classify.asubmit(REVIEWS, model=model)
+            progress = await job.apoll()
+            outcomes = await job.acollect(interval=0)
+            live.append(server.live)
+            return progress, outcomes, [index async for index, _ in job.aoutcomes(interval=0)]
+
+        live: list[int] = []
+        progress, outcomes, indices = asyncio.run(scenario())
+        assert not progress.ended and len(progress.statuses) == 1
+        _check(outcomes) if openai else _check([*outcomes[:3], Label(label="positive"), *outcomes[4:]])
+        assert sorted(indices) == list(range(len(REVIEWS)))
+        assert server.created() == 1 and live == [2 if openai else 1]
+
+
+def test_an_async_cancel_keeps_what_finished_through_the_users_own_client(client: httpx.Client) -> None:
+    with _anthropic_server(pace=1) as server:
+        model = _anthropic(server, client)  # a sync client of the user's: the async twins carry it in a thread
+
+        async def scenario() -> list[Any]:
+            job = await classify.asubmit([Review(text=f"lovely {i}") for i in range(4)], model=model)
+            await job.apoll()
+            await job.apoll()
+            await job.acancel()
+            return await job.acollect(interval=0)
+
+        outcomes = asyncio.run(scenario())
+        done = [o for o in outcomes if isinstance(o, Label)]
+        assert 1 <= len(done) < 4
+        assert all(isinstance(o, rp.BatchItemError) and o.code == "canceled" for o in outcomes if o not in done)

@@ -238,6 +238,8 @@ class OpenAIBatchServer(_BatchServer):
         if isinstance(page, str):
             return error_reply(400, page, type="invalid_request_error")
         batches, more = page
+        for batch in batches:  # a listing sees the batches as a poll of each would: the provider moved on
+            self._advance(batch)
         listed: dict[str, Any] = {"object": "list", "data": [self._object(b) for b in batches], "has_more": more}
         if batches:
             listed |= {"first_id": batches[0].id, "last_id": batches[-1].id}
@@ -364,7 +366,7 @@ def _page(
     """One page of a list of batches, newest first: (its batches, whether more follow), or what is wrong with the
     query. `after_key` names the cursor that pages back to older batches, `before_key` the one to newer ones."""
     asked = {name: values[-1] for name, values in parse_qs(query).items()}
-    newest = list(reversed(batches.values()))
+    newest = list(batches.values())[::-1]
     try:
         limit = int(asked.get("limit", "20"))
     except ValueError:
@@ -524,6 +526,8 @@ class AnthropicBatchServer(_BatchServer):
         if isinstance(page, str):
             return anthropic_error(400, "invalid_request_error", page)
         batches, more = page
+        for batch in batches:  # a listing sees the batches as a poll of each would: the provider moved on
+            self._advance(batch)
         return json_reply(
             200,
             {
