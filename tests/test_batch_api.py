@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 import httpx
 import pydantic
@@ -21,7 +22,8 @@ import robustprompt as rp
 from robustprompt._batch_api import chunked
 from robustprompt.adapters._anthropic_batch import AnthropicBatchWire, read_result_line
 from robustprompt.adapters._openai_batch import read_output_line
-from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer, Reply
+from robustprompt.adapters.azure import DEFAULT_API_VERSION
+from robustprompt.testing import AnthropicBatchServer, AzureBatchServer, OpenAIBatchServer, Reply
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
 from robustprompt.testing._anthropic_server import message_reply
 from robustprompt.testing._batch_servers import _form
@@ -32,6 +34,7 @@ from tests.test_anthropic import messages_request_violations
 from tests.test_openai_responses import responses_request_violations
 
 OPENAI_KEY = "sk-batch-test-7c1d"
+AZURE_KEY = "azure-batch-test-4f0a"
 ANTHROPIC_KEY = "sk-ant-batch-test-9e2b"
 
 
@@ -349,3 +352,43 @@ def test_an_async_cancel_keeps_what_finished_through_the_users_own_client(client
         done = [o for o in outcomes if isinstance(o, Label)]
         assert 1 <= len(done) < 4
         assert all(isinstance(o, rp.BatchItemError) and o.code == "canceled" for o in outcomes if o not in done)
+
+
+def _azure_server(**options: Any) -> AzureBatchServer:
+    return AzureBatchServer(answer=_openai_answer(set()), api_key=AZURE_KEY, check=chat_request_violations, **options)
+
+
+def _azure(server: AzureBatchServer, client: httpx.Client) -> rp.Model:
+    return rp.model(
+        "azure:gpt-4o-batch", base_url=server.base_url, api_key=AZURE_KEY, http_client=client, temperature=0
+    )
+
+
+def test_the_deployment_batch_is_the_openai_flow_at_the_resources_address(client: httpx.Client) -> None:
+    with _azure_server(deployments=["gpt-4o-batch"]) as server:
+        model = _azure(server, client)
+        job = classify.submit(REVIEWS, model=model)
+        runs = job.collect(runs=True, interval=0)
+        _check([r if isinstance(r, rp.RobustPromptError) else r.output for r in runs])
+        assert server.live == 2 and server.created() == 1  # the re-ask and the retry went to the deployment
+        batch_calls = [r for r in server.requests if "/deployments/" not in r.path]
+        assert {r.path.split("/")[2] for r in batch_calls} == {"files", "batches"}
+        assert all(r.path.startswith("/openai/") and r.headers.get("api-key") == AZURE_KEY for r in batch_calls)
+        assert all(parse_qs(r.query)["api-version"] == [DEFAULT_API_VERSION] for r in server.requests)
+        lines = [json.loads(raw) for raw in next(iter(server.files.values())).splitlines()]
+        assert {line["url"] for line in lines} == {"/chat/completions"}
+        assert {line["body"]["model"] for line in lines} == {"gpt-4o-batch"}  # the deployment's name
+        before = len(server.requests)
+        classify.run(REVIEWS[0], model=model)
+        assert lines[0]["body"] == server.requests[before].body
+        create = next(r for r in server.requests if r.path == "/openai/batches" and r.method == "POST")
+        assert create.body["endpoint"] == "/chat/completions" and create.body["metadata"] == {
+            "robustprompt_job": job.mark
+        }
+
+
+def test_a_deployment_batch_naming_an_unknown_deployment_fails_with_the_reason(client: httpx.Client) -> None:
+    with _azure_server(deployments=["another"]) as server:
+        outcomes = classify.submit(REVIEWS[:2], model=_azure(server, client)).collect(interval=0)
+        assert all(isinstance(o, rp.BatchItemError) and o.code == "failed" for o in outcomes)
+        assert "model_not_found" in str(outcomes[0]) and server.processed == 0

@@ -16,7 +16,7 @@ import pytest
 
 import robustprompt as rp
 from robustprompt._batch_api import BatchJob, asubmit, submit
-from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer
+from robustprompt.testing import AnthropicBatchServer, AzureBatchServer, OpenAIBatchServer
 from tests.spec_check import OPENAI_SPEC, envelope_errors
 from tests.test_batch_api import (
     ANTHROPIC_KEY,
@@ -26,6 +26,8 @@ from tests.test_batch_api import (
     Review,
     _anthropic,
     _anthropic_server,
+    _azure,
+    _azure_server,
     _openai,
     _openai_server,
     classify,
@@ -60,6 +62,9 @@ def _before_creation(job: BatchJob[Any]) -> bool:
 
 
 def _model(server: OpenAIBatchServer | AnthropicBatchServer, client: httpx.Client | None) -> rp.Model:
+    if isinstance(server, AzureBatchServer):
+        assert client is not None
+        return _azure(server, client)
     if client is not None:
         return _openai(server, client) if isinstance(server, OpenAIBatchServer) else _anthropic(server, client)
     name = "openai:gpt-4.1-mini" if isinstance(server, OpenAIBatchServer) else "anthropic:claude-sonnet-4-5"
@@ -77,7 +82,9 @@ def _stopped(model: rp.Model, when: Callable[[BatchJob[Any]], bool], *, kept_fir
     return job
 
 
-BOTH = pytest.mark.parametrize("make", [_openai_server, _anthropic_server], ids=["openai", "anthropic"])
+BOTH = pytest.mark.parametrize(
+    "make", [_openai_server, _anthropic_server, _azure_server], ids=["openai", "anthropic", "deployment"]
+)
 
 
 @BOTH
@@ -126,7 +133,7 @@ def test_several_running_batches_of_the_size_are_waited_for_until_their_results_
         async def both() -> list[Any]:
             waiting = asyncio.to_thread(release)
             outcomes = job.acollect(interval=0.01)
-            return (await asyncio.gather(waiting, outcomes))[1]  # type: ignore[no-any-return]
+            return (await asyncio.gather(waiting, outcomes))[1]
 
         assert asyncio.run(both()) == [None, None]
         assert _lists(server) > lists + 3 and job.batch_ids == [] and server.created() == 2

@@ -19,17 +19,18 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from robustprompt.testing._anthropic_server import AnthropicWire
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
+from robustprompt.testing._azure_server import API_VERSIONS, AzureWire, gateway_refusal, is_deployment_call
 from robustprompt.testing._openai_server import OpenAIWire, error_reply
 from robustprompt.testing._server import LoopbackServer, Received, Reply, json_reply
 
-__all__ = ["AnthropicBatchServer", "OpenAIBatchServer"]
+__all__ = ["AnthropicBatchServer", "AzureBatchServer", "OpenAIBatchServer"]
 
 Answer = Callable[[Mapping[str, Any]], Reply]
 Check = Callable[[Any], list[str]]
@@ -155,11 +156,18 @@ class _BatchServer(LoopbackServer):
 
 
 class _OpenAIBatchPaths(OpenAIWire):
+    root: ClassVar[str] = "/v1"  # where the files and batches are
+
+    def live(self, path: str) -> bool:
+        return path in _OPENAI_ENDPOINTS
+
     def serves(self, method: str, path: str) -> bool:
         parts = path.strip("/").split("/")
         if method == "POST":
-            return path in ("/v1/files", "/v1/batches", *_OPENAI_ENDPOINTS) or (
-                len(parts) == 4 and parts[1] == "batches" and parts[3] == "cancel"
+            return (
+                self.live(path)
+                or path in (f"{self.root}/files", f"{self.root}/batches")
+                or (len(parts) == 4 and parts[1] == "batches" and parts[3] == "cancel")
             )
         return method == "GET" and (
             (len(parts) in (2, 3) and parts[1] == "batches")
@@ -177,6 +185,7 @@ class OpenAIBatchServer(_BatchServer):
 
     wire_factory = _OpenAIBatchPaths
     raw_paths: ClassVar[tuple[str, ...]] = ("/v1/files",)
+    root: ClassVar[str] = "/v1"
     max_requests: ClassVar[int] = 50_000
     max_bytes: ClassVar[int] = 200 * 1000 * 1000
 
@@ -188,13 +197,13 @@ class OpenAIBatchServer(_BatchServer):
 
     def route(self, received: Received) -> Reply:
         parts = received.path.strip("/").split("/")
-        if received.path in _OPENAI_ENDPOINTS:
+        if isinstance(self.wire, _OpenAIBatchPaths) and self.wire.live(received.path):
             return self.answer_live(received, _openai_refusal)
-        if received.method == "POST" and received.path == "/v1/files":
+        if received.method == "POST" and received.path == f"{self.root}/files":
             return self._upload(received)
-        if received.method == "POST" and received.path == "/v1/batches":
+        if received.method == "POST" and received.path == f"{self.root}/batches":
             return self._create(received.body)
-        if received.path == "/v1/batches":
+        if received.path == f"{self.root}/batches":
             return self._list(received.query)
         if parts[1] == "files":
             content = self.files.get(parts[2])
@@ -261,9 +270,13 @@ class OpenAIBatchServer(_BatchServer):
             "validating",
             {"endpoint": body["endpoint"], "input_file_id": body["input_file_id"], "metadata": body.get("metadata")},
         )
-        batch.extra["errors"] = _openai_lines(batch, content, body["endpoint"], self.max_requests)
+        batch.extra["errors"] = _openai_lines(batch, content, body["endpoint"], self.max_requests, self.line_error)
         self.batches[batch_id] = batch
         return json_reply(200, self._object(batch))
+
+    def line_error(self, body: Any, number: int) -> dict[str, Any] | None:
+        """What fails the batch in line `number`'s request body, beside the rules every line follows."""
+        return None
 
     def _advance(self, batch: _Batch) -> None:
         if batch.status == "validating":
@@ -400,7 +413,13 @@ def _metadata_problems(metadata: Any) -> list[str]:
     ]
 
 
-def _openai_lines(batch: _Batch, content: bytes, endpoint: str, max_requests: int) -> list[dict[str, Any]]:
+def _openai_lines(
+    batch: _Batch,
+    content: bytes,
+    endpoint: str,
+    max_requests: int,
+    line_error: Callable[[Any, int], dict[str, Any] | None],
+) -> list[dict[str, Any]]:
     """Read the input file into `batch.items`; the problems that fail the whole batch, as `errors.data`."""
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -420,6 +439,10 @@ def _openai_lines(batch: _Batch, content: bytes, endpoint: str, max_requests: in
         if line.get("method") != "POST" or line.get("url") != endpoint:
             message = f"The line's url must be the batch's endpoint {endpoint} (POST)"
             errors.append(_line_error("mismatched_endpoint", message, "url", number))
+            continue
+        problem = line_error(line.get("body"), number)
+        if problem is not None:
+            errors.append(problem)
             continue
         seen.add(custom_id)
         batch.items.append(_Item(custom_id, line.get("body")))
@@ -466,6 +489,42 @@ def _form(content_type: str, raw: bytes) -> dict[str, bytes]:
         if blank and name is not None:
             fields[name.group(1).decode()] = body.removesuffix(b"\r\n")
     return fields
+
+
+class _AzureBatchPaths(_OpenAIBatchPaths, AzureWire):
+    root: ClassVar[str] = "/openai"
+
+    def live(self, path: str) -> bool:
+        return is_deployment_call(path)
+
+
+class AzureBatchServer(OpenAIBatchServer):
+    """Azure OpenAI's global batch: OpenAI's Batch API at `/openai/files` and `/openai/batches`, every request
+    with an `api-version` the resource knows and the `api-key` header; the lines' `url` is `/chat/completions`
+    and each body's `model` a deployment (`deployments`, None: any name), else the batch fails validation
+    (`model_not_found`). Re-asks go to the deployment's live path. Up to 100,000 requests per file."""
+
+    wire_factory = _AzureBatchPaths
+    raw_paths: ClassVar[tuple[str, ...]] = ("/openai/files",)
+    root: ClassVar[str] = "/openai"
+    max_requests: ClassVar[int] = 100_000
+
+    def __init__(
+        self, *, deployments: Iterable[str] | None = None, api_versions: Collection[str] = API_VERSIONS, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.deployments = None if deployments is None else frozenset(deployments)
+        self.api_versions = api_versions
+
+    def next_reply(self, received: Received) -> Reply:
+        return gateway_refusal(received, self.api_versions, self.deployments) or super().next_reply(received)
+
+    def line_error(self, body: Any, number: int) -> dict[str, Any] | None:
+        model = body.get("model") if isinstance(body, dict) else None
+        if self.deployments is None or model in self.deployments:
+            return None
+        message = f"The model deployment {model!r} in the input file was not found: name a global batch deployment"
+        return _line_error("model_not_found", message, "model", number)
 
 
 # --------------------------------------------------------------------------------------------- Anthropic
