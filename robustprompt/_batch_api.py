@@ -168,66 +168,65 @@ def _wire(model: Model) -> tuple[HttpBackend, BatchWire]:
     return backend, wire
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An HttpCall that got no answer: the driver throws the error into the flow."""
+
+    error: ProviderError
+
+
 def _step(backend: HttpBackend, policy: Policy, effect: _Effect) -> Any:
     if isinstance(effect, _Pause):
-        time.sleep(effect.seconds)
-        return None
+        return time.sleep(effect.seconds)
     if isinstance(effect, Request):
         return send(effect, policy)
     assert isinstance(effect, HttpCall)
-    return backend.exchange(effect, _RESULT_BYTES)
+    try:
+        return backend.exchange(effect, _RESULT_BYTES)
+    except ProviderError as exc:
+        return _Failed(exc)
 
 
 async def _astep(backend: HttpBackend, policy: Policy, effect: _Effect) -> Any:
     if isinstance(effect, _Pause):
-        await asyncio.sleep(effect.seconds)
-        return None
+        return await asyncio.sleep(effect.seconds)
     if isinstance(effect, Request):
         return await asend(effect, policy)
     assert isinstance(effect, HttpCall)
-    return await backend.aexchange(effect, _RESULT_BYTES)
+    try:
+        return await backend.aexchange(effect, _RESULT_BYTES)
+    except ProviderError as exc:
+        return _Failed(exc)
+
+
+def _resume(flow: _Flow[None], reply: Any) -> _Effect | None:
+    """The flow's next effect after `reply` (None once it ended)."""
+    try:
+        return flow.throw(reply.error) if isinstance(reply, _Failed) else flow.send(reply)
+    except StopIteration:
+        return None
 
 
 def _carried(model: Model, policy: Policy, flow: _Flow[None]) -> Iterator[Any]:
     """Carry `flow` with blocking I/O, yielding what it gives."""
     backend, _ = _wire(model)
     with contextlib.closing(flow):
-        reply: Any = None
-        error: ProviderError | None = None
-        while True:
-            try:
-                effect = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration:
-                return
-            reply, error = None, None
+        effect = _resume(flow, None)
+        while effect is not None:
             if isinstance(effect, _Give):
                 yield effect.value
-                continue
-            try:
-                reply = _step(backend, policy, effect)
-            except ProviderError as exc:
-                error = exc
+            effect = _resume(flow, None if isinstance(effect, _Give) else _step(backend, policy, effect))
 
 
 async def _acarried(model: Model, policy: Policy, flow: _Flow[None]) -> AsyncIterator[Any]:
     """The async twin of `_carried`."""
     backend, _ = _wire(model)
     with contextlib.closing(flow):
-        reply: Any = None
-        error: ProviderError | None = None
-        while True:
-            try:
-                effect = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration:
-                return
-            reply, error = None, None
+        effect = _resume(flow, None)
+        while effect is not None:
             if isinstance(effect, _Give):
                 yield effect.value
-                continue
-            try:
-                reply = await _astep(backend, policy, effect)
-            except ProviderError as exc:
-                error = exc
+            effect = _resume(flow, None if isinstance(effect, _Give) else await _astep(backend, policy, effect))
 
 
 def _given(flow: _Flow[T]) -> _Flow[None]:

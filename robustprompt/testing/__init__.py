@@ -25,8 +25,8 @@ from robustprompt.testing._server import LoopbackServer, Received, Reply
 __all__ = [
     "KITS",
     "AnthropicBatchServer",
-    "AzureBatchServer",
     "AnthropicServer",
+    "AzureBatchServer",
     "AzureServer",
     "BedrockServer",
     "Cassette",
