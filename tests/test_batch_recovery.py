@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 
 import robustprompt as rp
 from robustprompt._batch_api import BatchJob, asubmit, submit
+from robustprompt.adapters import _anthropic_batch, _openai_batch
 from robustprompt.testing import AnthropicBatchServer, AzureBatchServer, OpenAIBatchServer
 from tests.spec_check import OPENAI_SPEC, envelope_errors
 from tests.test_batch_api import (
@@ -166,6 +168,31 @@ def test_an_async_job_stopped_after_the_creation_finds_its_batch() -> None:
 
         assert asyncio.run(scenario()) == [Label(label="positive"), Label(label="negative")]
         assert server.created() == 1 and server.processed == 2
+
+
+@BOTH
+def test_the_lookup_pages_back_through_newer_batches_and_no_further_than_the_creation(
+    make: Callable[..., Any], client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_openai_batch, "_PAGE", 1)
+    monkeypatch.setattr(_anthropic_batch, "_PAGE", 1)
+    with make() as server:
+        model = _model(server, client)
+        kept, on_part = _handles(_after_creation, kept_first=False)
+        with pytest.raises(_Killed):
+            submit(classify, REVIEWS[:2], model, on_part=on_part)
+        for i in range(3):  # newer batches of the same size: the job's own is on the fourth page
+            classify.submit([Review(text=f"lovely {i}"), Review(text=f"awful {i}")], model=model)
+        lists = _lists(server)
+        job = BatchJob.from_json(kept[-1], classify, model=model)
+        job.poll()
+        assert job.batch_ids == [next(iter(server.batches))] and _lists(server) - lists == 4
+        late = BatchJob.from_json(kept[-1], classify, model=model)
+        assert late.pending is not None
+        late.pending = replace(late.pending, since=time.time() + 3 * 3600)  # began after every listed batch
+        lists = _lists(server)
+        late.poll()
+        assert late.batch_ids == [] and _lists(server) - lists == 1  # the first page was older: no further
 
 
 def _lists(server: OpenAIBatchServer | AnthropicBatchServer) -> int:
