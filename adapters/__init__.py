@@ -28,6 +28,7 @@ from robustprompt._prompt import Prompt
 __all__ = [
     "Adapter",
     "BatchAdapter",
+    "BatchCandidate",
     "BatchItem",
     "BatchState",
     "BatchWire",
@@ -159,6 +160,16 @@ class BatchItem:
     code: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class BatchCandidate:
+    """A listed batch that may be the one a job was creating when its process stopped. `confirmed`: the
+    provider's own record says it carries the job's mark; otherwise only its size and time fit (its results,
+    once it ends, tell)."""
+
+    id: str
+    confirmed: bool
+
+
 class BatchWire(Protocol):
     """A provider's batch API. Limits are the provider's (PROVIDERS.md §8); `discount` is the share of the list
     price a batch item costs (0.5: half)."""
@@ -172,8 +183,14 @@ class BatchWire(Protocol):
         """The batch's encoding of the live call `call` (the adapter's own request), one JSON line."""
         ...
 
-    def submit(self, lines: Sequence[bytes], endpoint: Endpoint) -> Exchange[str]:
-        """Send `lines` as one batch; returns its id."""
+    def submit(self, lines: Sequence[bytes], endpoint: Endpoint, mark: str) -> Exchange[str]:
+        """Send `lines` as one batch stamped with `mark` (the job's custom_id prefix), where the API keeps such a
+        stamp; returns its id."""
+        ...
+
+    def find(self, mark: str, count: int, since: float, endpoint: Endpoint) -> Exchange[list[BatchCandidate]]:
+        """The batches created since `since` (Unix seconds) that may be the job's `count`-request batch marked
+        `mark`, from the provider's list of batches (newest first, read no further back than `since`)."""
         ...
 
     def poll(self, batch_id: str, endpoint: Endpoint) -> Exchange[BatchState]: ...

@@ -6,23 +6,29 @@ Each request's `params` is the live call's Messages body as the adapter prepares
 and settings). `custom_id` matches `^[a-zA-Z0-9_-]{1,64}$`; at most 100,000 requests or 256 MB per batch; items
 cost half the list price (§8: "50% discount"). An `errored` item's error is read as the live call's error of the
 same type would be, so it comes out as the same typed error.
+
+A batch keeps no metadata, so a process that stopped between a batch's creation and keeping its id finds it again
+in `GET /v1/messages/batches` (newest first, `after_id` the last id of a page, `limit` up to 1,000) by what the
+list shows: created since the job began that batch and holding as many requests. An ended one is confirmed (or
+ruled out) by its results, whose custom_ids carry the job's mark; one still running stays unconfirmed until then.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from robustprompt._errors import ProviderError
-from robustprompt.adapters import BatchItem, BatchState, Endpoint, Exchange, HttpAnswer, HttpCall
-from robustprompt.adapters._common import answer_error, answer_object
+from robustprompt.adapters import BatchCandidate, BatchItem, BatchState, Endpoint, Exchange, HttpAnswer, HttpCall
+from robustprompt.adapters._common import Headers, answer_error, answer_object
 
 __all__ = ["AnthropicBatchWire", "read_result_line"]
 
 _KINDS = {"errored": "errored", "canceled": "canceled", "expired": "expired"}
-
-Headers = Callable[[Endpoint], dict[str, str]]
+_PAGE = 1000  # the list's largest `limit`
 
 
 class AnthropicBatchWire:
@@ -40,11 +46,34 @@ class AnthropicBatchWire:
         item = {"custom_id": custom_id, "params": call.body}
         return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def submit(self, lines: Sequence[bytes], endpoint: Endpoint) -> Exchange[str]:
+    def submit(self, lines: Sequence[bytes], endpoint: Endpoint, mark: str) -> Exchange[str]:
         content = b'{"requests":[' + b",".join(lines) + b"]}"
         url = f"{endpoint.base_url}/v1/messages/batches"
         answer = yield HttpCall("POST", url, self._headers(endpoint), None, content)
         return str(self._data(answer, "the batch's creation").get("id") or "")
+
+    def find(self, mark: str, count: int, since: float, endpoint: Endpoint) -> Exchange[list[BatchCandidate]]:
+        found: list[BatchCandidate] = []
+        after: str | None = None
+        while True:
+            query = urlencode({"limit": _PAGE, **({"after_id": after} if after else {})})
+            url = f"{endpoint.base_url}/v1/messages/batches?{query}"
+            page = self._data((yield HttpCall("GET", url, self._headers(endpoint), None)), "the list of batches")
+            batches = [b for b in page.get("data") or [] if isinstance(b, dict) and b.get("id")]
+            recent = [b for b in batches if _created(b) >= since]
+            for batch in recent:
+                state = _state(batch)
+                if sum(state.counts.values()) != count:
+                    continue
+                if not state.ended:
+                    found.append(BatchCandidate(state.id, confirmed=False))
+                    continue
+                ids = [item.custom_id for item in (yield from self.results(state, endpoint)) if item.custom_id]
+                if ids and all(custom_id.startswith(mark) for custom_id in ids):
+                    found.append(BatchCandidate(state.id, confirmed=True))
+            if len(recent) < len(batches) or not batches or not page.get("has_more"):
+                return found
+            after = str(page.get("last_id") or batches[-1]["id"])
 
     def poll(self, batch_id: str, endpoint: Endpoint) -> Exchange[BatchState]:
         url = f"{endpoint.base_url}/v1/messages/batches/{batch_id}"
@@ -83,6 +112,14 @@ def _state(data: Mapping[str, Any]) -> BatchState:
         counts={k: int(v) for k, v in counts.items() if isinstance(v, int)} if isinstance(counts, dict) else {},
         results=(str(url),) if url else (),
     )
+
+
+def _created(batch: Mapping[str, Any]) -> float:
+    """`created_at` (RFC 3339) in Unix seconds; a batch with none readable counts as new (it is looked at)."""
+    try:
+        return dt.datetime.fromisoformat(str(batch["created_at"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return float("inf")
 
 
 def read_result_line(raw: bytes, error_status: Mapping[str, int]) -> BatchItem:

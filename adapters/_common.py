@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from robustprompt._errors import (
     AuthError,
@@ -22,10 +22,11 @@ from robustprompt._prompt import OutputSpec
 from robustprompt.adapters._sse import SseDecoder
 
 if TYPE_CHECKING:
-    from robustprompt.adapters import HttpAnswer
+    from robustprompt.adapters import Endpoint, HttpAnswer
 
 __all__ = [
     "MAX_ERROR_BODY",
+    "Headers",
     "PerSpec",
     "SseEventReader",
     "StreamReader",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 MAX_ERROR_BODY = 2000  # keep error bodies short: they travel in exceptions and logs
+
+Headers: TypeAlias = "Callable[[Endpoint], dict[str, str]]"  # an adapter's request headers for an endpoint
 
 T = TypeVar("T")
 

@@ -10,25 +10,30 @@ cost about half the list price (§8: "About 50% discount").
 Ended statuses: `completed`, `expired` and `cancelled` keep the output file of what finished, and the error file
 holds the rest (`error.code` `batch_expired` / `batch_cancelled`) or the requests that failed (a `response` with an
 error status); `failed` means the input file was refused as a whole (`errors.data`).
+
+Each batch is created with `metadata: {robustprompt_job: mark}`, so a process that stopped between the creation and
+keeping its id finds it again in `GET /v1/batches` (newest first, `after` the last id of a page, `limit` up to 100)
+instead of creating a second one.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from robustprompt._errors import ProviderError
-from robustprompt.adapters import BatchItem, BatchState, Endpoint, Exchange, HttpAnswer, HttpCall
-from robustprompt.adapters._common import answer_error, answer_object
+from robustprompt.adapters import BatchCandidate, BatchItem, BatchState, Endpoint, Exchange, HttpAnswer, HttpCall
+from robustprompt.adapters._common import Headers, answer_error, answer_object
 
 __all__ = ["OpenAIBatchWire", "read_output_line"]
 
 _ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
 _ITEM_KINDS = {"batch_expired": "expired", "batch_cancelled": "canceled"}
-
-Headers = Callable[[Endpoint], dict[str, str]]
+MARK = "robustprompt_job"  # the metadata key a job's batches carry its mark under
+_PAGE = 100  # the list's largest `limit`
 
 
 class OpenAIBatchWire:
@@ -48,34 +53,61 @@ class OpenAIBatchWire:
         item = {"custom_id": custom_id, "method": "POST", "url": self._path, "body": call.body}
         return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def submit(self, lines: Sequence[bytes], endpoint: Endpoint) -> Exchange[str]:
+    def submit(self, lines: Sequence[bytes], endpoint: Endpoint, mark: str) -> Exchange[str]:
         boundary = secrets.token_hex(16)
         content = _multipart(boundary, b"\n".join(lines) + b"\n")
         headers = {**self._headers(endpoint), "content-type": f"multipart/form-data; boundary={boundary}"}
-        answer = yield HttpCall("POST", f"{endpoint.base_url}/files", headers, None, content)
+        answer = yield HttpCall("POST", self.url(endpoint, "files"), headers, None, content)
         file_id = str(self._data(answer, "the batch input file upload").get("id") or "")
-        create = {"input_file_id": file_id, "endpoint": self._path, "completion_window": "24h"}
-        answer = yield HttpCall("POST", f"{endpoint.base_url}/batches", self._headers(endpoint), create)
+        create = {
+            "input_file_id": file_id,
+            "endpoint": self._path,
+            "completion_window": "24h",
+            "metadata": {MARK: mark},
+        }
+        answer = yield HttpCall("POST", self.url(endpoint, "batches"), self._headers(endpoint), create)
         return str(self._data(answer, "the batch's creation").get("id") or "")
 
+    def find(self, mark: str, count: int, since: float, endpoint: Endpoint) -> Exchange[list[BatchCandidate]]:
+        """The batches whose metadata carries `mark` (the provider's own record: each is confirmed)."""
+        found: list[BatchCandidate] = []
+        after: str | None = None
+        while True:
+            query = {"limit": str(_PAGE), **({"after": after} if after else {})}
+            answer = yield HttpCall("GET", self.url(endpoint, "batches", query), self._headers(endpoint), None)
+            page = self._data(answer, "the list of batches")
+            batches = [b for b in page.get("data") or [] if isinstance(b, dict) and b.get("id")]
+            for batch in batches:
+                metadata = batch.get("metadata")
+                if isinstance(metadata, dict) and metadata.get(MARK) == mark:
+                    found.append(BatchCandidate(str(batch["id"]), confirmed=True))
+            created = [b["created_at"] for b in batches if isinstance(b.get("created_at"), int)]
+            if not batches or not page.get("has_more") or min(created, default=since) < since:
+                return found
+            after = str(page.get("last_id") or batches[-1]["id"])
+
     def poll(self, batch_id: str, endpoint: Endpoint) -> Exchange[BatchState]:
-        answer = yield HttpCall("GET", f"{endpoint.base_url}/batches/{batch_id}", self._headers(endpoint), None)
+        answer = yield HttpCall("GET", self.url(endpoint, f"batches/{batch_id}"), self._headers(endpoint), None)
         return self._state(self._data(answer, f"batch {batch_id}"))
 
     def cancel(self, batch_id: str, endpoint: Endpoint) -> Exchange[BatchState]:
-        url = f"{endpoint.base_url}/batches/{batch_id}/cancel"
+        url = self.url(endpoint, f"batches/{batch_id}/cancel")
         answer = yield HttpCall("POST", url, self._headers(endpoint), None)
         return self._state(self._data(answer, f"cancelling batch {batch_id}"))
 
     def results(self, state: BatchState, endpoint: Endpoint) -> Exchange[list[BatchItem]]:
         items: list[BatchItem] = []
         for file_id in state.results:
-            url = f"{endpoint.base_url}/files/{file_id}/content"
+            url = self.url(endpoint, f"files/{file_id}/content")
             answer = yield HttpCall("GET", url, self._headers(endpoint), None)
             if not 200 <= answer.status < 300:
                 raise self._error(answer, f"the batch's result file {file_id}")
             items += [read_output_line(raw) for raw in answer.body.splitlines() if raw.strip()]
         return items
+
+    def url(self, endpoint: Endpoint, resource: str, query: Mapping[str, str] | None = None) -> str:
+        """The address of one of the API's resources (`files`, `batches/{id}`) at `endpoint`."""
+        return f"{endpoint.base_url}/{resource}" + (f"?{urlencode(query)}" if query else "")
 
     def _state(self, data: Mapping[str, Any]) -> BatchState:
         status = str(data.get("status") or "")

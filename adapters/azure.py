@@ -7,6 +7,11 @@ The API version comes from AZURE_OPENAI_API_VERSION, else `DEFAULT_API_VERSION`.
 Errors beside OpenAI's own shapes (PROVIDERS.md §6, §7): 404 `DeploymentNotFound` for a wrong deployment name
 (permanent), 404 "Resource not found" for a wrong endpoint path or api-version, 429 with `retry-after-ms`, and a
 400 `content_filter` when Azure's filter blocks the prompt.
+
+Its global batch is OpenAI's Batch flow at the resource's address: `/openai/files` and `/openai/batches` with the
+`api-version` query and the `api-key` header, each line's `url` the deployment-relative `/chat/completions` and
+its body's `model` the (global batch) deployment's name, as the live body already has it; up to 100,000 requests
+and 200 MB per file, at half the global standard price.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from robustprompt import _catalog
 from robustprompt._errors import ModelNotFoundError, ProviderError, RefusalError
 from robustprompt._profile import ModelProfile
 from robustprompt.adapters import Endpoint
+from robustprompt.adapters._common import Headers
+from robustprompt.adapters._openai_batch import OpenAIBatchWire
 from robustprompt.adapters.openai import OpenAIChatAdapter
 
-__all__ = ["API_VERSION_ENV", "DEFAULT_API_VERSION", "AzureOpenAIAdapter"]
+__all__ = ["API_VERSION_ENV", "DEFAULT_API_VERSION", "AzureBatchWire", "AzureOpenAIAdapter"]
 
 API_VERSION_ENV = "AZURE_OPENAI_API_VERSION"
 # The newest dated inference version in Azure's published specs. The GA 2024-10-21 predates
@@ -39,7 +46,7 @@ class AzureOpenAIAdapter(OpenAIChatAdapter):
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     api_key_required: ClassVar[bool] = True
     otel_provider: ClassVar[str] = "azure.ai.openai"
-    batch_path: ClassVar[str | None] = None  # the global batch lives at the deployment's address: not built yet
+    batch_path: ClassVar[str | None] = "/chat/completions"  # a batch line's url, relative to the deployment
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,6 +67,9 @@ class AzureOpenAIAdapter(OpenAIChatAdapter):
             retired=None,
             replacement=None,
         )
+
+    def batch_wire(self) -> AzureBatchWire:
+        return AzureBatchWire(self.provider, "/chat/completions", self._headers, self.api_version)
 
     def _url(self, endpoint: Endpoint, profile: ModelProfile) -> str:
         deployment = quote(profile.model_id, safe="")
@@ -88,3 +98,17 @@ class AzureOpenAIAdapter(OpenAIChatAdapter):
         if status == 400 and err.code == "content_filter":
             return err.recast(RefusalError)
         return err
+
+
+class AzureBatchWire(OpenAIBatchWire):
+    """The global batch: OpenAI's Batch protocol at the resource's `/openai/...` address, with `api-version`."""
+
+    name: ClassVar[str] = "Azure OpenAI global batch"
+    max_requests: ClassVar[int] = 100_000
+
+    def __init__(self, provider: str, path: str, headers: Headers, api_version: str) -> None:
+        super().__init__(provider, path, headers)
+        self._api_version = api_version
+
+    def url(self, endpoint: Endpoint, resource: str, query: Mapping[str, str] | None = None) -> str:
+        return f"{endpoint.base_url}/openai/{resource}?{urlencode({'api-version': self._api_version, **(query or {})})}"

@@ -200,6 +200,19 @@ class Task(TaskDeclaration[I, O]):
 
         return submit(self, inputs, model, policy, max_items=max_items)
 
+    async def asubmit(
+        self,
+        inputs: Iterable[I],
+        *,
+        model: Model | str | None = None,
+        policy: Policy | None = None,
+        max_items: int | None = None,
+    ) -> BatchJob[O]:
+        """The async twin of `submit`; collect with `await job.acollect()`."""
+        from robustprompt._batch_api import asubmit
+
+        return await asubmit(self, inputs, model, policy, max_items=max_items)
+
     def stream(
         self,
         inputs: Iterable[I],

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -56,7 +56,7 @@ from robustprompt._state import state
 from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import fit_examples
 
-__all__ = ["first_prompt", "run_answered", "run_async", "run_sync"]
+__all__ = ["answered", "first_prompt", "run_async", "run_sync"]
 
 O = TypeVar("O")
 
@@ -569,27 +569,23 @@ def first_prompt(task: TaskDeclaration[Any, Any], value: Any, model: Model, poli
         flow.close()
 
 
-def run_answered(
-    task: TaskDeclaration[Any, O],
-    value: Any,
-    model: Model,
-    policy: Policy,
-    answer: Callable[[Request], Sent],
-    cost_share: float = 1.0,
-) -> Run[O]:
-    """A call on `model` whose first request was answered elsewhere: `answer(request)` gives what it brought back
-    (a provider batch's item). A re-ask or a downgraded mode after it is sent live, within the policy's budget.
-    The first attempt costs `cost_share` of the list price (a batch's discount)."""
+def answered(
+    task: TaskDeclaration[Any, O], value: Any, model: Model, policy: Policy, cost_share: float = 1.0
+) -> Generator[Request, Sent, Run[O]]:
+    """A call on `model` whose first request is answered elsewhere (a provider batch's item), as a flow: it yields
+    each request and receives what it brought back. The driver answers the first from the batch and sends a
+    re-ask or a downgraded mode after it live, within the policy's budget; the first attempt costs `cost_share`
+    of the list price (a batch's discount)."""
     call = _Call(task, value, model, replace(policy, fallbacks=()), None)
     with call.observed():
         request: Request | None = call.first()
         assert request is not None
         try:
-            request = call.step(request, answer(request))
+            request = call.step(request, (yield request))
         finally:
             _share_first_cost(call.run, cost_share)
         while request is not None:
-            request = call.step(request, send(request, call.policy))
+            request = call.step(request, (yield request))
     return call.result
 
 

@@ -11,7 +11,7 @@ import contextvars
 import threading
 import weakref
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
@@ -62,6 +62,20 @@ def _headers_in_time(send: Callable[[], httpx.Response], seconds: float) -> http
     except concurrent.futures.TimeoutError:
         arrived.add_done_callback(_close_late)
         raise httpx.ReadTimeout("the response headers did not arrive in time") from None
+
+
+def _batch_body(response: httpx.Response, max_bytes: int) -> bytes | None:
+    """The body of a batch protocol's answer a transport read before handing the response over, else None."""
+    if not response.is_stream_consumed:
+        return None
+    if len(response.content) > max_bytes:
+        raise TooLarge
+    return response.content
+
+
+async def _take(body: BoundedBody, chunks: AsyncIterator[bytes]) -> None:
+    async for chunk in chunks:
+        body.take(chunk)
 
 
 def _close_late(arrived: concurrent.futures.Future[httpx.Response]) -> None:
@@ -224,23 +238,40 @@ class HttpBackend:
                 response = client.send(request, stream=True)
             try:
                 with self._body_errors(response), phase(self.settings.timeout):
-                    raw = self._batch_body(response, max_bytes)
+                    raw = _batch_body(response, max_bytes)
+                    if raw is None:
+                        body = BoundedBody(response.headers.get("content-encoding", ""), max_bytes)
+                        for chunk in response.iter_raw():
+                            body.take(chunk)
+                        raw = body.done()
             finally:
                 response.close()
+        return self._batch_answer(response, raw)
+
+    async def aexchange(self, call: HttpCall, max_bytes: int) -> HttpAnswer:
+        """The async twin of `exchange`."""
+        if self._given_sync and self._given_async is None and not state.routed_clients:
+            return await asyncio.to_thread(self.exchange, call, max_bytes)  # the user's own client carries it
+        with self._typed_failures(), self._transport_errors():
+            client = self._async_client()
+            request = self._request(client, call)
+            with phase(self.settings.timeout) as seconds:
+                response = await _in_time(client.send(request, stream=True), seconds)
+            try:
+                with self._body_errors(response), phase(self.settings.timeout) as seconds:
+                    raw = _batch_body(response, max_bytes)
+                    if raw is None:
+                        body = BoundedBody(response.headers.get("content-encoding", ""), max_bytes)
+                        await _in_time(_take(body, response.aiter_raw()), seconds)
+                        raw = body.done()
+            finally:
+                await response.aclose()
+        return self._batch_answer(response, raw)
+
+    def _batch_answer(self, response: httpx.Response, raw: bytes) -> HttpAnswer:
         if key := self._endpoint.api_key:
             raw = scrub_bytes(raw, key)
         return HttpAnswer(response.status_code, dict(response.headers), raw)
-
-    @staticmethod
-    def _batch_body(response: httpx.Response, max_bytes: int) -> bytes:
-        if response.is_stream_consumed:  # a transport that read the body before handing the response over
-            if len(response.content) > max_bytes:
-                raise TooLarge
-            return response.content
-        body = BoundedBody(response.headers.get("content-encoding", ""), max_bytes)
-        for chunk in response.iter_raw():
-            body.take(chunk)
-        return body.done()
 
     def read_answer(self, answer: HttpAnswer) -> Completion:
         """The completion of a batch item's answer, read as the live call's response would be (or its error)."""

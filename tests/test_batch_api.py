@@ -6,9 +6,11 @@ path, and nothing the batch did not answer may be dropped or re-sent unasked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 import httpx
 import pydantic
@@ -20,7 +22,8 @@ import robustprompt as rp
 from robustprompt._batch_api import chunked
 from robustprompt.adapters._anthropic_batch import AnthropicBatchWire, read_result_line
 from robustprompt.adapters._openai_batch import read_output_line
-from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer, Reply
+from robustprompt.adapters.azure import DEFAULT_API_VERSION
+from robustprompt.testing import AnthropicBatchServer, AzureBatchServer, OpenAIBatchServer, Reply
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
 from robustprompt.testing._anthropic_server import message_reply
 from robustprompt.testing._batch_servers import _form
@@ -31,6 +34,7 @@ from tests.test_anthropic import messages_request_violations
 from tests.test_openai_responses import responses_request_violations
 
 OPENAI_KEY = "sk-batch-test-7c1d"
+AZURE_KEY = "azure-batch-test-4f0a"
 ANTHROPIC_KEY = "sk-ant-batch-test-9e2b"
 
 
@@ -143,7 +147,9 @@ def test_openai_batch_is_the_live_call_and_collects_as_map(client: httpx.Client)
             "input_file_id": create.body["input_file_id"],
             "endpoint": "/v1/chat/completions",
             "completion_window": "24h",
+            "metadata": {"robustprompt_job": job.mark},
         }
+        assert [line["custom_id"] for line in lines] == [job.custom_id(i) for i in range(len(REVIEWS))]
         assert all(OPENAI_KEY not in json.dumps(line) for line in lines)
         upload = next(r for r in server.requests if r.path == "/v1/files")
         form = _form(upload.headers["content-type"], upload.raw)
@@ -201,8 +207,10 @@ def test_a_cancelled_batch_keeps_what_finished(make: Callable[..., Any], client:
 
 
 def test_malformed_result_lines_are_typed_per_item(client: httpx.Client) -> None:
-    with _openai_server(corrupt=frozenset({"rp-1"})) as server:
-        outcomes = classify.submit(REVIEWS[:3], model=_openai(server, client)).collect(interval=0)
+    with _openai_server() as server:
+        job = classify.submit(REVIEWS[:3], model=_openai(server, client))
+        server.corrupt = frozenset({job.custom_id(1)})
+        outcomes = job.collect(interval=0)
         assert isinstance(outcomes[0], Label)
         assert isinstance(outcomes[1], rp.BatchItemError) and outcomes[1].code == "missing"
         assert "could not be read" in str(outcomes[1])
@@ -304,3 +312,83 @@ def test_an_input_found_too_large_after_some_batches_went_cancels_them(
             classify.submit(reviews, model=_anthropic(server, client), max_items=1)
         assert server.created() == 1  # the lines are read as they are made: item 1 had not gone yet
         assert {batch.status for batch in server.batches.values()} == {"canceling"}
+
+
+@pytest.mark.parametrize("make", [_openai_server, _anthropic_server], ids=["openai", "anthropic"])
+def test_the_async_twins_submit_poll_and_collect_as_the_sync_ones(make: Callable[..., Any]) -> None:
+    with make(pace=2) as server:
+        openai = isinstance(server, OpenAIBatchServer)
+        name = "openai:gpt-4.1-mini" if openai else "anthropic:claude-sonnet-4-5"
+        key = OPENAI_KEY if openai else ANTHROPIC_KEY
+        model = rp.model(name, base_url=server.base_url, api_key=key, temperature=0, max_output_tokens=200)
+
+        async def scenario() -> tuple[rp.BatchProgress, list[Any], list[Any]]:
+            job = await classify.asubmit(REVIEWS, model=model)
+            progress = await job.apoll()
+            outcomes = await job.acollect(interval=0)
+            live.append(server.live)
+            return progress, outcomes, [index async for index, _ in job.aoutcomes(interval=0)]
+
+        live: list[int] = []
+        progress, outcomes, indices = asyncio.run(scenario())
+        assert not progress.ended and len(progress.statuses) == 1
+        _check(outcomes) if openai else _check([*outcomes[:3], Label(label="positive"), *outcomes[4:]])
+        assert sorted(indices) == list(range(len(REVIEWS)))
+        assert server.created() == 1 and live == [2 if openai else 1]
+
+
+def test_an_async_cancel_keeps_what_finished_through_the_users_own_client(client: httpx.Client) -> None:
+    with _anthropic_server(pace=1) as server:
+        model = _anthropic(server, client)  # a sync client of the user's: the async twins carry it in a thread
+
+        async def scenario() -> list[Any]:
+            job = await classify.asubmit([Review(text=f"lovely {i}") for i in range(4)], model=model)
+            await job.apoll()
+            await job.apoll()
+            await job.acancel()
+            return await job.acollect(interval=0)
+
+        outcomes = asyncio.run(scenario())
+        done = [o for o in outcomes if isinstance(o, Label)]
+        assert 1 <= len(done) < 4
+        assert all(isinstance(o, rp.BatchItemError) and o.code == "canceled" for o in outcomes if o not in done)
+
+
+def _azure_server(**options: Any) -> AzureBatchServer:
+    return AzureBatchServer(answer=_openai_answer(set()), api_key=AZURE_KEY, check=chat_request_violations, **options)
+
+
+def _azure(server: AzureBatchServer, client: httpx.Client) -> rp.Model:
+    return rp.model(
+        "azure:gpt-4o-batch", base_url=server.base_url, api_key=AZURE_KEY, http_client=client, temperature=0
+    )
+
+
+def test_the_deployment_batch_is_the_openai_flow_at_the_resources_address(client: httpx.Client) -> None:
+    with _azure_server(deployments=["gpt-4o-batch"]) as server:
+        model = _azure(server, client)
+        job = classify.submit(REVIEWS, model=model)
+        runs = job.collect(runs=True, interval=0)
+        _check([r if isinstance(r, rp.RobustPromptError) else r.output for r in runs])
+        assert server.live == 2 and server.created() == 1  # the re-ask and the retry went to the deployment
+        batch_calls = [r for r in server.requests if "/deployments/" not in r.path]
+        assert {r.path.split("/")[2] for r in batch_calls} == {"files", "batches"}
+        assert all(r.path.startswith("/openai/") and r.headers.get("api-key") == AZURE_KEY for r in batch_calls)
+        assert all(parse_qs(r.query)["api-version"] == [DEFAULT_API_VERSION] for r in server.requests)
+        lines = [json.loads(raw) for raw in next(iter(server.files.values())).splitlines()]
+        assert {line["url"] for line in lines} == {"/chat/completions"}
+        assert {line["body"]["model"] for line in lines} == {"gpt-4o-batch"}  # the deployment's name
+        before = len(server.requests)
+        classify.run(REVIEWS[0], model=model)
+        assert lines[0]["body"] == server.requests[before].body
+        create = next(r for r in server.requests if r.path == "/openai/batches" and r.method == "POST")
+        assert create.body["endpoint"] == "/chat/completions" and create.body["metadata"] == {
+            "robustprompt_job": job.mark
+        }
+
+
+def test_a_deployment_batch_naming_an_unknown_deployment_fails_with_the_reason(client: httpx.Client) -> None:
+    with _azure_server(deployments=["another"]) as server:
+        outcomes = classify.submit(REVIEWS[:2], model=_azure(server, client)).collect(interval=0)
+        assert all(isinstance(o, rp.BatchItemError) and o.code == "failed" for o in outcomes)
+        assert "model_not_found" in str(outcomes[0]) and server.processed == 0

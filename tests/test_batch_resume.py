@@ -1,5 +1,7 @@
 """`robustprompt run --batch` killed mid-way (a real process, SIGKILL) and run again: the batch's handle is in the
 store, so the second run polls and collects the same batch. No case is lost and none is submitted (or paid) twice.
+Killed between the provider's creating the batch and the store's keeping its id, the run resumes by finding that
+batch at the provider (by the job's mark), not by creating a second one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 
 from robustprompt.evals._store import Store, today
-from robustprompt.testing import OpenAIBatchServer, Reply
+from robustprompt.testing import AnthropicBatchServer, OpenAIBatchServer, Reply
+from robustprompt.testing._anthropic_server import message_reply
 from robustprompt.testing._openai_server import chat_reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,21 +41,50 @@ classify = rp.Task("classify", input=Review, output=Label, instructions="Label t
 """
 
 
+# Run as the CLI, with the store's keeping of a created batch's id replaced by the process's death.
+KILLED_AFTER_CREATION = """
+import json, os, sys
+from robustprompt.cli import main
+from robustprompt.evals._store import Store
+
+keep = Store.keep_batch
+
+def keep_batch(self, fingerprint, model, date, handle):
+    job = json.loads(json.loads(handle)["job"])
+    if job["parts"] and job["pending"] is None:  # the provider made the batch; its id is about to be kept
+        os._exit(137)
+    keep(self, fingerprint, model, date, handle)
+
+Store.keep_batch = keep_batch
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _label(text: str) -> str:
+    return json.dumps({"label": "negative" if "awful" in text else "positive"})
+
+
 def _answer(body: Any) -> Reply:
-    text = body["messages"][1]["content"]
-    return chat_reply(json.dumps({"label": "negative" if "awful" in text else "positive"}))
+    return chat_reply(_label(body["messages"][1]["content"]))
+
+
+def _anthropic_answer(body: Any) -> Reply:
+    return message_reply(_label(body["messages"][0]["content"]))
 
 
 def _run(
     project: Path,
-    server: OpenAIBatchServer,
+    server: OpenAIBatchServer | AnthropicBatchServer,
     *command: str,
     models: tuple[str, ...] = ("--model", "openai:gpt-4.1-mini"),
     extra: tuple[str, ...] = (),
+    entry: tuple[str, ...] = ("-m", "robustprompt"),
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env |= {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
+    env |= {"ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": KEY}
     task, cases, store = f"{project / 'task.py'}:classify", str(project / "cases.jsonl"), str(project / "store.sqlite")
-    args = [sys.executable, "-m", "robustprompt", *(command or ("run",)), task, "--cases", cases, *models]
+    args = [sys.executable, *entry, *(command or ("run",)), task, "--cases", cases, *models]
     args += ["--batch", "--poll", "0.05", "--store", store, *extra]
     return subprocess.Popen(args, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -147,3 +179,39 @@ def test_migrate_batch_submits_both_sides_before_waiting_for_either(tmp_path: Pa
         downloads = [i for i, (method, path) in enumerate(paths) if path.endswith("/content")]
         assert len(creations) == 2 and max(creations) < min(downloads)
         assert server.processed == 2 * CASES and server.live == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "model"),
+    [
+        (lambda: OpenAIBatchServer(answer=_answer, api_key=KEY), "openai:gpt-4.1-mini"),
+        (lambda: AnthropicBatchServer(answer=_anthropic_answer, api_key=KEY), "anthropic:claude-sonnet-4-5"),
+    ],
+    ids=["openai", "anthropic"],
+)
+def test_a_run_killed_between_the_creation_and_keeping_its_id_finds_the_batch(
+    tmp_path: Path, make: Any, model: str
+) -> None:
+    _project(tmp_path)
+    (tmp_path / "killed.py").write_text(KILLED_AFTER_CREATION)
+    models = ("--model", model)
+    with make() as server:
+        first = _run(tmp_path, server, models=models, entry=(str(tmp_path / "killed.py"),))
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 137, err
+        assert server.created() == 1
+        with Store(tmp_path / "store.sqlite") as store:
+            kept = json.loads(json.loads(store.batch(_fingerprint(store), model, today()) or "{}")["job"])
+        assert kept["parts"] == [] and kept["pending"] is not None  # the store knows of the creation, not its id
+        second = _run(tmp_path, server, models=models)
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert "looking up the one being created" in err
+        # The batch the first run created, found and collected: no second batch, every item processed once.
+        assert server.created() == 1 and server.processed == CASES and server.live == 0
+    with Store(tmp_path / "store.sqlite") as store:
+        fingerprint = _fingerprint(store)
+        stored = store.get(fingerprint, model, today())
+        assert sorted(stored) == sorted(f"c{i}" for i in range(CASES))
+        assert all(result.ok for result in stored.values())
+        assert store.batch(fingerprint, model, today()) is None

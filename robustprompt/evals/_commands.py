@@ -365,8 +365,9 @@ def _submit_ahead(options: _Options, source: Model | ReplaySource) -> None:
 def _submitted(
     options: _Options, model: Model, policy: Policy | None, name: str, date: str, missing: list[tuple[Case, int]]
 ) -> BatchJob[Any]:
-    """`missing` sent as a provider batch, its handle stored as soon as each of its batches exists, with the
-    settings and inputs it was sent for: a run resumed under other ones must not take its answers as theirs."""
+    """`missing` sent as a provider batch, its handle stored just before and just after each of its batches is
+    created (a run killed in between finds that batch by the job's mark), with the settings and inputs it was
+    sent for: a run resumed under other ones must not take its answers as theirs."""
     task, store = options.task, options.store
     keys = [row_id(case.id, repeat) for case, repeat in missing]
     inputs = {key: _input_sha(case) for key, (case, _) in zip(keys, missing, strict=True)}
@@ -400,7 +401,9 @@ def _batched(
     if stored is not None:
         sent_for = json.loads(stored)
         job = BatchJob.from_json(sent_for["job"], task, model=model, policy=policy)
-        print(f"{name}: resuming provider batch {', '.join(job.batch_ids)} submitted earlier today", file=sys.stderr)
+        sent = ", ".join(job.batch_ids) or "(none kept)"
+        looking = "; looking up the one being created when the run stopped" if job.pending else ""
+        print(f"{name}: resuming provider batch {sent} submitted earlier today{looking}", file=sys.stderr)
         if sent_for["settings"] != options.sampling.label:
             print(f"{name}: it was sent with other sampling settings: its answers are not kept", file=sys.stderr)
     else:

@@ -8,7 +8,7 @@ replays them offline; the pytest fixture `rp_cassette` does the same per test.
 
 from robustprompt.testing._anthropic_server import AnthropicServer
 from robustprompt.testing._azure_server import AzureServer
-from robustprompt.testing._batch_servers import AnthropicBatchServer, OpenAIBatchServer
+from robustprompt.testing._batch_servers import AnthropicBatchServer, AzureBatchServer, OpenAIBatchServer
 from robustprompt.testing._bedrock_server import BedrockServer
 from robustprompt.testing._cassette import Cassette, CassetteError, cassette
 from robustprompt.testing._cohere_server import CohereServer
@@ -26,6 +26,7 @@ __all__ = [
     "KITS",
     "AnthropicBatchServer",
     "AnthropicServer",
+    "AzureBatchServer",
     "AzureServer",
     "BedrockServer",
     "Cassette",

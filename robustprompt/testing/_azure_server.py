@@ -30,6 +30,8 @@ __all__ = [
     "azure_error",
     "content_filtered",
     "deployment_not_found",
+    "gateway_refusal",
+    "is_deployment_call",
     "rate_limited",
     "resource_not_found",
 ]
@@ -119,7 +121,7 @@ class AzureWire(OpenAIWire):
     response_headers: ClassVar[Mapping[str, str]] = {"apim-request-id": "00000000-0000-0000-0000-000000000000"}
 
     def serves(self, method: str, path: str) -> bool:
-        return method == "POST" and _PATH.fullmatch(path) is not None
+        return method == "POST" and is_deployment_call(path)
 
     def authorized(self, received: Received, api_key: str) -> bool:
         return received.headers.get("api-key") == api_key
@@ -152,11 +154,22 @@ class AzureServer(LoopbackServer):
         self.api_versions = api_versions
 
     def next_reply(self, received: Received) -> Reply:
-        # Azure checks the version and the deployment before the model sees the request.
-        versions = parse_qs(received.query).get("api-version", [])
-        if len(versions) != 1 or versions[0] not in self.api_versions:
-            return resource_not_found()
-        match = _PATH.fullmatch(received.path)
-        if self.deployments is not None and match is not None and match["deployment"] not in self.deployments:
-            return deployment_not_found()
-        return super().next_reply(received)
+        return gateway_refusal(received, self.api_versions, self.deployments) or super().next_reply(received)
+
+
+def gateway_refusal(
+    received: Received, api_versions: Collection[str], deployments: frozenset[str] | None
+) -> Reply | None:
+    """Azure checks the version and the deployment before the model sees the request: its refusal, if any."""
+    versions = parse_qs(received.query).get("api-version", [])
+    if len(versions) != 1 or versions[0] not in api_versions:
+        return resource_not_found()
+    match = _PATH.fullmatch(received.path)
+    if deployments is not None and match is not None and match["deployment"] not in deployments:
+        return deployment_not_found()
+    return None
+
+
+def is_deployment_call(path: str) -> bool:
+    """Whether `path` is a deployment's chat completions path."""
+    return _PATH.fullmatch(path) is not None

@@ -19,16 +19,18 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 from robustprompt.testing._anthropic_server import AnthropicWire
 from robustprompt.testing._anthropic_server import error_reply as anthropic_error
+from robustprompt.testing._azure_server import API_VERSIONS, AzureWire, gateway_refusal, is_deployment_call
 from robustprompt.testing._openai_server import OpenAIWire, error_reply
 from robustprompt.testing._server import LoopbackServer, Received, Reply, json_reply
 
-__all__ = ["AnthropicBatchServer", "OpenAIBatchServer"]
+__all__ = ["AnthropicBatchServer", "AzureBatchServer", "OpenAIBatchServer"]
 
 Answer = Callable[[Mapping[str, Any]], Reply]
 Check = Callable[[Any], list[str]]
@@ -154,20 +156,28 @@ class _BatchServer(LoopbackServer):
 
 
 class _OpenAIBatchPaths(OpenAIWire):
+    root: ClassVar[str] = "/v1"  # where the files and batches are
+
+    def live(self, path: str) -> bool:
+        return path in _OPENAI_ENDPOINTS
+
     def serves(self, method: str, path: str) -> bool:
         parts = path.strip("/").split("/")
         if method == "POST":
-            return path in ("/v1/files", "/v1/batches", *_OPENAI_ENDPOINTS) or (
-                len(parts) == 4 and parts[1] == "batches" and parts[3] == "cancel"
+            return (
+                self.live(path)
+                or path in (f"{self.root}/files", f"{self.root}/batches")
+                or (len(parts) == 4 and parts[1] == "batches" and parts[3] == "cancel")
             )
         return method == "GET" and (
-            (len(parts) == 3 and parts[1] == "batches")
+            (len(parts) in (2, 3) and parts[1] == "batches")
             or (len(parts) == 4 and parts[1] == "files" and parts[3] == "content")
         )
 
 
 class OpenAIBatchServer(_BatchServer):
-    """The Batch API: `POST /v1/files` (multipart, purpose=batch), `POST /v1/batches`, `GET /v1/batches/{id}`,
+    """The Batch API: `POST /v1/files` (multipart, purpose=batch), `POST /v1/batches` (with its `metadata`),
+    `GET /v1/batches` (newest first, `after` and `limit` paging), `GET /v1/batches/{id}`,
     `POST /v1/batches/{id}/cancel`, `GET /v1/files/{id}/content`. A batch is `validating` when created, then
     `in_progress` (or `failed`, when its file breaks the rules), `finalizing` once every item is answered, then
     `completed`; `expired` after `expire_after` items; `cancelling`, then `cancelled`. `create_check` checks the
@@ -175,6 +185,7 @@ class OpenAIBatchServer(_BatchServer):
 
     wire_factory = _OpenAIBatchPaths
     raw_paths: ClassVar[tuple[str, ...]] = ("/v1/files",)
+    root: ClassVar[str] = "/v1"
     max_requests: ClassVar[int] = 50_000
     max_bytes: ClassVar[int] = 200 * 1000 * 1000
 
@@ -186,12 +197,14 @@ class OpenAIBatchServer(_BatchServer):
 
     def route(self, received: Received) -> Reply:
         parts = received.path.strip("/").split("/")
-        if received.path in _OPENAI_ENDPOINTS:
+        if isinstance(self.wire, _OpenAIBatchPaths) and self.wire.live(received.path):
             return self.answer_live(received, _openai_refusal)
-        if received.method == "POST" and received.path == "/v1/files":
+        if received.method == "POST" and received.path == f"{self.root}/files":
             return self._upload(received)
-        if received.method == "POST" and received.path == "/v1/batches":
+        if received.method == "POST" and received.path == f"{self.root}/batches":
             return self._create(received.body)
+        if received.path == f"{self.root}/batches":
+            return self._list(received.query)
         if parts[1] == "files":
             content = self.files.get(parts[2])
             return (
@@ -228,8 +241,22 @@ class OpenAIBatchServer(_BatchServer):
         self.uploads += 1
         return json_reply(200, _file(file_id, len(content), "batch.jsonl", "batch"))
 
+    def _list(self, query: str) -> Reply:
+        """`GET /v1/batches`: newest first, `limit` (1 to 100, default 20) of them `after` the given id."""
+        page = _page(self.batches, query, "after", None, 100)
+        if isinstance(page, str):
+            return error_reply(400, page, type="invalid_request_error")
+        batches, more = page
+        for batch in batches:  # a listing sees the batches as a poll of each would: the provider moved on
+            self._advance(batch)
+        listed: dict[str, Any] = {"object": "list", "data": [self._object(b) for b in batches], "has_more": more}
+        if batches:
+            listed |= {"first_id": batches[0].id, "last_id": batches[-1].id}
+        return json_reply(200, listed)
+
     def _create(self, body: Any) -> Reply:
         problems = self.create_check(body) if self.create_check is not None else []
+        problems += _metadata_problems(body.get("metadata") if isinstance(body, dict) else None)
         if problems:
             return error_reply(400, "; ".join(problems), type="invalid_request_error")
         content = self.files.get(str(body.get("input_file_id")))
@@ -241,11 +268,15 @@ class OpenAIBatchServer(_BatchServer):
             [],
             int(time.time()),
             "validating",
-            {"endpoint": body["endpoint"], "input_file_id": body["input_file_id"]},
+            {"endpoint": body["endpoint"], "input_file_id": body["input_file_id"], "metadata": body.get("metadata")},
         )
-        batch.extra["errors"] = _openai_lines(batch, content, body["endpoint"], self.max_requests)
+        batch.extra["errors"] = _openai_lines(batch, content, body["endpoint"], self.max_requests, self.line_error)
         self.batches[batch_id] = batch
         return json_reply(200, self._object(batch))
+
+    def line_error(self, body: Any, number: int) -> dict[str, Any] | None:
+        """What fails the batch in line `number`'s request body, beside the rules every line follows."""
+        return None
 
     def _advance(self, batch: _Batch) -> None:
         if batch.status == "validating":
@@ -338,11 +369,57 @@ class OpenAIBatchServer(_BatchServer):
                 + (len(batch.pending()) if batch.status in ("expired", "cancelled") else 0),
                 "failed": failed,
             },
-            "metadata": None,
+            "metadata": batch.extra["metadata"],
         }
 
 
-def _openai_lines(batch: _Batch, content: bytes, endpoint: str, max_requests: int) -> list[dict[str, Any]]:
+def _page(
+    batches: Mapping[str, _Batch], query: str, after_key: str, before_key: str | None, most: int
+) -> tuple[list[_Batch], bool] | str:
+    """One page of a list of batches, newest first: (its batches, whether more follow), or what is wrong with the
+    query. `after_key` names the cursor that pages back to older batches, `before_key` the one to newer ones."""
+    asked = {name: values[-1] for name, values in parse_qs(query).items()}
+    newest = list(batches.values())[::-1]
+    try:
+        limit = int(asked.get("limit", "20"))
+    except ValueError:
+        return f"limit: {asked['limit']!r} is not an integer"
+    if not 1 <= limit <= most:
+        return f"limit: must be between 1 and {most}, got {limit}"
+    ids = [batch.id for batch in newest]
+    if after_key in asked:
+        if asked[after_key] not in ids:
+            return f"{after_key}: no batch with id {asked[after_key]!r}"
+        older = newest[ids.index(asked[after_key]) + 1 :]
+        return older[:limit], len(older) > limit
+    if before_key is not None and before_key in asked:
+        if asked[before_key] not in ids:
+            return f"{before_key}: no batch with id {asked[before_key]!r}"
+        newer = newest[: ids.index(asked[before_key])]
+        return newer[-limit:], len(newer) > limit
+    return newest[:limit], len(newest) > limit
+
+
+def _metadata_problems(metadata: Any) -> list[str]:
+    """The spec's `Metadata`: at most 16 pairs of strings, keys up to 64 characters, values up to 512."""
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict) or len(metadata) > 16:
+        return ["metadata: an object of at most 16 key-value pairs"]
+    return [
+        f"metadata: {key!r} must be a string of at most 64 characters with a string value of at most 512"
+        for key, value in metadata.items()
+        if len(key) > 64 or not isinstance(value, str) or len(value) > 512
+    ]
+
+
+def _openai_lines(
+    batch: _Batch,
+    content: bytes,
+    endpoint: str,
+    max_requests: int,
+    line_error: Callable[[Any, int], dict[str, Any] | None],
+) -> list[dict[str, Any]]:
     """Read the input file into `batch.items`; the problems that fail the whole batch, as `errors.data`."""
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -362,6 +439,10 @@ def _openai_lines(batch: _Batch, content: bytes, endpoint: str, max_requests: in
         if line.get("method") != "POST" or line.get("url") != endpoint:
             message = f"The line's url must be the batch's endpoint {endpoint} (POST)"
             errors.append(_line_error("mismatched_endpoint", message, "url", number))
+            continue
+        problem = line_error(line.get("body"), number)
+        if problem is not None:
+            errors.append(problem)
             continue
         seen.add(custom_id)
         batch.items.append(_Item(custom_id, line.get("body")))
@@ -410,6 +491,42 @@ def _form(content_type: str, raw: bytes) -> dict[str, bytes]:
     return fields
 
 
+class _AzureBatchPaths(_OpenAIBatchPaths, AzureWire):
+    root: ClassVar[str] = "/openai"
+
+    def live(self, path: str) -> bool:
+        return is_deployment_call(path)
+
+
+class AzureBatchServer(OpenAIBatchServer):
+    """Azure OpenAI's global batch: OpenAI's Batch API at `/openai/files` and `/openai/batches`, every request
+    with an `api-version` the resource knows and the `api-key` header; the lines' `url` is `/chat/completions`
+    and each body's `model` a deployment (`deployments`, None: any name), else the batch fails validation
+    (`model_not_found`). Re-asks go to the deployment's live path. Up to 100,000 requests per file."""
+
+    wire_factory = _AzureBatchPaths
+    raw_paths: ClassVar[tuple[str, ...]] = ("/openai/files",)
+    root: ClassVar[str] = "/openai"
+    max_requests: ClassVar[int] = 100_000
+
+    def __init__(
+        self, *, deployments: Iterable[str] | None = None, api_versions: Collection[str] = API_VERSIONS, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.deployments = None if deployments is None else frozenset(deployments)
+        self.api_versions = api_versions
+
+    def next_reply(self, received: Received) -> Reply:
+        return gateway_refusal(received, self.api_versions, self.deployments) or super().next_reply(received)
+
+    def line_error(self, body: Any, number: int) -> dict[str, Any] | None:
+        model = body.get("model") if isinstance(body, dict) else None
+        if self.deployments is None or model in self.deployments:
+            return None
+        message = f"The model deployment {model!r} in the input file was not found: name a global batch deployment"
+        return _line_error("model_not_found", message, "model", number)
+
+
 # --------------------------------------------------------------------------------------------- Anthropic
 
 
@@ -422,11 +539,12 @@ class _AnthropicBatchPaths(AnthropicWire):
             return False
         if method == "POST":
             return len(parts) == 3 or (len(parts) == 5 and parts[4] == "cancel")
-        return method == "GET" and (len(parts) == 4 or (len(parts) == 5 and parts[4] == "results"))
+        return method == "GET" and (len(parts) in (3, 4) or (len(parts) == 5 and parts[4] == "results"))
 
 
 class AnthropicBatchServer(_BatchServer):
-    """Message Batches: `POST /v1/messages/batches {requests}`, `GET .../{id}` (`processing_status`
+    """Message Batches: `POST /v1/messages/batches {requests}`, `GET /v1/messages/batches` (newest first,
+    `after_id` / `before_id` and `limit` paging), `GET .../{id}` (`processing_status`
     `in_progress` → `ended`, or `canceling` → `ended`), `POST .../{id}/cancel`, `GET .../{id}/results` (JSONL,
     once ended): `succeeded` with the message, `errored` with the error a live call would get, `canceled`,
     `expired`."""
@@ -441,6 +559,8 @@ class AnthropicBatchServer(_BatchServer):
             return self.answer_live(received, _anthropic_refusal)
         if received.method == "POST" and len(parts) == 3:
             return self._create(received)
+        if len(parts) == 3:
+            return self._list(received.query)
         batch = self.batches.get(parts[3])
         if batch is None:
             return anthropic_error(404, "not_found_error", f"No batch found with id {parts[3]}")
@@ -457,6 +577,25 @@ class AnthropicBatchServer(_BatchServer):
             return Reply(200, self._results(batch), (("content-type", "application/binary"),))
         self._advance(batch)
         return json_reply(200, self._object(batch))
+
+    def _list(self, query: str) -> Reply:
+        """`GET /v1/messages/batches`: newest first, `limit` (1 to 1,000, default 20) of them `after_id` or
+        `before_id` the given one."""
+        page = _page(self.batches, query, "after_id", "before_id", 1000)
+        if isinstance(page, str):
+            return anthropic_error(400, "invalid_request_error", page)
+        batches, more = page
+        for batch in batches:  # a listing sees the batches as a poll of each would: the provider moved on
+            self._advance(batch)
+        return json_reply(
+            200,
+            {
+                "data": [self._object(b) for b in batches],
+                "has_more": more,
+                "first_id": batches[0].id if batches else None,
+                "last_id": batches[-1].id if batches else None,
+            },
+        )
 
     def _create(self, received: Received) -> Reply:
         if len(received.raw) > self.max_bytes:
