@@ -8,8 +8,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import settings
 
 import robustprompt as rp
+
+# No per-example deadline: on a shared 2-core machine a slow example is load, not a bug, and speed is measured by
+# the scripts in benchmarks/, never by a test.
+settings.register_profile("robustprompt", deadline=None)
+settings.load_profile("robustprompt")
 
 
 @pytest.fixture(autouse=True)
