@@ -189,6 +189,13 @@ def main() -> None:
     parser.add_argument(
         "--examples", choices=["task", "dev"], default="task", help="dev: the tasks also carry the 12 dev cases"
     )
+    parser.add_argument(
+        "--embedder",
+        dest="embedders",
+        action="append",
+        default=[],
+        help="a model whose embeddings adapt may also rank examples by (repeatable)",
+    )
     args = parser.parse_args()
     records = Path(tempfile.mkdtemp()) / "robustprompt.adapt.json"  # never the app's own records
     results: list[dict[str, Any]] = []
@@ -211,7 +218,8 @@ def main() -> None:
                 results.append({"model": name, "task": key, "as_is": as_is})
                 print(f"| {name} | {key} | {as_is['n']} | {as_is['valid']:.0%} | {as_is['accuracy']:.0%} | | | |")
                 continue
-            adaptation = task.adapt(model, budget=args.budget, progress=False)  # the task's own examples only
+            # The task's own examples only: the test cases are never shown to adapt.
+            adaptation = task.adapt(model, budget=args.budget, progress=False, embedders=args.embedders)
             adapted = measure(task, model, cases)
             row = {
                 "model": name,

@@ -35,7 +35,7 @@ from robustprompt._model import Model, embedder
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt._renderings import INPUT_FORMATS, LAYOUTS, Configuration, Pair
-from robustprompt._resolve import resolve
+from robustprompt._resolve import embedding_model, resolve
 from robustprompt._run import Run
 
 if TYPE_CHECKING:
@@ -80,35 +80,46 @@ class _Cost:
     started: float = field(default_factory=time.monotonic)
 
 
-def _choices(pool_size: int, embeds: bool) -> list[tuple[str, int]]:
-    """The example choices (and k) worth trying with `pool_size` examples per case: no two that show the same.
-    `nearest` only where the model embeds text."""
+_Choice = tuple[str, int, str | None]  # example choice, k, embedder (None: the model's own)
+
+
+def _choices(pool_size: int, embeds: bool, embedders: Sequence[str] = ()) -> list[_Choice]:
+    """The example choices (k, embedder) worth trying with `pool_size` examples per case: no two that show the
+    same. `nearest` by the model's own embeddings where it embeds text, and by each of `embedders`."""
     if pool_size == 0:
-        return [("none", _SIMILAR_K)]
-    found = [("all", _SIMILAR_K)]
+        return [("none", _SIMILAR_K, None)]
+    found: list[_Choice] = [("all", _SIMILAR_K, None)]
     if pool_size >= 2:
-        found.append(("reversed", _SIMILAR_K))
+        found.append(("reversed", _SIMILAR_K, None))
     if pool_size >= 3:
-        ranked = ("similar", "nearest") if embeds else ("similar",)
-        found += [(choice, min(_SIMILAR_K, pool_size - 1)) for choice in ranked]
-    return [*found, ("none", _SIMILAR_K)]
+        k = min(_SIMILAR_K, pool_size - 1)
+        found.append(("similar", k, None))
+        found += [("nearest", k, None)] if embeds else []
+        found += [("nearest", k, name) for name in embedders]
+    return [*found, ("none", _SIMILAR_K, None)]
 
 
-def candidates(model: Model, pool_size: int, pools: Sequence[tuple[Pair, ...]] = ()) -> list[Configuration]:
+def candidates(
+    model: Model, pool_size: int, pools: Sequence[tuple[Pair, ...]] = (), embedders: Sequence[str] = ()
+) -> list[Configuration]:
     """The configurations adapt tries, the model profile's default first, then a stable order.
 
     `pools` are example sets selected from a labelled pool: each is tried with every layout, its inputs as text.
+    `embedders` name other models whose embeddings `nearest` may rank the examples by (the model's own is tried
+    wherever it has some).
     """
     modes: Sequence[OutputMode | None] = model.profile.modes
     default = model.profile.default_configuration
     found = [Configuration(default.layout, default.input_format, "all", mode=modes[0])] if pool_size else []
     # The layout varies fastest, then the input format: a budget that covers only the first candidates still
     # tries every rendering, in the profile's best mode first.
+    embeds = embedder(model) is not None
+    others = [name for name in embedders if not (embeds and name == model.name)]  # its own is tried already
     for mode in modes:
-        for choice, k in _choices(pool_size, embedder(model) is not None):
+        for choice, k, by in _choices(pool_size, embeds, others):
             for input_format in INPUT_FORMATS:
                 for layout in LAYOUTS:
-                    found.append(Configuration(layout, input_format, choice, k, mode))
+                    found.append(Configuration(layout, input_format, choice, k, mode, embedder=by))
     for pool in pools:
         for layout in LAYOUTS:
             found.append(Configuration(layout, "text", "all", mode=modes[0], pool=pool))
@@ -277,6 +288,7 @@ class AdaptOptions:
     progress: bool | None = None
     cache: Cache | None = None
     concurrency: int = 4
+    embedders: Sequence[Model | str] = ()
 
 
 @dataclass(slots=True)
@@ -288,6 +300,22 @@ class _Setup:
     options: AdaptOptions
     record: Path | None
     cost: _Cost = field(default_factory=_Cost)
+
+
+def _embedder_names(embedders: Sequence[Model | str]) -> list[str]:
+    """The names of the models given to rank examples by, each checked to embed text."""
+    if isinstance(embedders, (str, Model)):
+        raise ConfigError(f"adapt's embedders are a list of models or names, got {embedders!r}: wrap it in a list")
+    names: list[str] = []
+    for given in embedders:
+        found = embedding_model(given)
+        if embedder(found) is None:
+            raise ConfigError(
+                f"{found.name!r} was given to adapt as an embedder, and it gives no embeddings: name a model "
+                "whose backend embeds text (the embedded runtime's)"
+            )
+        names.append(found.name)
+    return list(dict.fromkeys(names))
 
 
 def _setup(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, options: AdaptOptions) -> _Setup:
@@ -322,7 +350,7 @@ def _setup(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, opti
                 )
             scored_on += f", {len(pools)} example set(s) selected from a pool of {len(pool)}"
     random.Random(seed).shuffle(scoring)
-    configs = candidates(resolved, pool_size_per_case, pools)
+    configs = candidates(resolved, pool_size_per_case, pools, _embedder_names(options.embedders))
     where = None if record is False else Path(record) if isinstance(record, (str, Path)) else task.adaptations
     return _Setup(task, resolved, _Search(configs, scoring, budget), scored_on, options, where)
 

@@ -56,6 +56,7 @@ class Task(TaskDeclaration[I, O]):
         record: str | Path | bool | None = None,
         progress: bool | None = None,
         cache: Cache | None = None,
+        embedders: Sequence[Model | str] = (),
     ) -> Adaptation:
         """Score the rendering configurations on `model` and write the best to the task's adaptation record.
 
@@ -64,10 +65,13 @@ class Task(TaskDeclaration[I, O]):
         from `cases`), example sets selected from it are candidates too. At most `budget` scored calls (the plan is
         printed first; default `DEFAULT_BUDGET`), seeded by `seed`. The record goes to `self.adaptations` (or
         `record`; `record=False` writes none) and every later call on `model` uses its configuration.
+        `embedders` are models (handles or names) whose embeddings may choose the examples nearest each input, beside
+        the model's own where it has some: a model that embeds well can pick examples for one that does not.
         """
         from robustprompt._adapt import adapt as run_adapt
 
-        return run_adapt(self, model, cases, _adapt_options(pool, budget, seed, record, progress, cache))
+        options = _adapt_options(pool, budget, seed, record, progress, cache, embedders=embedders)
+        return run_adapt(self, model, cases, options)
 
     async def aadapt(
         self,
@@ -81,11 +85,12 @@ class Task(TaskDeclaration[I, O]):
         progress: bool | None = None,
         cache: Cache | None = None,
         concurrency: int = 4,
+        embedders: Sequence[Model | str] = (),
     ) -> Adaptation:
         """The async twin of `adapt`, `concurrency` scored calls at a time."""
         from robustprompt._adapt import aadapt
 
-        options = _adapt_options(pool, budget, seed, record, progress, cache, concurrency)
+        options = _adapt_options(pool, budget, seed, record, progress, cache, concurrency, embedders)
         return await aadapt(self, model, cases, options)
 
     # Calling. The engine does the work; these are the doors into it.
@@ -264,12 +269,20 @@ def _adapt_options(
     progress: bool | None,
     cache: Cache | None,
     concurrency: int = 4,
+    embedders: Sequence[Model | str] = (),
 ) -> AdaptOptions:
     from robustprompt._adapt import DEFAULT_BUDGET, AdaptOptions
 
     budget = DEFAULT_BUDGET if budget is None else budget
     return AdaptOptions(
-        pool, budget=budget, seed=seed, record=record, progress=progress, cache=cache, concurrency=concurrency
+        pool,
+        budget=budget,
+        seed=seed,
+        record=record,
+        progress=progress,
+        cache=cache,
+        concurrency=concurrency,
+        embedders=embedders,
     )
 
 

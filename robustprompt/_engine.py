@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -48,8 +49,15 @@ from robustprompt._model import Model, believable, embedder
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
 from robustprompt._prompt import OutputMode, Prompt, with_reask
-from robustprompt._renderings import Configuration, choose_examples, format_input, render_configured
-from robustprompt._resolve import models_for, replacement_for
+from robustprompt._renderings import (
+    Configuration,
+    Embed,
+    choose_examples,
+    format_input,
+    ranked_texts,
+    render_configured,
+)
+from robustprompt._resolve import embedding_model, models_for, replacement_for
 from robustprompt._retry import Request, Sent, asend, send
 from robustprompt._run import Attempt, Run
 from robustprompt._state import state
@@ -133,13 +141,26 @@ def _context_budget(model: Model) -> int:
     return profile.context_window - output
 
 
+def _ranking_embed(model: Model, config: Configuration) -> Embed | None:
+    """The embedding function `nearest` ranks examples by: the configuration's embedder's, else the model's own."""
+    if config.examples != "nearest" or config.embedder is None:
+        return embedder(model)
+    found = embedder(embedding_model(config.embedder))
+    if found is None:
+        raise ConfigError(
+            f"{config.embedder!r}, the embedder of the configuration {config.label!r}, gives no embeddings: "
+            "name a model whose backend embeds text (the embedded runtime's), or drop embedder="
+        )
+    return found
+
+
 def _render(
     task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode, config: Configuration
 ) -> Prompt:
     """Render as `config` says, with as many of its chosen examples as fit the context window (minus the output
     budget), in the order it shows them."""
     pool = task.examples if config.pool is None else config.pool
-    chosen = choose_examples(config.examples, config.k, pool, input_json, embedder(model))
+    chosen = choose_examples(config.examples, config.k, pool, input_json, _ranking_embed(model, config))
 
     def rendered(indices: Sequence[int], dropped: tuple[int, ...] = ()) -> Prompt:
         prompt = render_configured(config, task.instructions, [pool[i] for i in indices], input_json, task.spec, mode)
@@ -499,6 +520,18 @@ class _Call:
     def first(self) -> Request:
         return self._started(next(self._flow))
 
+    def embedding(self) -> Callable[[], object] | None:
+        """The embedding `nearest` will need for the first request, ready to run; None when it ranks nothing. The
+        async driver runs it off the event loop first, so the render finds the vectors kept (the embedded runtime
+        keeps every vector)."""
+        model = self.models[0]
+        config, _ = configuration_for(self.task, model, self.policy)
+        embed = _ranking_embed(model, config) if config.examples == "nearest" else None
+        if embed is None:
+            return None
+        pool = self.task.examples if config.pool is None else config.pool
+        return functools.partial(embed, ranked_texts(pool, self.input_json))
+
     def close(self) -> None:
         """Abandon the flow if it is still running (a consumer left a stream): its breaker slot is freed now."""
         self._flow.close()
@@ -548,6 +581,8 @@ async def run_async(
     with call.observed():
         # SQLite may wait on another writer: off the event loop, and only when there is a cache to read.
         if call.cache is None or not await asyncio.to_thread(call.lookup):
+            if (ahead := call.embedding()) is not None:
+                await asyncio.to_thread(ahead)
             request: Request | None = call.first()
             while request is not None:
                 request = call.step(request, await asend(request, call.policy))

@@ -21,7 +21,9 @@ as `name: value` lines, nested data as JSON).
 
 Example choices: `all` (declared order), `reversed`, `none`, `similar` (for each input, the k most similar
 examples by word overlap, the most similar last, nearest the input) and `nearest` (the same, ranked by the cosine of
-the model's own embeddings: only for a model whose backend embeds text, the embedded runtime's).
+embeddings: the answering model's own when its backend embeds text, as the embedded runtime's does, or those of the
+model the configuration names as its `embedder`, so that a model with weak embeddings, or none, can be shown the
+examples another model finds nearest).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "Configuration",
     "choose_examples",
     "format_input",
+    "ranked_texts",
     "render_configured",
 ]
 
@@ -161,15 +164,21 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
 
 
+def ranked_texts(pool: Sequence[Pair], input_json: str) -> list[str]:
+    """What `similar` and `nearest` compare: the input's text first, then each example's."""
+    return [_plain_text(input_json), *(_plain_text(i) for i, _ in pool)]
+
+
 def _similarities(choice: str, pool: Sequence[Pair], input_json: str, embed: Embed | None) -> list[float]:
-    texts = [_plain_text(input_json), *(_plain_text(i) for i, _ in pool)]
+    texts = ranked_texts(pool, input_json)
     if choice == "similar":
         target, *others = (_words(t) for t in texts)
         return [_similarity(target, words) for words in others]
     if embed is None:
         raise ConfigError(
-            "the example choice 'nearest' ranks examples by the model's own embeddings, and this model gives none "
-            "(the embedded runtime does): use 'similar', which ranks them by shared words"
+            "the example choice 'nearest' ranks examples by embeddings, and this model gives none (the embedded "
+            "runtime does): name a model that embeds as the configuration's embedder (embedder='local:smollm2'), "
+            "or use 'similar', which ranks them by shared words"
         )
     vector, *others_v = embed(texts)
     return [_cosine(vector, other) for other in others_v]
@@ -200,7 +209,8 @@ class Configuration:
     `layout`, `input_format` and `examples` name members of the space (see the module's doc); `k` is how many
     examples `similar` and `nearest` show. `mode` asks for one output mode first (None: the profile's order).
     `pool`, when set, replaces the task's examples with these (input JSON, output JSON) pairs: adapt's selection
-    from labelled cases.
+    from labelled cases. `embedder` names the model whose embeddings rank the examples for `nearest` (None: the
+    answering model's own).
     """
 
     layout: str = "turns"
@@ -209,6 +219,7 @@ class Configuration:
     k: int = _DEFAULT_K
     mode: OutputMode | None = None
     pool: tuple[Pair, ...] | None = None
+    embedder: str | None = None
 
     def __post_init__(self) -> None:
         for axis, value, known in (
@@ -224,6 +235,13 @@ class Configuration:
             raise ConfigError(f"Configuration.k must be >= 1, got {self.k}")
         if self.examples not in _RANKED:  # k means nothing then: equal configurations compare equal
             object.__setattr__(self, "k", _DEFAULT_K)
+        if self.embedder is not None and (not isinstance(self.embedder, str) or not self.embedder):
+            raise ConfigError(f"a configuration's embedder is a model name, got {self.embedder!r}")
+        if self.embedder is not None and self.examples != "nearest":
+            raise ConfigError(
+                f"an embedder ranks the examples only for the example choice 'nearest', not {self.examples!r}: "
+                "drop embedder= or choose examples='nearest'"
+            )
 
     @classmethod
     def parse(cls, rendering: str) -> Configuration:
@@ -237,6 +255,8 @@ class Configuration:
     def label(self) -> str:
         """A short human name: `completion/text, examples all, mode grammar`."""
         examples = f"{self.examples}-{self.k}" if self.examples in _RANKED else self.examples
+        if self.embedder is not None:
+            examples += f" by {self.embedder}"
         parts = [f"{self.layout}/{self.input_format}", f"examples {examples}"]
         if self.pool is not None:
             parts.append(f"{len(self.pool)} selected example(s)")
@@ -256,6 +276,8 @@ class Configuration:
         }
         if self.examples in _RANKED:
             data["k"] = self.k
+        if self.embedder is not None:  # absent otherwise, so a record from before embedders reads the same
+            data["embedder"] = self.embedder
         if self.pool is not None:
             data["pool"] = [{"input": json.loads(i), "output": json.loads(o)} for i, o in self.pool]
         return data
@@ -273,6 +295,7 @@ class Configuration:
                 None
                 if data.get("pool") is None
                 else tuple((_compact(p["input"]), _compact(p["output"])) for p in data["pool"]),
+                data.get("embedder"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a rendering configuration ({type(exc).__name__}: {exc}): {data!r}") from exc

@@ -20,7 +20,7 @@ from robustprompt._profile import ModelProfile, Settings
 from robustprompt._state import state
 from robustprompt.adapters import Adapter, InProcessAdapter, _registry
 
-__all__ = ["default_model", "model", "models_for", "replacement_for", "resolve"]
+__all__ = ["default_model", "embedding_model", "model", "models_for", "replacement_for", "resolve"]
 
 
 def _did_you_mean(candidates: list[str]) -> str:
@@ -143,6 +143,18 @@ def resolve(value: Model | str | None) -> Model:
     if isinstance(value, Model):
         return value
     return default_model() if value is None else _named(value, _catalog.generation())
+
+
+def embedding_model(value: Model | str) -> Model:
+    """The model, handed or named, whose embeddings rank examples (`nearest`). A handle is kept by its name, so a
+    configuration that names it finds that handle again in this process: a test double has no name to resolve."""
+    if isinstance(value, Model):
+        with state.lock:
+            state.embedders[value.name] = value
+        return value
+    with state.lock:
+        found = state.embedders.get(value)
+    return found if found is not None else resolve(value)
 
 
 def models_for(value: Model | str | None, policy: Policy) -> list[Model]:

@@ -6,6 +6,7 @@
 - warned retirements: models whose retirement warning was given (once per process);
 - resolved names: the handle a model name resolved to, so its HTTP pools are reused (each handle keeps its own
   async client per event loop);
+- embedders: the handles given to rank examples by (`nearest`), by name, so a configuration naming one finds it;
 - hooks: what `rp.hooks.add` registered;
 - registered models: the profiles `rp.register_model` added to the catalog (kept by the catalog itself);
 - routed clients: the clients a cassette routes every HTTP call through while its `with` block runs.
@@ -47,6 +48,7 @@ class ProcessState:
         self.demotions = Demotions(lambda: self.clock())
         self.warned_retirements: set[str | tuple[str, str]] = set()  # a name, or ("replaced", name)
         self.resolved: collections.OrderedDict[tuple[str, int], Model] = collections.OrderedDict()
+        self.embedders: dict[str, Model] = {}
         self.hooks: tuple[Hook, ...] = ()  # replaced, never mutated: calls read it without the lock
         # Innermost last. Process-wide rather than a context variable, so that calls from threads the test did not
         # start (a web framework's test client, an executor) cannot slip past a replay to the network.
@@ -72,6 +74,7 @@ class ProcessState:
             self.clock = clock or time.monotonic  # a fake clock a test injected ends with the next reset
             self.warned_retirements.clear()
             self.resolved.clear()
+            self.embedders.clear()
             self.hooks = ()
         self.breakers.reset()
         self.demotions.clear()
@@ -83,10 +86,10 @@ state = ProcessState()
 
 def reset(*, clock: Clock | None = None) -> None:
     """Forget what the process remembers between calls: circuit breakers, demoted output modes, retirement
-    warnings given, handles resolved by name, registered hooks, and the models added with `register_model` (the
-    shipped catalog shows again: register them anew after a reset). `clock` (seconds, monotonic) times the
-    breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward without sleeping;
-    without it, the real clock (`time.monotonic`) takes over again.
+    warnings given, handles resolved by name, embedders handed to adapt, registered hooks, and the models added
+    with `register_model` (the shipped catalog shows again: register them anew after a reset). `clock` (seconds,
+    monotonic) times the breakers' cooldowns and the demotions' lapse from now on, so a test can move time forward
+    without sleeping; without it, the real clock (`time.monotonic`) takes over again.
 
     Left as it is: the routes of a cassette whose `with` block is still open (dropping them would send a replayed
     test to the network).

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -290,6 +291,62 @@ def test_adapt_tries_nearest_examples_by_the_models_embeddings_and_finds_them(tm
     assert similar and max(s.correct for s in similar) < 4  # word overlap finds no neighbour here
     # A model without embeddings is never offered the choice.
     assert all(c.examples != "nearest" for c in candidates(FunctionModel(copycat), 4))
+
+
+def test_another_models_embeddings_choose_the_examples_for_a_model_that_has_none(tmp_path: Path) -> None:
+    model = FunctionModel(copycat)  # no embeddings of its own
+    ranker = FunctionModel(lambda p: "{}", name="test:ranker", embed=meaning)
+    task = make_task(tmp_path)
+    adaptation = task.adapt(model, budget=200, progress=False, embedders=[ranker])
+    chosen = adaptation.chosen
+    assert (chosen.examples, chosen.embedder) == ("nearest", "test:ranker") and adaptation.best.correct == 4
+    assert "examples nearest-2 by test:ranker" in chosen.label
+    # The record names the ranker; a later call finds it by that name and shows the example it ranks nearest last.
+    run = task.run(Review(text="so lovely and good"), model=model)
+    assert run.output.label == "positive" and run.configuration == chosen.label
+    run = task.run(Review(text="awful, just awful"), model=model)
+    assert run.output.label == "negative"
+
+
+def test_an_async_call_embeds_for_nearest_off_the_event_loop(tmp_path: Path) -> None:
+    threads: list[int] = []
+
+    def noting(text: str) -> list[float]:
+        threads.append(threading.get_ident())
+        return meaning(text)
+
+    model = FunctionModel(copycat, embed=noting)
+    policy = rp.Policy(configuration=Configuration("turns", "text", "nearest", 1))
+
+    async def go() -> tuple[Sentiment, int]:
+        output = await make_task(tmp_path).acall(Review(text="awful, just awful"), model=model, policy=policy)
+        return output, threading.get_ident()
+
+    async def streamed() -> tuple[object, int]:
+        items = [
+            item async for item in make_task(tmp_path).astream_output(Review(text="bad"), model=model, policy=policy)
+        ]
+        return items[-1], threading.get_ident()
+
+    first = len(EXAMPLES) + 1  # the input and each example, embedded ahead; the render embeds them again
+    for run in (go, streamed):
+        threads.clear()
+        output, loop_thread = asyncio.run(run())
+        assert output == Sentiment(label="negative")  # the nearest example, shown last, was a negative one
+        assert len(threads) >= first and loop_thread not in threads[:first]  # embedded in a worker thread
+
+
+def test_an_embedder_that_gives_no_embeddings_is_refused_with_the_fix(tmp_path: Path) -> None:
+    task, model, silent = make_task(tmp_path), FunctionModel(copycat), FunctionModel(copycat, name="test:silent")
+    with pytest.raises(rp.ConfigError, match=r"'test:silent' was given to adapt as an embedder.*gives no embeddings"):
+        task.adapt(model, budget=10, progress=False, embedders=[silent])
+    with pytest.raises(rp.ConfigError, match="a list of models or names"):
+        task.adapt(model, budget=10, progress=False, embedders="test:silent")
+    # A configuration naming such a model fails the call with the same fix, before anything is sent.
+    bad = rp.Policy(configuration=Configuration("turns", "text", "nearest", 2, embedder="test:silent"))
+    with pytest.raises(rp.ConfigError, match=r"'test:silent', the embedder of the configuration.*gives no embeddings"):
+        task.run(Review(text="good"), model=model, policy=bad)
+    assert not model.prompts
 
 
 def test_a_budget_for_only_the_first_candidates_still_tries_every_rendering() -> None:

@@ -83,6 +83,16 @@ def test_adapt_writes_the_record_and_run_uses_it(
     assert code == 0 and "configuration completion/" in err and "(adaptation record)" in err
 
 
+def test_adapt_checks_each_embedder_it_is_given(
+    project: tuple[Path, OpenAIServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["adapt", "adapt_tasks:task", "--model", "openai:model-b", "--embedder", "openai:model-a"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0 and "'openai:model-a' was given to adapt as an embedder, and it gives no embeddings" in err
+    assert not (project[0] / "robustprompt.adapt.json").exists()
+
+
 def test_migrate_adapt_shows_b_as_is_and_adapted_and_scores_only_on_the_rest(
     project: tuple[Path, OpenAIServer], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,8 +10,9 @@ import pytest
 from pydantic import BaseModel
 
 import robustprompt as rp
+from robustprompt._engine import first_prompt
 from robustprompt._model import embedder
-from robustprompt._renderings import choose_examples
+from robustprompt._renderings import Configuration, choose_examples
 from tests.models import Review, Sentiment, classify_task
 
 pytestmark = pytest.mark.local_model
@@ -125,3 +126,41 @@ def test_the_models_own_embeddings_choose_the_nearest_example(smollm2: rp.Model)
     # The input shares only "my" with the billing and the shipping example alike (word overlap would show billing
     # last); the embeddings place shipping nearest.
     assert choose_examples("nearest", 2, pool, '{"text":"My parcel is stuck in transit."}', embed)[-1] == 1
+
+
+class Ticket(BaseModel):
+    text: str
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+def test_another_models_embeddings_choose_the_examples_shown_to_smollm2(smollm2: rp.Model) -> None:
+    task = rp.Task(
+        "ticket_topic",
+        input=Ticket,
+        output=Topic,
+        instructions="Give the topic of the support ticket.",
+        examples=[
+            rp.Example(Ticket(text="My invoice shows a price higher than the offer."), Topic(topic="billing")),
+            rp.Example(Ticket(text="The package never arrived at my door."), Topic(topic="shipping")),
+            rp.Example(Ticket(text="The page shows a blank screen after login."), Topic(topic="technical")),
+            rp.Example(Ticket(text="I forgot my username, can you reset it?"), Topic(topic="account")),
+        ],
+    )
+    ticket = Ticket(text="There is a charge on my statement I do not recognise.")
+
+    def shown(config: Configuration) -> list[str]:
+        return [m.content for m in first_prompt(task, ticket, smollm2, rp.Policy(configuration=config)).messages]
+
+    # SmolLM2's own embeddings put the blank-screen example nearest this ticket; Gemma-3's put the invoice one.
+    assert shown(Configuration("turns", "text", "nearest", 1))[1] == '{"topic":"technical"}'
+    by_gemma = Configuration("turns", "text", "nearest", 1, embedder="local:gemma3-270m")
+    assert shown(by_gemma) == [
+        "Input:\nMy invoice shows a price higher than the offer.",
+        '{"topic":"billing"}',
+        "Input:\nThere is a charge on my statement I do not recognise.",
+    ]
+    run = task.run(ticket, model=smollm2, policy=rp.Policy(configuration=by_gemma))
+    assert run.configuration == "turns/text, examples nearest-1 by local:gemma3-270m" and run.output.topic

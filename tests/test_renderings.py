@@ -127,6 +127,18 @@ def test_nearest_examples_are_ranked_by_the_models_embeddings_nearest_last() -> 
     assert config.label == "turns/text, examples nearest-2" and Configuration.from_json(config.to_json()) == config
 
 
+def test_a_configuration_can_name_the_model_whose_embeddings_rank_its_examples() -> None:
+    config = Configuration("turns", "text", "nearest", 3, embedder="local:gemma3-270m")
+    assert config.label == "turns/text, examples nearest-3 by local:gemma3-270m"
+    assert Configuration.from_json(config.to_json()) == config and config.to_json()["embedder"] == "local:gemma3-270m"
+    own = Configuration("turns", "text", "nearest", 3)
+    assert "embedder" not in own.to_json() and own.key != config.key  # a record from before embedders reads the same
+    with pytest.raises(ConfigError, match="only for the example choice 'nearest'"):
+        Configuration("turns", "text", "similar", 3, embedder="local:gemma3-270m")
+    with pytest.raises(ConfigError, match="is a model name"):
+        Configuration.from_json({**config.to_json(), "embedder": 7})
+
+
 def test_configuration_round_trips_and_names_its_versions() -> None:
     config = Configuration("completion", "text", "similar", 2, OutputMode.GRAMMAR, pool=tuple(EXAMPLES))
     data = config.to_json()

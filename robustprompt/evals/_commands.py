@@ -591,7 +591,9 @@ def _migrate_adapted(args: argparse.Namespace, options: _Options, stack: context
         file=sys.stderr,
     )
     cache = stack.enter_context(Cache(_adapt_cache_path(options.store.path)))
-    adaptation = task.adapt(b_source, dev, budget=args.budget, seed=args.adapt_seed, record=False, cache=cache)
+    adaptation = task.adapt(
+        b_source, dev, budget=args.budget, seed=args.adapt_seed, record=False, cache=cache, embedders=args.embedders
+    )
     print(render_adaptation(adaptation), end="")
     on_rest = dataclasses.replace(options, cases=rest)
     default = b_source.profile.default_configuration
@@ -762,7 +764,15 @@ def _cmd_adapt(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     cases = _read_cases(args, task) if args.cases else None
     cache = stack.enter_context(Cache(_adapt_cache_path(args.store or default_store_path())))
     record = Path(args.record) if args.record else None
-    adaptation = task.adapt(args.model, cases, budget=args.budget, seed=args.adapt_seed, record=record, cache=cache)
+    adaptation = task.adapt(
+        args.model,
+        cases,
+        budget=args.budget,
+        seed=args.adapt_seed,
+        record=record,
+        cache=cache,
+        embedders=args.embedders,
+    )
     print(render_adaptation(adaptation), end="")
     print(f"wrote {record or task.adaptations}", file=sys.stderr)
     return EXIT_OK
@@ -963,6 +973,14 @@ def _adapt_arguments(parser: argparse.ArgumentParser, seed_flag: str) -> None:
         help=f"scored calls at most ({DEFAULT_BUDGET})",
     )
     parser.add_argument(seed_flag, dest="adapt_seed", type=int, default=0, help="orders the scored cases (0)")
+    parser.add_argument(
+        "--embedder",
+        dest="embedders",
+        action="append",
+        default=[],
+        metavar="M",
+        help="a model whose embeddings may pick the examples nearest each input (repeatable)",
+    )
 
 
 def add_commands(commands: Any) -> None:
