@@ -18,9 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -52,6 +51,7 @@ from robustprompt._prompt import OutputMode, Prompt, with_reask
 from robustprompt._renderings import (
     Configuration,
     Embed,
+    Pair,
     choose_examples,
     format_input,
     ranked_texts,
@@ -141,9 +141,17 @@ def _context_budget(model: Model) -> int:
     return profile.context_window - output
 
 
+def _pool(task: TaskDeclaration[Any, Any], config: Configuration) -> Sequence[Pair]:
+    """The examples `config` chooses from: the task's, unless it carries a selection of its own."""
+    return task.examples if config.pool is None else config.pool
+
+
 def _ranking_embed(model: Model, config: Configuration) -> Embed | None:
-    """The embedding function `nearest` ranks examples by: the configuration's embedder's, else the model's own."""
-    if config.examples != "nearest" or config.embedder is None:
+    """The embedding function `nearest` ranks examples by: the configuration's embedder's, else the model's own.
+    None for every other example choice, which ranks by no embeddings."""
+    if config.examples != "nearest":
+        return None
+    if config.embedder is None:
         return embedder(model)
     found = embedder(embedding_model(config.embedder))
     if found is None:
@@ -159,7 +167,7 @@ def _render(
 ) -> Prompt:
     """Render as `config` says, with as many of its chosen examples as fit the context window (minus the output
     budget), in the order it shows them."""
-    pool = task.examples if config.pool is None else config.pool
+    pool = _pool(task, config)
     chosen = choose_examples(config.examples, config.k, pool, input_json, _ranking_embed(model, config))
 
     def rendered(indices: Sequence[int], dropped: tuple[int, ...] = ()) -> Prompt:
@@ -520,17 +528,14 @@ class _Call:
     def first(self) -> Request:
         return self._started(next(self._flow))
 
-    def embedding(self) -> Callable[[], object] | None:
-        """The embedding `nearest` will need for the first request, ready to run; None when it ranks nothing. The
-        async driver runs it off the event loop first, so the render finds the vectors kept (the embedded runtime
-        keeps every vector)."""
+    async def embed_ahead(self) -> None:
+        """Embed what `nearest` will rank for the first request, off the event loop (the async drivers' step before
+        `first`), so the render finds the vectors kept: the embedded runtime keeps every vector."""
         model = self.models[0]
         config, _ = configuration_for(self.task, model, self.policy)
-        embed = _ranking_embed(model, config) if config.examples == "nearest" else None
-        if embed is None:
-            return None
-        pool = self.task.examples if config.pool is None else config.pool
-        return functools.partial(embed, ranked_texts(pool, self.input_json))
+        embed = _ranking_embed(model, config)
+        if embed is not None:
+            await asyncio.to_thread(embed, ranked_texts(_pool(self.task, config), self.input_json))
 
     def close(self) -> None:
         """Abandon the flow if it is still running (a consumer left a stream): its breaker slot is freed now."""
@@ -581,8 +586,7 @@ async def run_async(
     with call.observed():
         # SQLite may wait on another writer: off the event loop, and only when there is a cache to read.
         if call.cache is None or not await asyncio.to_thread(call.lookup):
-            if (ahead := call.embedding()) is not None:
-                await asyncio.to_thread(ahead)
+            await call.embed_ahead()
             request: Request | None = call.first()
             while request is not None:
                 request = call.step(request, await asend(request, call.policy))

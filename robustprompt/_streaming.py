@@ -230,8 +230,7 @@ async def stream_async_run(
     try:
         with call.observed():
             if call.cache is None or not await asyncio.to_thread(call.lookup):
-                if (ahead := call.embedding()) is not None:
-                    await asyncio.to_thread(ahead)  # off the event loop: the render then reads the kept vectors
+                await call.embed_ahead()
                 request: Request | None = call.first()
                 shown = False
                 while request is not None:
