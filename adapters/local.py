@@ -38,6 +38,8 @@ _STOP = ["\nInput:", "\n\n\n"]  # a base model goes on to invent the next exampl
 
 _MEAN_POOLING = 1  # llama.cpp's LLAMA_POOLING_TYPE_MEAN
 _EMBEDDINGS_KEPT = 4096  # texts whose vectors a backend keeps: a task's example pool is embedded once
+# Compiled grammars a backend keeps. A task's schema is one; copied spans make one per input, so the oldest go.
+_GRAMMARS_KEPT = 64
 
 _load_lock = threading.Lock()
 _loaded: dict[str, tuple[Any, threading.Lock]] = {}
@@ -214,11 +216,15 @@ class LocalBackend:
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
         key = json.dumps(schema)  # not sorted: the grammar writes the fields in the order the schema lists them
-        if key not in self._grammars:
+        grammar = self._grammars.pop(key, None)
+        if grammar is None:
             from llama_cpp.llama_grammar import LlamaGrammar
 
-            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
-        return self._grammars[key]
+            grammar = LlamaGrammar.from_json_schema(key, verbose=False)
+            if len(self._grammars) >= _GRAMMARS_KEPT:
+                del self._grammars[next(iter(self._grammars))]
+        self._grammars[key] = grammar  # last: the dict's order is the order of use
+        return grammar
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -230,27 +236,29 @@ class LocalBackend:
             options["seed"] = self.settings.seed
         return options
 
+    def _decode(self, llama: Any, prompt: Prompt, **options: Any) -> Any:
+        """One llama-cpp call for `prompt`, decoded by the schema's grammar in grammar mode. A completion-style
+        rendering is sent as its text to chat models too (no chat template around it), anything else as turns."""
+        schema = every_field_reachable(prompt.output.schema) if prompt.mode is OutputMode.GRAMMAR else None
+        text = prompt.text
+        if text is None and self.profile.prompt_style == "completion":
+            text = render_completion_text(prompt)
+        if text is not None:
+            grammar = None if schema is None else self._grammar(schema)
+            return llama.create_completion(text, grammar=grammar, stop=_STOP, **options, **self._options())
+        messages = [{"role": "system", "content": prompt.system}]
+        messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+        fmt = None if schema is None else {"type": "json_object", "schema": schema}
+        return llama.create_chat_completion(messages, response_format=fmt, **options, **self._options())
+
     def complete(self, prompt: Prompt) -> Completion:
         llama, lock = self._model()
-        constrained = prompt.mode is OutputMode.GRAMMAR
         with lock, _typed_overflow(self.profile):
-            # A completion-style rendering is sent as its text to chat models too: no chat template around it.
-            text = prompt.text
-            if text is None and self.profile.prompt_style == "completion":
-                text = render_completion_text(prompt)
-            if text is not None:
-                grammar = self._grammar(every_field_reachable(prompt.output.schema)) if constrained else None
-                result = llama.create_completion(text, grammar=grammar, stop=_STOP, **self._options())
-                text = result["choices"][0]["text"]
-            else:
-                messages = [{"role": "system", "content": prompt.system}]
-                messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
-                schema = every_field_reachable(prompt.output.schema)
-                fmt = {"type": "json_object", "schema": schema} if constrained else None
-                result = llama.create_chat_completion(messages, response_format=fmt, **self._options())
-                text = result["choices"][0]["message"]["content"] or ""
+            result = self._decode(llama, prompt)
+        choice = result["choices"][0]
+        text = choice["text"] if "text" in choice else choice["message"]["content"] or ""
         usage = result.get("usage") or {}
-        finish = result["choices"][0].get("finish_reason") or "stop"
+        finish = choice.get("finish_reason") or "stop"
         return Completion(
             text,
             "length" if finish == "length" else "stop",
@@ -271,22 +279,10 @@ class LocalBackend:
 
     def stream(self, prompt: Prompt) -> Generator[str | Completion, None, None]:
         llama, lock = self._model()
-        constrained = prompt.mode is OutputMode.GRAMMAR
         pieces: list[str] = []
         finish = "stop"
         with lock, _typed_overflow(self.profile):
-            # As in `complete`: a completion-style rendering is sent as its text, chat template or not.
-            text = prompt.text
-            if text is None and self.profile.prompt_style == "completion":
-                text = render_completion_text(prompt)
-            if text is not None:
-                grammar = self._grammar(prompt.output.schema) if constrained else None
-                chunks = llama.create_completion(text, grammar=grammar, stop=_STOP, stream=True, **self._options())
-            else:
-                messages = [{"role": "system", "content": prompt.system}]
-                messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
-                fmt = {"type": "json_object", "schema": prompt.output.schema} if constrained else None
-                chunks = llama.create_chat_completion(messages, response_format=fmt, stream=True, **self._options())
+            chunks = self._decode(llama, prompt, stream=True)
             try:
                 for chunk in chunks:
                     choice = chunk["choices"][0]

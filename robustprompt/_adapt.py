@@ -11,6 +11,10 @@ case, each round scores the candidates still in on the next few cases, in a seed
 (successive halving). The survivors of the last round are ranked by accuracy, then validity, then prompt tokens, then
 latency, then their place in the stable candidate order; the first wins. Scored calls make no re-ask, so a
 configuration is judged on its first answers. Given a cache, answers already paid for are served from it.
+
+When every example copies some output field from its input (`_spans`), one more step follows, planned with the
+rest: the winner with copied spans, scored on the same cases. It replaces the winner only if it scores better,
+because it narrows what the model can answer.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from robustprompt._prompt import OutputMode, Prompt
 from robustprompt._renderings import INPUT_FORMATS, LAYOUTS, Configuration, Pair
 from robustprompt._resolve import embedding_model, resolve
 from robustprompt._run import Run
+from robustprompt._spans import copied_fields
 
 if TYPE_CHECKING:
     from robustprompt._cache import Cache
@@ -157,19 +162,24 @@ class _Search:
     configs: list[Configuration]
     cases: list[ScoringCase]
     budget: int
+    copies: bool = False  # the examples copy a field from their input: the winner is tried with copied spans
     alive: list[int] = field(default_factory=list)
     tallies: list[_Tally] = field(default_factory=list)
     done: int = 0  # cases every surviving candidate has been scored on
     rounds: list[tuple[int, int]] = field(default_factory=list)
+    refining: int = 0  # cases the winner with copied spans is scored on: those the winner was
 
     def __post_init__(self) -> None:
-        self.rounds = plan(len(self.configs), len(self.cases), self.budget)
+        # The step is planned only when it leaves the search at least as many calls as it takes.
+        reserve = len(self.cases) if self.copies and self.budget >= 2 * len(self.cases) else 0
+        self.rounds = plan(len(self.configs), len(self.cases), self.budget - reserve)
+        self.refining = min(reserve, sum(cases for _, cases in self.rounds))
         self.alive = list(range(len(self.configs)))
         self.tallies = [_Tally() for _ in self.configs]
 
     @property
     def total(self) -> int:
-        return sum(a * c for a, c in self.rounds)
+        return sum(a * c for a, c in self.rounds) + self.refining
 
     def jobs(self, number: int) -> list[tuple[int, ScoringCase]]:
         count, chunk = self.rounds[number]
@@ -184,6 +194,15 @@ class _Search:
 
     def winner(self) -> int:
         return min(self.alive, key=lambda i: _rank(self.tallies[i].score(self.configs[i]), i))
+
+    def refinement(self) -> list[tuple[int, ScoringCase]]:
+        """The winner with copied spans, on the cases the winner was scored on; the two are all that stay in, and a
+        tie goes to the winner, which comes first."""
+        best = self.winner()
+        self.configs.append(replace(self.configs[best], spans=True))
+        self.tallies.append(_Tally())
+        self.alive = [best, len(self.configs) - 1]
+        return [(self.alive[1], case) for case in self.cases[: self.done]]
 
 
 def _prompt_tokens(task: TaskDeclaration[Any, Any], model: Model, case: ScoringCase, config: Configuration) -> int:
@@ -351,8 +370,9 @@ def _setup(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, opti
             scored_on += f", {len(pools)} example set(s) selected from a pool of {len(pool)}"
     random.Random(seed).shuffle(scoring)
     configs = candidates(resolved, pool_size_per_case, pools, _embedder_names(options.embedders))
+    copies = all(copied_fields(task.spec.schema, examples) for examples in (task.examples, *pools))
     where = None if record is False else Path(record) if isinstance(record, (str, Path)) else task.adaptations
-    return _Setup(task, resolved, _Search(configs, scoring, budget), scored_on, options, where)
+    return _Setup(task, resolved, _Search(configs, scoring, budget, copies), scored_on, options, where)
 
 
 def _announce(setup: _Setup) -> _Progress:
@@ -361,18 +381,22 @@ def _announce(setup: _Setup) -> _Progress:
         print(
             f"adapting {setup.task.name} to {setup.model.name}: {len(search.configs)} configuration(s), "
             f"scored on {setup.scored_on}; {search.total} scored call(s) planned (budget {budget}) in "
-            + ", then ".join(f"{alive} x {cases} case(s)" for alive, cases in search.rounds),
+            + ", then ".join(f"{alive} x {cases} case(s)" for alive, cases in search.rounds)
+            + (f", then the best with copied spans on {search.refining}" if search.refining else ""),
             file=sys.stderr,
         )
     return _Progress(f"adapt {setup.model.name}", search.total, _progress_stream(setup.options.progress))
 
 
 def _rounds(search: _Search) -> Iterator[list[tuple[int, ScoringCase]]]:
-    """Each round's jobs (candidate index, case); the better half goes on to the next round."""
+    """Each round's jobs (candidate index, case); the better half goes on to the next round. Then, when planned,
+    the winner with copied spans."""
     for number in range(len(search.rounds)):
         yield search.jobs(number)
         if number + 1 < len(search.rounds):
             search.halve()
+    if search.refining:
+        yield search.refinement()
 
 
 def _scored(

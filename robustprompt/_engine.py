@@ -47,7 +47,7 @@ from robustprompt._lifecycle import warn_replaced, warn_retirement
 from robustprompt._model import Model, believable, embedder
 from robustprompt._parse import ParseError, parse
 from robustprompt._policy import Policy
-from robustprompt._prompt import OutputMode, Prompt, with_reask
+from robustprompt._prompt import OutputMode, OutputSpec, Prompt, with_reask
 from robustprompt._renderings import (
     Configuration,
     Embed,
@@ -60,6 +60,7 @@ from robustprompt._renderings import (
 from robustprompt._resolve import embedding_model, models_for, replacement_for
 from robustprompt._retry import Request, Sent, asend, send
 from robustprompt._run import Attempt, Run
+from robustprompt._spans import copied_schema
 from robustprompt._state import state
 from robustprompt._task import TaskDeclaration
 from robustprompt._tokens import fit_examples
@@ -162,6 +163,23 @@ def _ranking_embed(model: Model, config: Configuration) -> Embed | None:
     return found
 
 
+def _decoding_spec(
+    task: TaskDeclaration[Any, Any], pool: Sequence[Pair], input_json: str, config: Configuration
+) -> OutputSpec:
+    """The schema the answer is decoded by: the task's, its copied fields limited to this input's spans when the
+    configuration says so. The answer is still validated against the task's own."""
+    if not config.spans:
+        return task.spec
+    schema = copied_schema(task.spec.schema, pool, input_json)
+    if schema is None:
+        raise ConfigError(
+            f"the configuration {config.label!r} copies spans, and no field of {task.name!r}'s output is copied "
+            "from the input in every example (a string field as a run of its words, an integer as a number "
+            "written in it): drop spans=, or adapt again"
+        )
+    return replace(task.spec, schema=schema)
+
+
 def _render(
     task: TaskDeclaration[Any, Any], input_json: str, model: Model, mode: OutputMode, config: Configuration
 ) -> Prompt:
@@ -169,9 +187,10 @@ def _render(
     budget), in the order it shows them."""
     pool = _pool(task, config)
     chosen = choose_examples(config.examples, config.k, pool, input_json, _ranking_embed(model, config))
+    spec = _decoding_spec(task, pool, input_json, config)
 
     def rendered(indices: Sequence[int], dropped: tuple[int, ...] = ()) -> Prompt:
-        prompt = render_configured(config, task.instructions, [pool[i] for i in indices], input_json, task.spec, mode)
+        prompt = render_configured(config, task.instructions, [pool[i] for i in indices], input_json, spec, mode)
         return replace(prompt, dropped_examples=dropped)
 
     full = rendered(chosen)

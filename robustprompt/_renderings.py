@@ -38,6 +38,7 @@ from typing import Any
 
 from robustprompt._errors import ConfigError
 from robustprompt._prompt import Message, OutputMode, OutputSpec, Prompt, render, schema_text
+from robustprompt._spans import SPANS_VERSION
 
 __all__ = [
     "EXAMPLE_CHOICES",
@@ -210,7 +211,8 @@ class Configuration:
     examples `similar` and `nearest` show. `mode` asks for one output mode first (None: the profile's order).
     `pool`, when set, replaces the task's examples with these (input JSON, output JSON) pairs: adapt's selection
     from labelled cases. `embedder` names the model whose embeddings rank the examples for `nearest` (None: the
-    answering model's own).
+    answering model's own). `spans` limits each field the examples copy from their input to what the input offers
+    (`_spans`), in the schema the answer is decoded by.
     """
 
     layout: str = "turns"
@@ -220,6 +222,7 @@ class Configuration:
     mode: OutputMode | None = None
     pool: tuple[Pair, ...] | None = None
     embedder: str | None = None
+    spans: bool = False
 
     def __post_init__(self) -> None:
         for axis, value, known in (
@@ -242,6 +245,8 @@ class Configuration:
                 f"an embedder ranks the examples only for the example choice 'nearest', not {self.examples!r}: "
                 "drop embedder= or choose examples='nearest'"
             )
+        if not isinstance(self.spans, bool):
+            raise ConfigError(f"a configuration's spans is True or False, got {self.spans!r}")
 
     @classmethod
     def parse(cls, rendering: str) -> Configuration:
@@ -262,6 +267,8 @@ class Configuration:
             parts.append(f"{len(self.pool)} selected example(s)")
         if self.mode is not None:
             parts.append(f"mode {self.mode.value}")
+        if self.spans:
+            parts.append("spans copied from the input")
         return ", ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -278,6 +285,9 @@ class Configuration:
             data["k"] = self.k
         if self.embedder is not None:  # absent otherwise, so a record from before embedders reads the same
             data["embedder"] = self.embedder
+        if self.spans:  # likewise
+            data["spans"] = True
+            data["spans_version"] = SPANS_VERSION
         if self.pool is not None:
             data["pool"] = [{"input": json.loads(i), "output": json.loads(o)} for i, o in self.pool]
         return data
@@ -296,6 +306,7 @@ class Configuration:
                 if data.get("pool") is None
                 else tuple((_compact(p["input"]), _compact(p["output"])) for p in data["pool"]),
                 data.get("embedder"),
+                data.get("spans", False),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a rendering configuration ({type(exc).__name__}: {exc}): {data!r}") from exc
@@ -307,6 +318,8 @@ class Configuration:
                 )
         if data.get("examples_version") != EXAMPLE_CHOICES[config.examples]:
             raise ConfigError(f"example choice {config.examples!r} has a new version: adapt again")
+        if config.spans and data.get("spans_version") != SPANS_VERSION:
+            raise ConfigError("copied spans have a new version: adapt again")
         return config
 
     @property

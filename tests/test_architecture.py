@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_lifecycle",
             "_version",
             "_renderings",
+            "_spans",
             "_declared",
             "_adaptation",
             # Pure standard-library statistics: the adaptation records' intervals use them too.

@@ -13,7 +13,7 @@ import robustprompt as rp
 from robustprompt._engine import first_prompt
 from robustprompt._model import embedder
 from robustprompt._renderings import Configuration, choose_examples
-from tests.models import Review, Sentiment, classify_task
+from tests.models import Resident, Review, Sentence, Sentiment, classify_task, residents_task
 
 pytestmark = pytest.mark.local_model
 
@@ -164,3 +164,18 @@ def test_another_models_embeddings_choose_the_examples_shown_to_smollm2(smollm2:
     ]
     run = task.run(ticket, model=smollm2, policy=rp.Policy(configuration=by_gemma))
     assert run.configuration == "turns/text, examples nearest-1 by local:gemma3-270m" and run.output.topic
+
+
+def test_copied_spans_hold_smollm2_to_what_the_input_says(smollm2: rp.Model) -> None:
+    task = residents_task()
+    sentence = Sentence(text="Last week Oluwaseun Adeyemi turned 45 in Ibadan.")
+    # Shown the examples as turns, SmolLM2 copies the last example's age (30) here; the grammar of copied spans
+    # only lets it write a number the sentence has.
+    config = Configuration("turns", "text", mode=rp.OutputMode.GRAMMAR, spans=True)
+    run = task.run(sentence, model=smollm2, policy=rp.Policy(configuration=config, reasks=0))
+    assert run.output == Resident(name="Oluwaseun Adeyemi", age=45, city="Ibadan")
+    assert run.configuration is not None and run.configuration.endswith("spans copied from the input")
+    # The completion text goes through the backend's own grammar: it holds the spans too.
+    completion = Configuration("completion", "text", mode=rp.OutputMode.GRAMMAR, spans=True)
+    found = task.run(sentence, model=smollm2, policy=rp.Policy(configuration=completion, reasks=0)).output
+    assert found.name in sentence.text and found.city in sentence.text and found.age == 45
