@@ -52,6 +52,7 @@ __all__ = ["DEFAULT_BUDGET", "AdaptOptions", "aadapt", "adapt", "candidates"]
 DEFAULT_BUDGET = 150  # scored calls: the whole space on 3 cases for a model with one mode, at ~0.3 s a local call
 _SIMILAR_K = 3
 _POOL_SUBSETS = 3  # seeded random example sets drawn from a labelled pool, beside a label-balanced one
+_SPANS_MIN_CASES = 4  # fewer cases cannot tell copied spans from the winner
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,27 @@ def plan(candidate_count: int, case_count: int, budget: int) -> list[tuple[int, 
     return rounds
 
 
+def plan_with_spans(
+    candidate_count: int, case_count: int, budget: int, copies: bool
+) -> tuple[list[tuple[int, int]], int]:
+    """The rounds, and the cases the winner with copied spans is then scored on (0: no such step). The step takes
+    as many calls as the cases the winner is scored on, so it is planned only where it leaves the search at least as
+    many, and only on enough cases to tell the two apart."""
+    rounds = plan(candidate_count, case_count, budget)
+    if not copies or budget < 2 * case_count:
+        return rounds, 0
+    reserve = case_count
+    wanted = plan(candidate_count, case_count, budget - reserve)
+    # Reserve only what the winner will have been scored on: what a shorter plan leaves over goes back to it.
+    while (covered := sum(cases for _, cases in wanted)) < reserve:
+        wider = plan(candidate_count, case_count, budget - covered)
+        if sum(a * c for a, c in wider) + sum(c for _, c in wider) > budget:
+            break
+        wanted, reserve = wider, covered
+    covered = sum(cases for _, cases in wanted)
+    return (wanted, covered) if covered >= _SPANS_MIN_CASES else (rounds, 0)
+
+
 def _rank(score: Score, index: int) -> tuple[float, float, float, float, int]:
     n = max(score.n, 1)
     # Latency decides only between equal prompts and then only by tenths of a second: finer is noise.
@@ -168,12 +190,10 @@ class _Search:
     done: int = 0  # cases every surviving candidate has been scored on
     rounds: list[tuple[int, int]] = field(default_factory=list)
     refining: int = 0  # cases the winner with copied spans is scored on: those the winner was
+    refined: int | None = None  # the index of the winner with copied spans, once it is scored
 
     def __post_init__(self) -> None:
-        # The step is planned only when it leaves the search at least as many calls as it takes.
-        reserve = len(self.cases) if self.copies and self.budget >= 2 * len(self.cases) else 0
-        self.rounds = plan(len(self.configs), len(self.cases), self.budget - reserve)
-        self.refining = min(reserve, sum(cases for _, cases in self.rounds))
+        self.rounds, self.refining = plan_with_spans(len(self.configs), len(self.cases), self.budget, self.copies)
         self.alive = list(range(len(self.configs)))
         self.tallies = [_Tally() for _ in self.configs]
 
@@ -193,16 +213,24 @@ class _Search:
         self.alive = ranked[: math.ceil(len(ranked) / 2)]
 
     def winner(self) -> int:
-        return min(self.alive, key=lambda i: _rank(self.tallies[i].score(self.configs[i]), i))
+        best = min(self.alive, key=lambda i: _rank(self.tallies[i].score(self.configs[i]), i))
+        if self.refined is None:
+            return best
+        # Copied spans narrow what can be answered: they win on accuracy or validity, never on tokens or latency.
+        plain, spans = self.alive
+        return spans if _rank(self._score(spans), 0)[:2] < _rank(self._score(plain), 0)[:2] else plain
+
+    def _score(self, index: int) -> Score:
+        return self.tallies[index].score(self.configs[index])
 
     def refinement(self) -> list[tuple[int, ScoringCase]]:
-        """The winner with copied spans, on the cases the winner was scored on; the two are all that stay in, and a
-        tie goes to the winner, which comes first."""
+        """The winner with copied spans, on the cases the winner was scored on; the two are all that stay in."""
         best = self.winner()
         self.configs.append(replace(self.configs[best], spans=True))
         self.tallies.append(_Tally())
-        self.alive = [best, len(self.configs) - 1]
-        return [(self.alive[1], case) for case in self.cases[: self.done]]
+        self.refined = len(self.configs) - 1
+        self.alive = [best, self.refined]
+        return [(self.refined, case) for case in self.cases[: self.done]]
 
 
 def _prompt_tokens(task: TaskDeclaration[Any, Any], model: Model, case: ScoringCase, config: Configuration) -> int:
@@ -370,7 +398,10 @@ def _setup(task: TaskDeclaration[Any, Any], model: Model | str, cases: Any, opti
             scored_on += f", {len(pools)} example set(s) selected from a pool of {len(pool)}"
     random.Random(seed).shuffle(scoring)
     configs = candidates(resolved, pool_size_per_case, pools, _embedder_names(options.embedders))
-    copies = all(copied_fields(task.spec.schema, examples) for examples in (task.examples, *pools))
+    # Leave-one-out works out each case's copied fields from the other examples: never fewer than the whole
+    # pool's, so a field the left-out example alone does not copy counts against the step, never for it.
+    shown = [examples for examples in (task.examples, *pools) if examples]
+    copies = bool(shown) and all(copied_fields(task.spec.schema, examples) for examples in shown)
     where = None if record is False else Path(record) if isinstance(record, (str, Path)) else task.adaptations
     return _Setup(task, resolved, _Search(configs, scoring, budget, copies), scored_on, options, where)
 

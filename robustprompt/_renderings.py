@@ -24,6 +24,9 @@ examples by word overlap, the most similar last, nearest the input) and `nearest
 embeddings: the answering model's own when its backend embeds text, as the embedded runtime's does, or those of the
 model the configuration names as its `embedder`, so that a model with weak embeddings, or none, can be shown the
 examples another model finds nearest).
+
+Copied spans (`spans=True`, `_spans`) narrow the schema the answer is decoded by, for the fields every example copies
+from its input, to what the new input offers. Only a mode that spells the schema out in the prompt shows it.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ Pure functions.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,11 +27,9 @@ SPANS_VERSION = 1  # bump whenever what a field is offered changes: records that
 
 Pair = tuple[str, str]  # (input JSON, output JSON)
 
-# Hyphens and apostrophes split words: "Oslo" stays reachable in "Oslo-based", and "Jean-Luc" is still a span of two
-# words, because a span keeps whatever the input writes between its words.
-_WORD = re.compile(r"\w+", re.UNICODE)
-# A whole number as written: not part of a word or a decimal; a minus only where it cannot be a range's dash.
-_NUMBER = re.compile(r"(?:(?<![\w.\-])-)?(?<![\w.])\d+(?![\w.]*\d)")
+# A whole number as written: not part of a word or a decimal; a minus only where it cannot be a range's dash. Past 18
+# digits it is an identifier, not a quantity.
+_NUMBER = re.compile(r"(?:(?<![\w.\-])-)?(?<![\w.])\d{1,18}(?![\w.]*\d)")
 _SLACK = 1  # words beyond the longest example value: a longer name than any shown stays reachable
 # Most values one field, and all fields together, are offered: the largest enums structured outputs take (a
 # longer input leaves the field free, as without spans) and a grammar that stays small.
@@ -62,17 +62,60 @@ def _integers(value: Any) -> Iterator[int]:
             yield leaf
 
 
-def _spans(value: Any, most_words: int | None) -> list[str]:
-    """Every run of up to `most_words` consecutive words of each of the input's strings (None: any length), as the
-    input writes it (its spaces and punctuation between the words kept), in reading order."""
+def _word_char(char: str) -> bool:
+    # Letters, digits and the combining marks that belong to them (Devanagari vowel signs, a decomposed accent).
+    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
+
+
+def _words(text: str) -> list[tuple[int, int]]:
+    """Where each word starts and ends. Hyphens and apostrophes split words: "Oslo" stays reachable in
+    "Oslo-based", and "Jean-Luc" is still a span of two words, because a span keeps what the input writes between
+    its words."""
+    found: list[tuple[int, int]] = []
+    start = None
+    for index, char in enumerate(text):
+        if _word_char(char):
+            start = index if start is None else start
+        elif start is not None:
+            found.append((start, index))
+            start = None
+    if start is not None:
+        found.append((start, len(text)))
+    return found
+
+
+def _offerable(span: str) -> bool:
+    """No character that JSON must escape: a quote, a backslash or a control character. Grammar converters do not
+    all escape them inside an enum's literals, and an extracted value rarely holds one."""
+    return not any(char in '"\\' or char < " " for char in span)
+
+
+def _spans(value: Any, most_words: int) -> list[str]:
+    """Every run of up to `most_words` consecutive words of each of the input's strings, as the input writes it
+    (its spaces and punctuation between the words kept), in reading order."""
     found: dict[str, None] = {}
     for text in _texts(value):
-        words = list(_WORD.finditer(text))
-        for start, first in enumerate(words):
-            stop = len(words) if most_words is None else min(len(words), start + most_words)
-            for last in words[start:stop]:
-                found[text[first.start() : last.end()]] = None
+        words = _words(text)
+        for first, (start, _) in enumerate(words):
+            for _, end in words[first : first + most_words]:
+                if _offerable(span := text[start:end]):
+                    found[span] = None
     return list(found)
+
+
+def _is_span(value: str, data: Any) -> bool:
+    """Whether `value` is a run of words of one of the input's strings (any length), and offerable."""
+    if not value or not _offerable(value):
+        return False
+    for text in _texts(data):
+        words = _words(text)
+        starts, ends = {s for s, _ in words}, {e for _, e in words}
+        at = text.find(value)
+        while at >= 0:
+            if at in starts and at + len(value) in ends:
+                return True
+            at = text.find(value, at + 1)
+    return False
 
 
 def _kind(schema: Mapping[str, Any]) -> str | None:
@@ -86,22 +129,27 @@ def _kind(schema: Mapping[str, Any]) -> str | None:
 def copied_fields(schema: Mapping[str, Any], pool: Sequence[Pair]) -> dict[str, int]:
     """The output fields every example in `pool` copies from its input, in the schema's order, each with the most
     words its example values have (0 for an integer field). Empty when there are no examples or nothing is copied."""
-    properties: Mapping[str, Any] = schema.get("properties") or {}
+    return dict(_copied(json.dumps(schema), tuple(pool)))
+
+
+@functools.lru_cache(maxsize=256)  # every render of a task asks again, with the same schema and pool
+def _copied(schema_json: str, pool: tuple[Pair, ...]) -> tuple[tuple[str, int], ...]:
+    properties: Mapping[str, Any] = json.loads(schema_json).get("properties") or {}
     if not pool:
-        return {}
+        return ()
     examples = [(json.loads(i), json.loads(o)) for i, o in pool]
-    found: dict[str, int] = {}
+    found: list[tuple[str, int]] = []
     for name, field in properties.items():
         kind = _kind(field) if isinstance(field, Mapping) else None
         if kind is None or any(not isinstance(out, dict) or name not in out for _, out in examples):
             continue
-        values = [out[name] for _, out in examples]
+        values = [(out[name], data) for data, out in examples]
         if kind == "integer":
-            if all(type(v) is int and v in set(_integers(data)) for v, (data, _) in zip(values, examples, strict=True)):
-                found[name] = 0
-        elif all(isinstance(v, str) and v in _spans(data, None) for v, (data, _) in zip(values, examples, strict=True)):
-            found[name] = max(len(_WORD.findall(v)) for v in values)
-    return found
+            if all(type(v) is int and v in set(_integers(data)) for v, data in values):
+                found.append((name, 0))
+        elif all(isinstance(v, str) and _is_span(v, data) for v, data in values):
+            found.append((name, max(len(_words(v)) for v, _ in values)))
+    return tuple(found)
 
 
 def copied_schema(schema: Mapping[str, Any], pool: Sequence[Pair], input_json: str) -> dict[str, Any] | None:

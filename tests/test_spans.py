@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import robustprompt as rp
-from robustprompt._adapt import candidates
+from robustprompt._adapt import ScoringCase, _Search, _Tally, candidates, plan, plan_with_spans
 from robustprompt._prompt import OutputMode, Prompt
 from robustprompt._renderings import Configuration
 from robustprompt._spans import copied_fields, copied_schema
@@ -108,7 +110,7 @@ def test_every_span_offered_is_the_input_as_written_and_the_examples_own_value_i
     schema = copied_schema(Labelled.model_json_schema(), [example], example[0])
     assert schema is not None
     offered = schema["properties"]["name"]["enum"]
-    assert value in offered and len(offered) == len(set(offered))
+    assert value in offered
     for span in offered:
         assert span in text and span == span.strip() and re.fullmatch(r"\w.*\w|\w", span, re.DOTALL)
         assert len(re.findall(r"\w+", span)) <= stop - start + 1
@@ -229,3 +231,53 @@ def test_an_input_too_long_to_list_leaves_the_field_free() -> None:
     assert schema is not None
     assert "enum" not in schema["properties"]["name"] and "enum" not in schema["properties"]["city"]
     assert schema["properties"]["age"]["enum"][-1] == 40  # a short list is still given
+
+
+def test_a_value_json_must_escape_is_never_offered() -> None:
+    # Grammar converters do not all escape a quote or a backslash inside an enum's literals.
+    schema = copied_schema(SCHEMA, POOL, json.dumps({"text": 'Dwayne "Rock" Johnson, 50, C:\\Temp\nOslo'}))
+    assert schema is not None
+    names = schema["properties"]["name"]["enum"]
+    assert "Dwayne" in names and "Rock" in names and "Temp" in names and "Oslo" in schema["properties"]["city"]["enum"]
+    assert not any('"' in n or "\\" in n or "\n" in n for n in names)
+    quoted = [pair('Yui "Sunny" Ito is 41, in Kyoto.', Person(name='Yui "Sunny" Ito', age=41, city="Kyoto"))]
+    assert "name" not in copied_fields(SCHEMA, quoted)  # an example value that cannot be offered is not copied
+
+
+def test_words_keep_their_combining_marks() -> None:
+    devanagari = "राजेश कुमार, 40, दिल्ली"
+    decomposed = unicodedata.normalize("NFD", "José Núñez, 40, Logroño")
+    for text, city in ((devanagari, "दिल्ली"), (decomposed, unicodedata.normalize("NFD", "Logroño"))):
+        schema = copied_schema(SCHEMA, POOL, json.dumps({"text": text}, ensure_ascii=False))
+        assert schema is not None and city in schema["properties"]["city"]["enum"]
+
+
+def test_a_digit_run_too_long_for_a_quantity_is_not_a_number() -> None:
+    schema = copied_schema(SCHEMA, POOL, json.dumps({"text": "Ann, id " + "9" * 5000 + ", is 7"}))
+    assert schema is not None and schema["properties"]["age"]["enum"] == [7]
+
+
+@given(st.integers(1, 120), st.integers(1, 40), st.integers(1, 2000), st.booleans())
+def test_the_spans_step_is_planned_within_the_budget(candidates: int, cases: int, budget: int, copies: bool) -> None:
+    rounds, refining = plan_with_spans(candidates, cases, budget, copies)
+    assert sum(a * c for a, c in rounds) + refining <= budget
+    if refining:
+        assert copies and refining == sum(c for _, c in rounds) >= 4 and budget >= 2 * cases
+    else:
+        assert rounds == plan(candidates, cases, budget)
+
+
+def test_the_spans_step_wins_on_accuracy_or_validity_never_on_tokens_or_latency() -> None:
+    configs = [Configuration("turns", "text", mode=OutputMode.GRAMMAR), Configuration("listed", "text")]
+    cases = [ScoringCase(json.dumps({"text": str(i)}), {}) for i in range(4)]
+    search = _Search(configs, cases, 100, copies=True)
+    for number in range(len(search.rounds)):
+        search.jobs(number)
+    search.tallies[0] = _Tally(correct=3, valid=4, n=4, prompt_tokens=400, latency=4.0, live=4)
+    search.tallies[1] = _Tally(correct=2, valid=4, n=4, prompt_tokens=400, latency=4.0, live=4)
+    jobs = search.refinement()
+    assert [case for _, case in jobs] == cases and search.configs[-1] == replace(configs[0], spans=True)
+    search.tallies[-1] = _Tally(correct=3, valid=4, n=4, prompt_tokens=100, latency=0.4, live=4)  # same score, cheaper
+    assert search.winner() == 0
+    search.tallies[-1] = _Tally(correct=4, valid=4, n=4, prompt_tokens=900, latency=9.0, live=4)  # better, dearer
+    assert search.winner() == 2
