@@ -19,7 +19,8 @@ cost (calls, tokens, seconds) and, per layout/input format, the best leave-one-o
 
 `--examples dev` gives each task a larger pool: its 4 examples and the 12 labelled cases of benchmarks/data/dev
 (written apart from the test cases), 16 in all. "as-is" then shows all 16; adapt scores leave-one-out on the 16,
-and can show a few per input (`similar` by shared words, `nearest` by the model's own embeddings).
+and can show a few per input (`similar` by shared words, `nearest` by the model's own embeddings). Where every
+example copies its fields from its input (people), adapt ends by trying its winner with copied spans.
 """
 
 from __future__ import annotations
